@@ -1,0 +1,440 @@
+//! The command tree, as clap derive structs.
+//!
+//! ```text
+//! kairos [--endpoint URL] [-o table|json|yaml] [--log-format text|json]
+//!   dev        one-node scheduler group plus a local executor, in one process
+//!   scheduler  one node of a scheduler group
+//!   executor   an agent that runs jobs
+//!   job        apply | get | list | delete | run | pause | resume | preview
+//!   exec       list | get | logs | cancel
+//!   cluster    status | add-scheduler | remove-scheduler | transfer-leader
+//!   executors  the connected executors
+//! ```
+//!
+//! Role flags are all `Option` (or an empty `Vec`) and carry no clap default: clap
+//! fills them from the command line or from `KAIROS_<FLAG>`, and
+//! [`crate::settings`] falls back to the `--config` file and then to the default, so
+//! the precedence flag > environment > file > default holds for every flag. The
+//! defaults are therefore written in the help text, not in `default_value`.
+//!
+//! Parsing of individual values (addresses, durations, `KEY=VALUE` pairs) lives in
+//! [`crate::settings::values`], so a flag, an environment variable and a config-file
+//! entry are held to the same rules. Nothing here talks to the network or reads files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::OutputFormat;
+use crate::settings::values;
+
+/// The scheduler a client command talks to when `--endpoint` is not given.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
+
+/// Kairos: a distributed cron service.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kairos",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Scheduler gRPC endpoint for client commands (URL or HOST:PORT).
+    #[arg(
+        long,
+        global = true,
+        env = "KAIROS_ENDPOINT",
+        default_value = DEFAULT_ENDPOINT,
+        value_name = "URL",
+        help_heading = GLOBAL_HEADING
+    )]
+    pub endpoint: String,
+
+    /// Output of client commands: a table for people, or the gRPC response as proto3
+    /// JSON (what grpcurl prints) or YAML for scripts.
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        value_name = "FORMAT",
+        help_heading = GLOBAL_HEADING
+    )]
+    pub output: OutputFormat,
+
+    /// Log lines on stderr as text or JSON [default: text]; RUST_LOG sets the level.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "KAIROS_LOG_FORMAT",
+        value_name = "FORMAT",
+        help_heading = GLOBAL_HEADING
+    )]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the flags every subcommand accepts are listed in `--help`.
+const GLOBAL_HEADING: &str = "Global options";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    // Human-readable lines.
+    #[default]
+    Text,
+    // One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a one-node scheduler group and one local executor in this process.
+    Dev(DevArgs),
+    /// Run one scheduler node.
+    Scheduler(SchedulerArgs),
+    /// Run an executor agent that dials the scheduler group and runs jobs.
+    Executor(ExecutorArgs),
+    /// Create, inspect, run and pause jobs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Inspect, follow and cancel executions.
+    Exec {
+        #[command(subcommand)]
+        command: ExecCommand,
+    },
+    /// Inspect and change the scheduler group.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// List the connected executors.
+    Executors,
+}
+
+/// `kairos dev`: everything on one machine, for trying Kairos out and for tests.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// TOML file with defaults for these flags (keys are the flag names).
+    #[arg(long, env = "KAIROS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where the scheduler keeps its data [default: ./kairos-data].
+    #[arg(long, env = "KAIROS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// gRPC listen address; port 0 picks a free port [default: 127.0.0.1:7070].
+    #[arg(long, env = "KAIROS_GRPC_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// HTTP listen address (web UI, /metrics) [default: 127.0.0.1:8080].
+    #[arg(long, env = "KAIROS_HTTP_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Write the bound addresses here once listening (`grpc=...` and `http=...` lines).
+    #[arg(long, env = "KAIROS_ADDR_FILE", value_name = "PATH")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Name of the local executor [default: local].
+    #[arg(long, env = "KAIROS_EXECUTOR_ID", value_name = "NAME")]
+    pub executor_id: Option<String>,
+
+    /// Tag of the local executor; repeat for several (KAIROS_TAG: comma-separated).
+    #[arg(
+        long = "tag",
+        env = "KAIROS_TAG",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = values::tag
+    )]
+    pub tags: Vec<(String, String)>,
+
+    /// Runs the local executor takes at once [default: 16].
+    #[arg(long, env = "KAIROS_CAPACITY", value_name = "N")]
+    pub capacity: Option<u32>,
+
+    /// Time between SIGTERM and SIGKILL for a timed-out or cancelled run [default: 2s].
+    #[arg(long, env = "KAIROS_KILL_GRACE", value_name = "DURATION", value_parser = values::duration)]
+    pub kill_grace: Option<Duration>,
+}
+
+/// `kairos scheduler`: one node of the raft group.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// TOML file with defaults for these flags (keys are the flag names).
+    #[arg(long, env = "KAIROS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This node's raft id: non-zero and unique in the group (required).
+    #[arg(long, env = "KAIROS_NODE_ID", value_name = "N")]
+    pub node_id: Option<u64>,
+
+    /// Where the raft log and the state machine are kept (required).
+    #[arg(long, env = "KAIROS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// gRPC listen address (API, executors, raft); port 0 picks a free port
+    /// [default: 127.0.0.1:7070].
+    #[arg(long, env = "KAIROS_GRPC_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// HTTP listen address (web UI, /metrics, JSON API) [default: 127.0.0.1:8080].
+    #[arg(long, env = "KAIROS_HTTP_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Initial voters, this node included: ID=HOST:PORT, comma-separated or repeated.
+    /// Omitted: a single-node group.
+    #[arg(
+        long,
+        env = "KAIROS_PEERS",
+        value_name = "ID=HOST:PORT,...",
+        value_delimiter = ',',
+        value_parser = values::peer
+    )]
+    pub peers: Vec<(u64, String)>,
+
+    /// Write the bound addresses here once listening (`grpc=...` and `http=...` lines).
+    #[arg(long, env = "KAIROS_ADDR_FILE", value_name = "PATH")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Raft's clock period [default: 50ms].
+    #[arg(long, env = "KAIROS_TICK_INTERVAL", value_name = "DURATION", value_parser = values::duration)]
+    pub tick_interval: Option<Duration>,
+
+    /// Ticks without a leader heartbeat before a follower campaigns [default: 20].
+    #[arg(long, env = "KAIROS_ELECTION_TICKS", value_name = "N")]
+    pub election_ticks: Option<usize>,
+
+    /// Ticks between leader heartbeats [default: 2].
+    #[arg(long, env = "KAIROS_HEARTBEAT_TICKS", value_name = "N")]
+    pub heartbeat_ticks: Option<usize>,
+}
+
+/// `kairos executor`: a stateless agent.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// TOML file with defaults for these flags (keys are the flag names).
+    #[arg(long, env = "KAIROS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Scheduler gRPC addresses, any member of the group (required).
+    #[arg(
+        long,
+        env = "KAIROS_SCHEDULERS",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
+    pub schedulers: Vec<String>,
+
+    /// This executor's name, as job targets and operators see it (required).
+    #[arg(long, env = "KAIROS_ID", value_name = "NAME")]
+    pub id: Option<String>,
+
+    /// A tag job selectors can match; repeat for several (KAIROS_TAG: comma-separated).
+    #[arg(
+        long = "tag",
+        env = "KAIROS_TAG",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = values::tag
+    )]
+    pub tags: Vec<(String, String)>,
+
+    /// Runs taken at once [default: 16].
+    #[arg(long, env = "KAIROS_CAPACITY", value_name = "N")]
+    pub capacity: Option<u32>,
+
+    /// Time between SIGTERM and SIGKILL for a timed-out or cancelled run [default: 2s].
+    #[arg(long, env = "KAIROS_KILL_GRACE", value_name = "DURATION", value_parser = values::duration)]
+    pub kill_grace: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Create or update the jobs in a YAML or JSON file.
+    Apply {
+        /// File with one job, several YAML documents, or a list; `-` reads stdin.
+        #[arg(
+            short = 'f',
+            long = "file",
+            visible_alias = "filename",
+            value_name = "FILE"
+        )]
+        file: String,
+    },
+    /// Show one job.
+    Get {
+        /// The job's name.
+        name: String,
+    },
+    /// List every job.
+    List,
+    /// Delete a job (its history goes with it).
+    Delete {
+        /// The job's name.
+        name: String,
+    },
+    /// Start a run now, whatever the schedule says.
+    Run {
+        /// The job's name.
+        name: String,
+        /// Wait until the run (and its retries) end; exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this long (the run goes on).
+        #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = values::duration, requires = "wait")]
+        timeout: Duration,
+    },
+    /// Stop firing a job until it is resumed.
+    Pause {
+        /// The job's name.
+        name: String,
+        /// Why, shown in `job get`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// The job's name.
+        name: String,
+    },
+    /// Show the instants a stored job, or one in a file, would fire at.
+    #[command(group = clap::ArgGroup::new("subject").required(true).args(["name", "file"]))]
+    Preview {
+        /// A stored job.
+        name: Option<String>,
+        /// A job document (only schedule and timezone are read); `-` reads stdin.
+        #[arg(
+            short = 'f',
+            long = "file",
+            visible_alias = "filename",
+            value_name = "FILE"
+        )]
+        file: Option<String>,
+        /// Instants strictly after this time (RFC 3339) [default: now].
+        #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
+        from: Option<DateTime<Utc>>,
+        /// Instants at or before this time (RFC 3339) [default: unbounded].
+        #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
+        to: Option<DateTime<Utc>>,
+        /// At most this many instants [default: the server's, 10].
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecCommand {
+    /// List executions, newest first.
+    List {
+        /// Only this job's executions.
+        #[arg(long, value_name = "NAME")]
+        job: Option<String>,
+        /// At most this many; 0 lists them all.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+    },
+    /// Show one execution and its output.
+    Get {
+        /// The execution's id.
+        id: String,
+    },
+    /// Print an execution's output.
+    Logs {
+        /// The execution's id.
+        id: String,
+        /// Keep printing until the execution ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Stop a pending or running execution.
+    Cancel {
+        /// The execution's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the schedulers (role, term, commit and applied index) and the executors.
+    Status,
+    /// Admit a scheduler started with an empty data dir as a voter.
+    AddScheduler {
+        /// Its raft id.
+        id: u64,
+        /// Its gRPC address (HOST:PORT).
+        addr: String,
+    },
+    /// Remove a scheduler from the group.
+    RemoveScheduler {
+        /// Its raft id.
+        id: u64,
+    },
+    /// Hand leadership to another scheduler.
+    TransferLeader {
+        /// The raft id of the scheduler to lead.
+        id: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() -> anyhow::Result<()> {
+        let cli =
+            Cli::try_parse_from(["kairos", "job", "list", "-o", "json", "--endpoint", "h:1"])?;
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.endpoint, "h:1");
+        Ok(())
+    }
+
+    #[test]
+    fn preview_needs_a_name_or_a_file_but_not_both() {
+        assert!(Cli::try_parse_from(["kairos", "job", "preview"]).is_err());
+        assert!(Cli::try_parse_from(["kairos", "job", "preview", "a", "-f", "x.yaml"]).is_err());
+        assert!(Cli::try_parse_from(["kairos", "job", "preview", "-f", "x.yaml"]).is_ok());
+        assert!(Cli::try_parse_from(["kairos", "job", "preview", "a", "--limit", "3"]).is_ok());
+    }
+
+    #[test]
+    fn repeated_and_comma_separated_tags_both_work() -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from([
+            "kairos",
+            "executor",
+            "--tag",
+            "role=web,region=eu",
+            "--tag",
+            "disk=ssd",
+        ])?;
+        let Command::Executor(args) = cli.command else {
+            anyhow::bail!("parsed as another command");
+        };
+        let keys: Vec<&str> = args.tags.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["role", "region", "disk"]);
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! `kairos cluster ...` and `kairos executors`: the scheduler group and its agents.
+//!
+//! Every membership command (`add-scheduler`, `remove-scheduler`,
+//! `transfer-leader`) returns the group's status after the change and prints it like
+//! `cluster status`, so the operator sees the result at once. Membership changes go
+//! through raft on the server; this module only asks for them and shows the answer.
+//!
+//! Table mode shows the leader, then one row per scheduler (id order, as the server
+//! sends it), then the executors; times of executors are shown relative to now
+//! (`connected 3m ago`, `heartbeat 1s ago`), since that is what liveness is about.
+
+use chrono::{DateTime, Utc};
+use kairos_proto::v1 as pb;
+
+use super::{Client, unary};
+use crate::args::ClusterCommand;
+use crate::output::{self, Table};
+
+pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()> {
+    let mut cluster = client.cluster();
+    let (status, note) = match command {
+        ClusterCommand::Status => (
+            cluster.get_status(unary(pb::GetStatusRequest {})).await?,
+            None,
+        ),
+        ClusterCommand::AddScheduler { id, addr } => (
+            cluster
+                .add_scheduler(unary(pb::AddSchedulerRequest {
+                    id,
+                    addr: addr.clone(),
+                }))
+                .await?,
+            Some(format!("scheduler {id} ({addr}) added")),
+        ),
+        ClusterCommand::RemoveScheduler { id } => (
+            cluster
+                .remove_scheduler(unary(pb::RemoveSchedulerRequest { id }))
+                .await?,
+            Some(format!("scheduler {id} removed")),
+        ),
+        ClusterCommand::TransferLeader { id } => (
+            cluster
+                .transfer_leader(unary(pb::TransferLeaderRequest { id }))
+                .await?,
+            Some(format!("leadership transfer to scheduler {id} requested")),
+        ),
+    };
+    let status = status.into_inner();
+    output::emit(client.output(), &status, |status| {
+        let mut text = note.map(|n| format!("{n}\n\n")).unwrap_or_default();
+        text.push_str(&status_text(status, Utc::now()));
+        text
+    })
+}
+
+/// `kairos executors`.
+pub async fn executors(client: &Client) -> anyhow::Result<()> {
+    let response = client
+        .cluster()
+        .list_executors(unary(pb::ListExecutorsRequest {}))
+        .await?
+        .into_inner();
+    output::emit(client.output(), &response, |r| {
+        executors_table(&r.executors, Utc::now())
+    })
+}
+
+/// `cluster status` as text: the leader line, the schedulers, the executors.
+pub fn status_text(status: &pb::ClusterStatus, now: DateTime<Utc>) -> String {
+    let leader = match (status.leader_id, status.leader_addr.as_str()) {
+        (0, _) => "none (election in progress or no quorum)".to_string(),
+        (id, "") => id.to_string(),
+        (id, addr) => format!("{id} ({addr})"),
+    };
+    let mut text = format!("Leader: {leader}\n");
+    if status.answered_by != 0 {
+        text.push_str(&format!("Answered by: {}\n", status.answered_by));
+    }
+    text.push('\n');
+    let mut table = Table::new(&[
+        "ID",
+        "ADDRESS",
+        "ROLE",
+        "TERM",
+        "COMMIT",
+        "APPLIED",
+        "REACHABLE",
+    ]);
+    for s in &status.schedulers {
+        table.row(vec![
+            s.id.to_string(),
+            output::or_none(&s.addr),
+            output::or_none(&s.role),
+            s.term.to_string(),
+            s.commit_index.to_string(),
+            s.applied_index.to_string(),
+            if s.reachable { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    text.push_str(&table.render());
+    text.push('\n');
+    if status.executors.is_empty() {
+        text.push_str("No executors connected.\n");
+    } else {
+        text.push_str(&executors_table(&status.executors, now));
+    }
+    text
+}
+
+/// The executors as a table.
+pub fn executors_table(executors: &[pb::ExecutorStatus], now: DateTime<Utc>) -> String {
+    let mut table = Table::new(&[
+        "ID",
+        "TAGS",
+        "RUNNING",
+        "CAPACITY",
+        "SCHEDULER",
+        "CONNECTED",
+        "HEARTBEAT",
+        "VERSION",
+    ]);
+    for e in executors {
+        table.row(vec![
+            e.id.clone(),
+            output::pairs(&e.tags),
+            e.running.to_string(),
+            e.capacity.to_string(),
+            if e.scheduler_id == 0 {
+                output::NONE.to_string()
+            } else {
+                e.scheduler_id.to_string()
+            },
+            output::relative(e.connected_at.as_ref(), now),
+            output::relative(e.last_heartbeat_at.as_ref(), now),
+            output::or_none(&e.version),
+        ]);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn status_lists_schedulers_and_executors() -> anyhow::Result<()> {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")?.with_timezone(&Utc);
+        let status = pb::ClusterStatus {
+            leader_id: 1,
+            leader_addr: "127.0.0.1:7070".into(),
+            schedulers: vec![pb::SchedulerStatus {
+                id: 1,
+                addr: "127.0.0.1:7070".into(),
+                role: "leader".into(),
+                term: 3,
+                commit_index: 120,
+                applied_index: 120,
+                reachable: true,
+            }],
+            executors: vec![pb::ExecutorStatus {
+                id: "local".into(),
+                tags: HashMap::from([("zone".into(), "a".into()), ("role".into(), "web".into())]),
+                capacity: 16,
+                last_heartbeat_at: Some(output::timestamp(now - chrono::Duration::seconds(2))),
+                scheduler_id: 1,
+                ..Default::default()
+            }],
+            answered_by: 1,
+        };
+        let text = status_text(&status, now);
+        assert!(text.starts_with("Leader: 1 (127.0.0.1:7070)\n"), "{text}");
+        assert!(text.contains("leader   3"), "{text}");
+        assert!(text.contains("role=web,zone=a"), "tags sorted: {text}");
+        assert!(text.contains("2s ago"), "{text}");
+        Ok(())
+    }
+}

@@ -1,0 +1,543 @@
+//! `kairos job ...`: jobs as documents, and the handles on them.
+//!
+//! - `apply -f FILE` upserts each job in the file with `PutJob`, in file order, and
+//!   stops at the first refusal. Table mode prints `job/NAME created|updated|unchanged`
+//!   as each one lands; JSON/YAML mode prints the `PutJobResponse` (a list of them
+//!   when the file had several jobs). The error line says which jobs were applied
+//!   before the failure and which were not tried, so a partial apply is never a
+//!   surprise. The file is read and checked completely before the first call, and
+//!   two jobs with the same name in one file are refused.
+//! - `list` follows `next_page_token` to the end and prints one merged
+//!   `ListJobsResponse` (empty token) in JSON/YAML mode.
+//! - `run --wait` polls the execution (see [`super::exec::wait`]) and exits non-zero
+//!   unless it, or one of its retries, succeeded.
+//! - `preview` shows each instant in UTC and in the job's zone.
+//!
+//! Not here: validation of job fields; the server owns it and its
+//! `InvalidArgument` messages are passed on untouched.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use chrono::Utc;
+use kairos_proto::v1 as pb;
+
+use super::{Client, exec, job_file, unary};
+use crate::args::JobCommand;
+use crate::output::{self, Fields, OutputFormat, Table};
+
+/// Jobs asked for per `ListJobs` page.
+const LIST_PAGE_SIZE: u32 = 500;
+
+pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Apply { file } => apply(client, &file).await,
+        JobCommand::Get { name } => {
+            let job = client
+                .jobs()
+                .get_job(unary(pb::GetJobRequest { name }))
+                .await?
+                .into_inner();
+            output::emit(client.output(), &job, |job| job_detail(job, Utc::now()))
+        }
+        JobCommand::List => {
+            let list = list_all(client).await?;
+            output::emit(client.output(), &list, |list| jobs_table(&list.jobs))
+        }
+        JobCommand::Delete { name } => {
+            let response = client
+                .jobs()
+                .delete_job(unary(pb::DeleteJobRequest { name: name.clone() }))
+                .await?
+                .into_inner();
+            output::emit(client.output(), &response, |_| {
+                format!("job/{name} deleted\n")
+            })
+        }
+        JobCommand::Run {
+            name,
+            wait,
+            timeout,
+        } => {
+            let response = client
+                .jobs()
+                .run_job(unary(pb::RunJobRequest { name: name.clone() }))
+                .await?
+                .into_inner();
+            let Some(execution) = response.execution.clone() else {
+                bail!("the scheduler started job/{name} but returned no execution");
+            };
+            if !wait {
+                return output::emit(client.output(), &response, |_| {
+                    format!(
+                        "job/{name}: execution {} {}\n",
+                        execution.id,
+                        output::or_none(&execution.status)
+                    )
+                });
+            }
+            let finished = exec::wait(client, execution, timeout).await?;
+            output::emit(client.output(), &finished, |e| {
+                exec::execution_detail(e, Utc::now())
+            })?;
+            exec::require_success(&finished)
+        }
+        JobCommand::Pause { name, reason } => {
+            let job = client
+                .jobs()
+                .pause_job(unary(pb::PauseJobRequest {
+                    name: name.clone(),
+                    reason: reason.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            output::emit(client.output(), &job, |_| format!("job/{name} paused\n"))
+        }
+        JobCommand::Resume { name } => {
+            let job = client
+                .jobs()
+                .resume_job(unary(pb::ResumeJobRequest { name: name.clone() }))
+                .await?
+                .into_inner();
+            output::emit(client.output(), &job, |job| {
+                let next = job.status.as_ref().and_then(|s| s.next_fire_at.as_ref());
+                match next {
+                    Some(at) => {
+                        format!("job/{name} resumed; next fire {}\n", output::utc(Some(at)))
+                    }
+                    None => format!("job/{name} resumed\n"),
+                }
+            })
+        }
+        JobCommand::Preview {
+            name,
+            file,
+            from,
+            to,
+            limit,
+        } => {
+            let subject = match (name, file) {
+                (Some(name), None) => pb::preview_schedule_request::Subject::Name(name),
+                (None, Some(file)) => {
+                    pb::preview_schedule_request::Subject::Job(single_job(&file).await?)
+                }
+                _ => bail!("give either a job name or -f FILE"),
+            };
+            let response = client
+                .jobs()
+                .preview_schedule(unary(pb::PreviewScheduleRequest {
+                    subject: Some(subject),
+                    from: from.map(output::timestamp),
+                    to: to.map(output::timestamp),
+                    limit: limit.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            output::emit(client.output(), &response, preview_table)
+        }
+    }
+}
+
+/// `job apply`: every job in the file, in order, stopping at the first refusal.
+async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
+    let (source, text) = job_file::read(file).await?;
+    let docs = job_file::parse(&source, &text)?;
+    if docs.is_empty() {
+        bail!("{source}: no jobs found");
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for doc in &docs {
+        if doc.job.name.is_empty() {
+            bail!("{source}: {}: the job has no name", doc.origin);
+        }
+        if let Some(first) = seen.insert(&doc.job.name, &doc.origin) {
+            bail!(
+                "{source}: job {} appears twice ({first} and {})",
+                doc.job.name,
+                doc.origin
+            );
+        }
+    }
+
+    let table = client.output() == OutputFormat::Table;
+    let mut jobs = client.jobs();
+    let mut responses: Vec<pb::PutJobResponse> = Vec::new();
+    for (index, doc) in docs.iter().enumerate() {
+        let name = &doc.job.name;
+        let result = jobs
+            .put_job(unary(pb::PutJobRequest {
+                job: Some(doc.job.clone()),
+                expected_version: None,
+            }))
+            .await;
+        match result {
+            Ok(response) => {
+                let response = response.into_inner();
+                if table {
+                    let verb = if response.result.is_empty() {
+                        "applied"
+                    } else {
+                        response.result.as_str()
+                    };
+                    output::print(&format!("job/{name} {verb}\n"))?;
+                }
+                responses.push(response);
+            }
+            Err(status) => {
+                if !table && docs.len() > 1 {
+                    print_responses(client.output(), &responses)?;
+                }
+                let applied = job_list(docs[..index].iter().map(|d| &d.job.name));
+                let not_tried = job_list(docs[index + 1..].iter().map(|d| &d.job.name));
+                return Err(anyhow::Error::new(status).context(format!(
+                    "job/{name} ({}) was refused (applied before it: {applied}; not tried: {not_tried})",
+                    doc.origin
+                )));
+            }
+        }
+    }
+    if !table {
+        if let [only] = responses.as_slice() {
+            output::emit(client.output(), only, |_| String::new())?;
+        } else {
+            print_responses(client.output(), &responses)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_responses(format: OutputFormat, responses: &[pb::PutJobResponse]) -> anyhow::Result<()> {
+    output::emit(format, &responses, |_| String::new())
+}
+
+/// `job/a, job/b`, or `none`.
+fn job_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<String> = names.map(|n| format!("job/{n}")).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The one job in a file (for `preview -f`).
+async fn single_job(file: &str) -> anyhow::Result<pb::Job> {
+    let (source, text) = job_file::read(file).await?;
+    let mut docs = job_file::parse(&source, &text)?;
+    match docs.len() {
+        1 => Ok(docs.remove(0).job),
+        0 => bail!("{source}: no job found"),
+        n => bail!("{source}: holds {n} jobs; preview takes one"),
+    }
+}
+
+/// Every job, following pages to the end, as one response.
+async fn list_all(client: &Client) -> anyhow::Result<pb::ListJobsResponse> {
+    let mut jobs = client.jobs();
+    let mut all = pb::ListJobsResponse::default();
+    let mut token = String::new();
+    loop {
+        let page = jobs
+            .list_jobs(unary(pb::ListJobsRequest {
+                page_size: LIST_PAGE_SIZE,
+                page_token: token.clone(),
+            }))
+            .await?
+            .into_inner();
+        all.jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        if page.next_page_token == token {
+            bail!("the scheduler returned the same page token twice ({token:?})");
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// `job list` as a table.
+pub fn jobs_table(jobs: &[pb::Job]) -> String {
+    let mut table = Table::new(&[
+        "NAME",
+        "SCHEDULE",
+        "TZ",
+        "PAUSED",
+        "NEXT FIRE",
+        "LAST OUTCOME",
+    ]);
+    for job in jobs {
+        let status = job.status.as_ref();
+        table.row(vec![
+            job.name.clone(),
+            output::or_none(&job.schedule),
+            zone(&job.timezone).to_string(),
+            yes_no(job.paused).to_string(),
+            output::utc(status.and_then(|s| s.next_fire_at.as_ref())),
+            output::or_none(status.map_or("", |s| s.last_outcome.as_str())),
+        ]);
+    }
+    table.render()
+}
+
+/// `job get` as `Label: value` lines.
+pub fn job_detail(job: &pb::Job, now: chrono::DateTime<Utc>) -> String {
+    let mut fields = Fields::new();
+    fields
+        .add("Name", job.name.as_str())
+        .add_nonempty("Description", job.description.as_str())
+        .add("Schedule", output::or_none(&job.schedule))
+        .add("Timezone", zone(&job.timezone))
+        .add("Action", action(job))
+        .add("Target", target(job.target.as_ref()));
+    fields
+        .add_nonempty("Timeout", job.timeout.as_str())
+        .add_nonempty("Retry", retry(job.retry.as_ref()))
+        .add_nonempty("Concurrency", job.concurrency.as_str())
+        .add_nonempty("Misfire", misfire(job.misfire.as_ref()));
+    if !job.parent.is_empty() {
+        let on = if job.parent_on.is_empty() {
+            "success"
+        } else {
+            job.parent_on.as_str()
+        };
+        fields.add("Parent", format!("{} (on {on})", job.parent));
+    }
+    if !job.metadata.is_empty() {
+        fields.add("Metadata", output::pairs(&job.metadata));
+    }
+    if let Some(keep) = job.history.as_ref().map(|h| h.keep).filter(|k| *k > 0) {
+        fields.add("History", format!("keep {keep}"));
+    }
+    let status = job.status.as_ref();
+    let paused = match status.map(|s| s.paused_reason.as_str()) {
+        Some(reason) if job.paused && !reason.is_empty() => format!("yes ({reason})"),
+        _ => yes_no(job.paused).to_string(),
+    };
+    fields
+        .add("Paused", paused)
+        .add("Version", job.version.to_string())
+        .add("Created", output::utc(job.created_at.as_ref()))
+        .add("Updated", output::utc(job.updated_at.as_ref()));
+    if let Some(status) = status {
+        let next = status.next_fire_at.as_ref();
+        let next = match next {
+            Some(at) => format!(
+                "{} ({})",
+                output::utc(Some(at)),
+                output::relative(Some(at), now)
+            ),
+            None => output::NONE.to_string(),
+        };
+        fields.add("Next fire", next).add(
+            "Last scheduled",
+            output::utc(status.last_scheduled_at.as_ref()),
+        );
+        let last = if status.last_outcome.is_empty() {
+            output::NONE.to_string()
+        } else {
+            format!(
+                "{} at {}",
+                status.last_outcome,
+                output::utc(status.last_finished_at.as_ref())
+            )
+        };
+        fields
+            .add("Last outcome", last)
+            .add("Running", status.running.to_string());
+        if !status.outcome_counts.is_empty() {
+            let mut counts: Vec<(&String, &u64)> = status.outcome_counts.iter().collect();
+            counts.sort();
+            let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            fields.add("Outcomes", counts.join(", "));
+        }
+    }
+    fields.render()
+}
+
+/// `job preview` as a table: each instant in UTC and in the schedule's zone.
+fn preview_table(response: &pb::PreviewScheduleResponse) -> String {
+    let zone_name = zone(&response.timezone).to_string();
+    let mut table = Table::new(&["UTC", &zone_name]);
+    for instant in &response.instants {
+        let utc = output::utc(Some(instant));
+        let local = output::instant(instant)
+            .and_then(|t| output::in_zone(t, &zone_name))
+            .unwrap_or_else(|| output::NONE.to_string());
+        table.row(vec![utc, local]);
+    }
+    table.render()
+}
+
+fn zone(timezone: &str) -> &str {
+    if timezone.is_empty() { "UTC" } else { timezone }
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+fn action(job: &pb::Job) -> String {
+    match &job.action {
+        Some(pb::job::Action::Shell(shell)) => {
+            let mut text = format!("shell: {}", shell.command);
+            if !shell.cwd.is_empty() {
+                text.push_str(&format!(" (in {})", shell.cwd));
+            }
+            if !shell.env.is_empty() {
+                text.push_str(&format!(" [env {}]", output::pairs(&shell.env)));
+            }
+            text
+        }
+        Some(pb::job::Action::Http(http)) => {
+            let method = if http.method.is_empty() {
+                "GET"
+            } else {
+                http.method.as_str()
+            };
+            format!("http: {method} {}", http.url)
+        }
+        None => output::NONE.to_string(),
+    }
+}
+
+fn target(target: Option<&pb::Target>) -> String {
+    let Some(target) = target else {
+        return "any executor (count 1)".to_string();
+    };
+    let selector = if target.selector.is_empty() {
+        "any executor"
+    } else {
+        target.selector.as_str()
+    };
+    let count = match target.count {
+        None => "count 1".to_string(),
+        Some(0) => "every match".to_string(),
+        Some(n) => format!("count {n}"),
+    };
+    let mut details = vec![count];
+    if !target.strategy.is_empty() {
+        details.push(target.strategy.clone());
+    }
+    if !target.wait.is_empty() {
+        details.push(format!("wait {}", target.wait));
+    }
+    format!("{selector} ({})", details.join(", "))
+}
+
+fn retry(retry: Option<&pb::RetryPolicy>) -> String {
+    let Some(retry) = retry.filter(|r| r.max_attempts > 1) else {
+        return String::new();
+    };
+    let mut text = format!("{} attempts", retry.max_attempts);
+    if !retry.backoff.is_empty() {
+        text.push_str(&format!(", backoff {}", retry.backoff));
+    }
+    if !retry.max_backoff.is_empty() {
+        text.push_str(&format!(", at most {}", retry.max_backoff));
+    }
+    text
+}
+
+fn misfire(misfire: Option<&pb::Misfire>) -> String {
+    let Some(misfire) = misfire else {
+        return String::new();
+    };
+    match (misfire.policy.as_str(), misfire.window.as_str()) {
+        ("", "") => String::new(),
+        (policy, "") => policy.to_string(),
+        ("", window) => format!("window {window}"),
+        (policy, window) => format!("{policy}, window {window}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> anyhow::Result<kairos_proto::Timestamp> {
+        Ok(output::timestamp(
+            chrono::DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc),
+        ))
+    }
+
+    #[test]
+    fn job_list_table() -> anyhow::Result<()> {
+        let jobs = vec![
+            pb::Job {
+                name: "nightly-report".into(),
+                schedule: "0 30 2 * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                status: Some(pb::JobStatus {
+                    next_fire_at: Some(ts("2026-11-29T01:30:00Z")?),
+                    last_outcome: "succeeded".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            pb::Job {
+                name: "adhoc".into(),
+                schedule: "@manual".into(),
+                paused: true,
+                ..Default::default()
+            },
+        ];
+        let text = jobs_table(&jobs);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("NAME"), "{text}");
+        assert!(lines[0].contains("NEXT FIRE") && lines[0].ends_with("LAST OUTCOME"));
+        assert!(lines[1].contains("Europe/Berlin") && lines[1].contains("2026-11-29T01:30:00Z"));
+        assert!(lines[1].ends_with("succeeded"));
+        assert!(
+            lines[2].contains("UTC") && lines[2].contains("yes"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn preview_shows_utc_and_the_zone() -> anyhow::Result<()> {
+        let response = pb::PreviewScheduleResponse {
+            instants: vec![ts("2026-03-29T01:00:00Z")?],
+            timezone: "Europe/Berlin".into(),
+        };
+        let text = preview_table(&response);
+        assert_eq!(
+            text,
+            "UTC                    Europe/Berlin\n\
+             2026-03-29T01:00:00Z   2026-03-29T03:00:00+02:00 CEST\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn job_detail_mentions_what_matters() {
+        let job = pb::Job {
+            name: "a".into(),
+            schedule: "@every 10s".into(),
+            action: Some(pb::job::Action::Shell(pb::ShellAction {
+                command: "echo hi".into(),
+                ..Default::default()
+            })),
+            retry: Some(pb::RetryPolicy {
+                max_attempts: 3,
+                backoff: "2s".into(),
+                max_backoff: String::new(),
+            }),
+            paused: true,
+            status: Some(pb::JobStatus {
+                paused_reason: "maintenance".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = job_detail(&job, Utc::now());
+        assert!(
+            text.contains("Action:") && text.contains("shell: echo hi"),
+            "{text}"
+        );
+        assert!(text.contains("3 attempts, backoff 2s"), "{text}");
+        assert!(text.contains("yes (maintenance)"), "{text}");
+        assert!(text.contains("Timezone:") && text.contains("UTC"), "{text}");
+    }
+}

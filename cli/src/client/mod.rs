@@ -1,0 +1,281 @@
+//! The client commands: gRPC calls to a scheduler, and what they print.
+//!
+//! Every client command talks to one endpoint (`--endpoint`, `KAIROS_ENDPOINT`,
+//! default `http://127.0.0.1:7070`). Any scheduler of the group will do: followers
+//! serve reads and forward writes to the leader; when one cannot, its `Unavailable`
+//! answer names the leader and the error line passes that on.
+//!
+//! - [`job`]: `kairos job ...` (apply, get, list, delete, run, pause, resume, preview)
+//! - [`exec`]: `kairos exec ...` (list, get, logs, cancel) and waiting for a run
+//! - [`cluster`]: `kairos cluster ...` and `kairos executors`
+//! - [`job_file`]: reading job documents (YAML or JSON, one or many)
+//!
+//! The channel connects lazily, so a command that reads a file fails on the file
+//! before it needs the network. A connection that cannot be made is reported as
+//! such, naming the endpoint, rather than as the bare `Unavailable` gRPC gives it.
+//! Unary calls carry a deadline ([`REQUEST_TIMEOUT`]); streams (`exec logs
+//! --follow`) do not, and rely on HTTP/2 keep-alives to notice a dead server.
+//!
+//! Not here: retries and leader-following. A command makes each call once and
+//! reports what came back; a script decides whether to try again.
+
+pub mod cluster;
+pub mod exec;
+pub mod job;
+pub mod job_file;
+
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use kairos_proto::v1 as pb;
+use tonic::codegen::http::Uri;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::args::{ClusterCommand, ExecCommand, GlobalArgs, JobCommand};
+use crate::output::OutputFormat;
+
+/// The port assumed when `--endpoint` names only a host.
+pub const DEFAULT_PORT: u16 = 7070;
+
+/// How long establishing the connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadline of every unary call.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/2 ping period on an idle or streaming connection.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// One client command, as parsed.
+#[derive(Debug)]
+pub enum Request {
+    Job(JobCommand),
+    Exec(ExecCommand),
+    Cluster(ClusterCommand),
+    Executors,
+}
+
+/// Runs one client command against `global.endpoint`.
+pub async fn run(global: &GlobalArgs, request: Request) -> anyhow::Result<()> {
+    let client = Client::new(&global.endpoint, global.output)?;
+    let result = match request {
+        Request::Job(command) => job::run(&client, command).await,
+        Request::Exec(command) => exec::run(&client, command).await,
+        Request::Cluster(command) => cluster::run(&client, command).await,
+        Request::Executors => cluster::executors(&client).await,
+    };
+    result.map_err(|e| client.explain(e))
+}
+
+/// A lazily connected channel to one scheduler, and the output format.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: String,
+    channel: Channel,
+    output: OutputFormat,
+}
+
+impl Client {
+    /// A client for `endpoint` (URL or `HOST:PORT`); nothing is dialled yet.
+    pub fn new(endpoint: &str, output: OutputFormat) -> anyhow::Result<Self> {
+        let endpoint = normalize_endpoint(endpoint)?;
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| anyhow!("--endpoint {endpoint}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Client {
+            endpoint,
+            channel,
+            output,
+        })
+    }
+
+    pub fn output(&self) -> OutputFormat {
+        self.output
+    }
+
+    pub fn jobs(&self) -> pb::job_service_client::JobServiceClient<Channel> {
+        pb::job_service_client::JobServiceClient::new(self.channel.clone())
+    }
+
+    pub fn executions(&self) -> pb::execution_service_client::ExecutionServiceClient<Channel> {
+        pb::execution_service_client::ExecutionServiceClient::new(self.channel.clone())
+    }
+
+    pub fn cluster(&self) -> pb::cluster_service_client::ClusterServiceClient<Channel> {
+        pb::cluster_service_client::ClusterServiceClient::new(self.channel.clone())
+    }
+
+    /// Replaces a failure to connect with a message naming the endpoint; passes
+    /// every other error through.
+    fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        match err
+            .downcast_ref::<tonic::Status>()
+            .and_then(connect_failure)
+        {
+            Some(cause) => anyhow!("could not reach {}: {cause}", self.endpoint),
+            None => err,
+        }
+    }
+}
+
+/// A unary request with the standard deadline.
+pub fn unary<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(REQUEST_TIMEOUT);
+    request
+}
+
+/// Why the connection could not be made, when that is what `status` reports.
+fn connect_failure(status: &tonic::Status) -> Option<String> {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.downcast_ref::<tonic::ConnectError>().is_some() {
+            return Some(error_chain(err));
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// An error and its sources, `: `-separated, without repeats.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// `--endpoint` as a URL tonic can dial: a scheme is added to `HOST:PORT`, the
+/// default port to a bare host, and a trailing slash is dropped.
+pub fn normalize_endpoint(raw: &str) -> anyhow::Result<String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        bail!("--endpoint is empty");
+    }
+    let url = match text.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "http" => format!("http://{}", rest.trim_end_matches('/')),
+            "https" => {
+                bail!("--endpoint {text}: TLS is not supported by this build; use http://HOST:PORT")
+            }
+            other => bail!("--endpoint {text}: unsupported scheme {other:?}; use http://HOST:PORT"),
+        },
+        None => {
+            let authority = text.trim_end_matches('/');
+            if let Ok(ip) = authority.parse::<Ipv6Addr>() {
+                format!("http://[{ip}]:{DEFAULT_PORT}")
+            } else if let Some(port) = authority.strip_prefix(':') {
+                format!("http://127.0.0.1:{port}")
+            } else if has_port(authority) {
+                format!("http://{authority}")
+            } else {
+                format!("http://{authority}:{DEFAULT_PORT}")
+            }
+        }
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| anyhow!("--endpoint {text} is not HOST:PORT or a URL: {e}"))?;
+    if uri.host().is_none_or(str::is_empty) {
+        bail!("--endpoint {text} has no host");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        bail!("--endpoint {text}: a gRPC endpoint has no path; use http://HOST:PORT");
+    }
+    if let Some(port) = uri.authority().and_then(|a| port_of(a.as_str())) {
+        match port.parse::<u16>() {
+            Ok(0) => bail!("--endpoint {text}: port 0 cannot be dialled"),
+            Ok(_) => {}
+            Err(_) => bail!("--endpoint {text}: {port:?} is not a port"),
+        }
+    }
+    Ok(url)
+}
+
+/// Whether `authority` (no scheme) ends in `:PORT`, good or bad.
+fn has_port(authority: &str) -> bool {
+    port_of(authority).is_some()
+}
+
+/// The text after the port colon of `authority`, if it has one.
+fn port_of(authority: &str) -> Option<&str> {
+    match authority.rsplit_once(':') {
+        // `[::1]` alone has colons but no port; `[::1]:7070` has one.
+        Some((host, port)) if host.starts_with('[') => host.ends_with(']').then_some(port),
+        Some((_, port)) => Some(port),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() -> anyhow::Result<()> {
+        let cases = [
+            ("http://127.0.0.1:7070", "http://127.0.0.1:7070"),
+            ("http://127.0.0.1:7070/", "http://127.0.0.1:7070"),
+            ("HTTP://kairos.internal:7070", "http://kairos.internal:7070"),
+            ("127.0.0.1:7070", "http://127.0.0.1:7070"),
+            ("  10.0.0.2:9000 ", "http://10.0.0.2:9000"),
+            ("localhost:7071", "http://localhost:7071"),
+            ("kairos.internal", "http://kairos.internal:7070"),
+            (":7075", "http://127.0.0.1:7075"),
+            ("[::1]:7070", "http://[::1]:7070"),
+            ("[::1]", "http://[::1]:7070"),
+            ("::1", "http://[::1]:7070"),
+            ("http://kairos.internal", "http://kairos.internal"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_endpoint(raw)?, want, "{raw}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused() {
+        for raw in [
+            "",
+            "https://kairos:7070",
+            "ftp://kairos:7070",
+            "http://kairos:7070/api",
+            "kairos:notaport",
+            "kairos:0",
+            "http://:7070",
+        ] {
+            assert!(normalize_endpoint(raw).is_err(), "{raw:?} was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_named() -> anyhow::Result<()> {
+        // Bind and drop a listener so the port is (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let client = Client::new(&format!("127.0.0.1:{port}"), OutputFormat::Table)?;
+        let status = client
+            .cluster()
+            .get_status(unary(pb::GetStatusRequest {}))
+            .await
+            .err()
+            .ok_or_else(|| anyhow!("a closed port answered"))?;
+        let line = crate::errors::render(&client.explain(anyhow::Error::new(status)));
+        assert!(
+            line.starts_with(&format!("could not reach http://127.0.0.1:{port}: ")),
+            "{line}"
+        );
+        Ok(())
+    }
+}

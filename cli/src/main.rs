@@ -1,0 +1,86 @@
+//! `kairos`: one binary for every part of Kairos.
+//!
+//! The role subcommands (`dev`, `scheduler`, `executor`) turn flags, `KAIROS_*`
+//! environment variables and an optional TOML file into the libraries' validated
+//! configs and run them until SIGINT or SIGTERM; the client subcommands (`job`,
+//! `exec`, `cluster`, `executors`) talk gRPC to a scheduler and print what it says,
+//! as a table for people or as the proto3 JSON mapping (or YAML) for scripts.
+//!
+//! This file stays thin: parse the command line, set up logging, hand over to
+//! [`roles`] or [`client`], and turn the outcome into an exit code. Every error ends
+//! here as one line on stderr, `error: <message>`, and exit code 1 (clap's own usage
+//! errors exit with 2). Nothing in the binary decides scheduling: that lives in the
+//! scheduler and executor libraries, which tests drive through the same `run`
+//! functions used here.
+
+mod args;
+mod client;
+mod config_file;
+mod errors;
+mod logging;
+mod output;
+mod roles;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", errors::render(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches one parsed command line.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Dev(args) => {
+            let settings = settings::dev(&args, global.log_format)?;
+            logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
+            roles::run_dev(settings).await
+        }
+        Command::Scheduler(args) => {
+            let settings = settings::scheduler(&args, global.log_format)?;
+            logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
+            roles::run_scheduler(settings.config).await
+        }
+        Command::Executor(args) => {
+            let settings = settings::executor(&args, global.log_format)?;
+            logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
+            roles::run_executor(settings.config).await
+        }
+        Command::Job { command } => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Job(command)).await
+        }
+        Command::Exec { command } => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Exec(command)).await
+        }
+        Command::Cluster { command } => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Cluster(command)).await
+        }
+        Command::Executors => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Executors).await
+        }
+    }
+}
+
+fn init_client_logging(global: &args::GlobalArgs) -> anyhow::Result<()> {
+    logging::init(
+        global.log_format.unwrap_or_default(),
+        logging::CLIENT_DEFAULT_LEVEL,
+    )
+}

@@ -1,0 +1,540 @@
+//! The registry of executions this executor owns, and the task that carries each
+//! one from assignment to report.
+//!
+//! # Admission
+//!
+//! An assignment is accepted only if
+//! - its term is not older than the highest term seen (from `Welcome`s and
+//!   assignments): a deposed leader that has not noticed yet cannot start anything
+//!   (refused with a warning and no report; the new leader owns that execution);
+//! - its execution id is neither running (or waiting for its `start_at`) nor
+//!   finished with a report still in the outbox: the leader re-sends assignments
+//!   after a reconnect or a leader change, and each must run once;
+//! - the executor is not shutting down (then nothing is reported either; when the
+//!   stream closes the leader's lease treats the run as lost and retries it).
+//!
+//! # Life of a run
+//!
+//! Each accepted assignment gets one task, tracked for shutdown, inside one
+//! `execution` span. It validates the action, waits for `start_at` on the precise
+//! [`crate::timer`], runs it, and files the outcome in the [`Outbox`] before it
+//! leaves the registry, so at every moment the id is in one of the two and a
+//! duplicate assignment cannot slip between them. Runs do not depend on the stream:
+//! the session may come and go underneath them.
+//!
+//! # Cancellation
+//!
+//! Every run's token is a child of the executor's shutdown token. A
+//! `CancelAssignment` cancels one run (its reason goes into the error); shutdown
+//! cancels them all. Either way the process group is killed as for a timeout and
+//! the run finishes `cancelled`. A run cancelled while waiting for `start_at` never
+//! starts a process.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use kairos_common::status::ExecutionStatus;
+use kairos_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::outbox::Outbox;
+use crate::runner::shell::{self, OUTPUT_DRAIN, ShellSpec};
+use crate::runner::{
+    DEFAULT_MAX_OUTPUT_BYTES, HTTP_UNSUPPORTED, Identity, Outcome, format_duration,
+};
+use crate::timer;
+
+/// Room for started reports on their way to the session. When it is full (the
+/// session is reconnecting and not draining), a started report is dropped: the
+/// running list of the next `Hello` and heartbeats, and the `started_at` of the
+/// finished report, carry the same facts.
+pub(crate) const STARTED_CAPACITY: usize = 256;
+
+/// Extra time shutdown allows runs beyond kill grace and output drain.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
+
+/// The channel that carries started reports from runs to the session.
+pub(crate) fn started_channel() -> (
+    mpsc::Sender<pb::ExecutionStarted>,
+    mpsc::Receiver<pb::ExecutionStarted>,
+) {
+    mpsc::channel(STARTED_CAPACITY)
+}
+
+/// What became of an assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It will run (or, if invalid, be reported failed).
+    Accepted,
+    /// Its term is older than `highest`: fenced off.
+    StaleTerm { highest: u64 },
+    /// It is already running or reported and unacknowledged.
+    Duplicate,
+    /// The executor is shutting down.
+    ShuttingDown,
+    /// It has no execution id, so nothing could even be reported about it.
+    Unidentified,
+}
+
+/// One run in the registry.
+struct Entry {
+    cancel: CancellationToken,
+    /// Set by `CancelAssignment`: the error the run will finish with.
+    cancel_error: Option<String>,
+}
+
+/// The executions this executor owns and the fencing term.
+pub(crate) struct Executions {
+    running: Mutex<BTreeMap<String, Entry>>,
+    highest_term: AtomicU64,
+    outbox: Arc<Outbox>,
+    started: mpsc::Sender<pb::ExecutionStarted>,
+    tasks: TaskTracker,
+    kill_grace: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Executions {
+    pub(crate) fn new(
+        outbox: Arc<Outbox>,
+        started: mpsc::Sender<pb::ExecutionStarted>,
+        kill_grace: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Executions {
+            running: Mutex::new(BTreeMap::new()),
+            highest_term: AtomicU64::new(0),
+            outbox,
+            started,
+            tasks: TaskTracker::new(),
+            kill_grace,
+            shutdown,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        // Every critical section is a single map operation; a poisoned map is whole.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a term seen from a leader and returns the highest one so far.
+    pub(crate) fn observe_term(&self, term: u64) -> u64 {
+        self.highest_term
+            .fetch_max(term, Ordering::SeqCst)
+            .max(term)
+    }
+
+    /// Ids of the runs this executor owns (running or waiting for `start_at`), sorted.
+    pub(crate) fn running_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// True while `execution_id` is in the registry.
+    #[cfg(test)]
+    pub(crate) fn is_running(&self, execution_id: &str) -> bool {
+        self.lock().contains_key(execution_id)
+    }
+
+    /// Admits an assignment and, if accepted, starts its task.
+    pub(crate) fn assign(self: &Arc<Self>, assignment: pb::Assignment) -> Verdict {
+        let id = assignment.execution_id.clone();
+        if id.is_empty() {
+            tracing::warn!(job = %assignment.job, "ignoring an assignment without an execution id");
+            return Verdict::Unidentified;
+        }
+        if self.shutdown.is_cancelled() {
+            tracing::info!(execution_id = %id, "shutting down, not taking the assignment");
+            return Verdict::ShuttingDown;
+        }
+        let highest = self.observe_term(assignment.term);
+        if assignment.term < highest {
+            tracing::warn!(
+                execution_id = %id,
+                job = %assignment.job,
+                term = assignment.term,
+                highest,
+                "refusing an assignment from an older term"
+            );
+            return Verdict::StaleTerm { highest };
+        }
+        let cancel = {
+            let mut running = self.lock();
+            if running.contains_key(&id) || self.outbox.contains(&id) {
+                tracing::debug!(execution_id = %id, "ignoring a repeated assignment");
+                return Verdict::Duplicate;
+            }
+            let cancel = self.shutdown.child_token();
+            running.insert(
+                id,
+                Entry {
+                    cancel: cancel.clone(),
+                    cancel_error: None,
+                },
+            );
+            cancel
+        };
+        // Converted now, so a wall-clock step while waiting does not move the start.
+        let start = assignment
+            .start_at
+            .as_ref()
+            .and_then(timer::to_utc)
+            .and_then(|at| timer::deadline_for(at.into()));
+        let span = tracing::info_span!(
+            "execution",
+            job = %assignment.job,
+            execution_id = %assignment.execution_id,
+            attempt = assignment.attempt,
+        );
+        self.tasks.spawn(
+            Arc::clone(self)
+                .run(assignment, cancel, start)
+                .instrument(span),
+        );
+        Verdict::Accepted
+    }
+
+    /// Cancels a run. False if this executor does not have it (already finished, or
+    /// never assigned here).
+    pub(crate) fn cancel(&self, execution_id: &str, reason: &str) -> bool {
+        let mut running = self.lock();
+        let Some(entry) = running.get_mut(execution_id) else {
+            return false;
+        };
+        entry.cancel_error = Some(if reason.is_empty() {
+            "cancelled".to_string()
+        } else {
+            format!("cancelled: {reason}")
+        });
+        entry.cancel.cancel();
+        true
+    }
+
+    /// Waits (bounded) for every run to end after shutdown cancelled them.
+    pub(crate) async fn wait_idle(&self) {
+        self.tasks.close();
+        let bound = self.kill_grace + OUTPUT_DRAIN + SHUTDOWN_SLACK;
+        if tokio::time::timeout(bound, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.running_ids().len(),
+                "runs still ending after shutdown"
+            );
+        }
+    }
+
+    /// One run, from assignment to report.
+    async fn run(
+        self: Arc<Self>,
+        assignment: pb::Assignment,
+        cancel: CancellationToken,
+        start: Option<Instant>,
+    ) {
+        let id = assignment.execution_id.clone();
+        let outcome = self.execute(assignment, &cancel, start).await;
+        self.finish(id, outcome);
+    }
+
+    async fn execute(
+        &self,
+        assignment: pb::Assignment,
+        cancel: &CancellationToken,
+        start: Option<Instant>,
+    ) -> Outcome {
+        let id = assignment.execution_id.clone();
+        let action = match Action::try_from_assignment(assignment, self.kill_grace) {
+            Ok(action) => action,
+            Err(reason) => {
+                tracing::warn!(error = %reason, "invalid assignment");
+                return Outcome::not_started(ExecutionStatus::Failed, reason);
+            }
+        };
+        if let Some(deadline) = start {
+            tokio::select! {
+                () = timer::sleep_until_precise(deadline) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+        if cancel.is_cancelled() {
+            return Outcome::not_started(ExecutionStatus::Cancelled, "cancelled before it started");
+        }
+        match action {
+            Action::Http => Outcome::not_started(ExecutionStatus::Failed, HTTP_UNSUPPORTED),
+            Action::Shell(spec) => match shell::spawn(&spec) {
+                Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
+                Ok(spawned) => {
+                    tracing::info!(pid = spawned.pid(), "execution started");
+                    self.report_started(&id, spawned.started_at());
+                    spawned.wait(cancel).await
+                }
+            },
+        }
+    }
+
+    fn report_started(&self, execution_id: &str, started_at: SystemTime) {
+        let report = pb::ExecutionStarted {
+            execution_id: execution_id.to_string(),
+            started_at: Some(timer::to_timestamp(started_at)),
+        };
+        // Full: see STARTED_CAPACITY. Closed: the executor is stopping.
+        if self.started.try_send(report).is_err() {
+            tracing::debug!("started report dropped, the running list carries it");
+        }
+    }
+
+    /// Files the outcome in the outbox, then forgets the run.
+    fn finish(&self, execution_id: String, mut outcome: Outcome) {
+        if outcome.status == ExecutionStatus::Cancelled {
+            let requested = self
+                .lock()
+                .get(&execution_id)
+                .and_then(|e| e.cancel_error.clone());
+            if let Some(error) = requested {
+                outcome.error = error;
+            } else if self.shutdown.is_cancelled() {
+                outcome.error = "cancelled: executor shutting down".into();
+            }
+        }
+        let duration_ms = outcome
+            .started_at
+            .and_then(|s| outcome.finished_at.duration_since(s).ok())
+            .map(|d| d.as_millis());
+        tracing::info!(
+            status = outcome.status.as_str(),
+            exit_code = outcome.exit_code,
+            duration_ms,
+            error = %outcome.error,
+            output_truncated = outcome.output_truncated,
+            "execution finished"
+        );
+        self.outbox.push(pb::ExecutionFinished {
+            execution_id: execution_id.clone(),
+            status: outcome.status.as_str().to_string(),
+            exit_code: outcome.exit_code,
+            output: outcome.output,
+            output_truncated: outcome.output_truncated,
+            error: outcome.error,
+            started_at: outcome.started_at.map(timer::to_timestamp),
+            finished_at: Some(timer::to_timestamp(outcome.finished_at)),
+        });
+        // Only now: until here the id must stay visible to deduplication.
+        self.lock().remove(&execution_id);
+    }
+}
+
+/// What an assignment asks for, validated.
+enum Action {
+    Shell(ShellSpec),
+    Http,
+}
+
+impl Action {
+    /// Checks the fields a run needs; the error is the run's failure reason.
+    fn try_from_assignment(a: pb::Assignment, kill_grace: Duration) -> Result<Self, String> {
+        let scheduled_at = a
+            .scheduled_at
+            .as_ref()
+            .ok_or("invalid assignment: missing field scheduled_at")?;
+        let scheduled_at = timer::to_utc(scheduled_at)
+            .ok_or("invalid assignment: scheduled_at is out of range")?;
+        let identity = Identity {
+            job: a.job,
+            execution_id: a.execution_id,
+            scheduled_at,
+            // Attempts count from 1; a 0 can only mean the first.
+            attempt: a.attempt.max(1),
+            trigger: a.trigger,
+        };
+        let max_output_bytes = match a.max_output_bytes {
+            0 => DEFAULT_MAX_OUTPUT_BYTES,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let timeout = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
+        match a.action {
+            None => Err("invalid assignment: missing field action".into()),
+            Some(pb::assignment::Action::Http(_)) => Ok(Action::Http),
+            Some(pb::assignment::Action::Shell(shell)) => {
+                if shell.command.trim().is_empty() {
+                    return Err("invalid assignment: the shell command is empty".into());
+                }
+                tracing::debug!(
+                    timeout = %timeout.map(format_duration).unwrap_or_else(|| "none".into()),
+                    "shell action"
+                );
+                Ok(Action::Shell(ShellSpec {
+                    command: shell.command,
+                    env: shell.env.into_iter().collect(),
+                    cwd: shell.cwd,
+                    identity,
+                    timeout,
+                    kill_grace,
+                    max_output_bytes,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(id: &str, term: u64, command: &str) -> pb::Assignment {
+        pb::Assignment {
+            execution_id: id.into(),
+            job: "job".into(),
+            scheduled_at: Some(timer::to_timestamp(SystemTime::now())),
+            attempt: 1,
+            trigger: "manual".into(),
+            action: Some(pb::assignment::Action::Shell(pb::ShellAction {
+                command: command.into(),
+                ..Default::default()
+            })),
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn executions() -> (Arc<Executions>, Arc<Outbox>, CancellationToken) {
+        let outbox = Arc::new(Outbox::new());
+        let (started, _) = started_channel();
+        let shutdown = CancellationToken::new();
+        let executions = Arc::new(Executions::new(
+            Arc::clone(&outbox),
+            started,
+            Duration::from_millis(200),
+            shutdown.clone(),
+        ));
+        (executions, outbox, shutdown)
+    }
+
+    async fn finished(outbox: &Outbox, id: &str) -> pb::ExecutionFinished {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(r) = outbox
+                .pending_except(|other| other != id)
+                .into_iter()
+                .next()
+            {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{id} never finished");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn older_terms_are_fenced_off() {
+        let (executions, outbox, _) = executions();
+        assert_eq!(executions.observe_term(7), 7);
+        assert_eq!(
+            executions.assign(assignment("old", 6, "true")),
+            Verdict::StaleTerm { highest: 7 }
+        );
+        assert!(!executions.is_running("old"));
+        assert_eq!(
+            executions.assign(assignment("new", 8, "true")),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            executions.assign(assignment("older", 7, "true")),
+            Verdict::StaleTerm { highest: 8 }
+        );
+        finished(&outbox, "new").await;
+        assert!(!outbox.contains("old"));
+    }
+
+    #[tokio::test]
+    async fn an_id_runs_once_until_its_report_is_acked() {
+        let (executions, outbox, _) = executions();
+        assert_eq!(
+            executions.assign(assignment("a", 1, "true")),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            executions.assign(assignment("a", 1, "true")),
+            Verdict::Duplicate
+        );
+        finished(&outbox, "a").await;
+        assert_eq!(
+            executions.assign(assignment("a", 1, "true")),
+            Verdict::Duplicate
+        );
+        outbox.ack("a");
+        assert_eq!(
+            executions.assign(assignment("a", 1, "true")),
+            Verdict::Accepted
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_waits_for_start_at() {
+        let (executions, outbox, _) = executions();
+        let start_at = SystemTime::now() + Duration::from_millis(150);
+        let mut a = assignment("later", 1, "true");
+        a.start_at = Some(timer::to_timestamp(start_at));
+        executions.assign(a);
+        let report = finished(&outbox, "later").await;
+        let started = report
+            .started_at
+            .as_ref()
+            .and_then(timer::to_utc)
+            .map(SystemTime::from)
+            .expect("started_at is set");
+        assert!(started >= start_at, "started before start_at");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_start_at_never_starts_the_process() {
+        let (executions, outbox, _) = executions();
+        let mut a = assignment("later", 1, "true");
+        a.start_at = Some(timer::to_timestamp(
+            SystemTime::now() + Duration::from_secs(60),
+        ));
+        executions.assign(a);
+        assert!(executions.cancel("later", "job paused"));
+        let report = finished(&outbox, "later").await;
+        assert_eq!(report.status, "cancelled");
+        assert_eq!(report.error, "cancelled: job paused");
+        assert_eq!(report.started_at, None);
+    }
+
+    #[tokio::test]
+    async fn invalid_and_http_assignments_fail_with_a_reason() {
+        let (executions, outbox, _) = executions();
+        let mut a = assignment("no-action", 1, "true");
+        a.action = None;
+        executions.assign(a);
+        let report = finished(&outbox, "no-action").await;
+        assert_eq!(report.status, "failed");
+        assert_eq!(report.error, "invalid assignment: missing field action");
+
+        let mut a = assignment("http", 1, "true");
+        a.action = Some(pb::assignment::Action::Http(pb::HttpAction::default()));
+        executions.assign(a);
+        let report = finished(&outbox, "http").await;
+        assert_eq!(report.status, "failed");
+        assert_eq!(report.error, HTTP_UNSUPPORTED);
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_runs_and_refuses_new_ones() {
+        let (executions, outbox, shutdown) = executions();
+        executions.assign(assignment("long", 1, "sleep 100"));
+        shutdown.cancel();
+        assert_eq!(
+            executions.assign(assignment("late", 1, "true")),
+            Verdict::ShuttingDown
+        );
+        executions.wait_idle().await;
+        let report = finished(&outbox, "long").await;
+        assert_eq!(report.status, "cancelled");
+        assert_eq!(report.error, "cancelled: executor shutting down");
+    }
+}

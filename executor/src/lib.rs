@@ -1,0 +1,214 @@
+//! The Kairos executor: a stateless agent that dials the scheduler group, takes
+//! assignments from the leader, runs them, and reports how they ended.
+//!
+//! # Shape
+//!
+//! ```text
+//!              ┌──────────── session (one stream at a time) ────────────┐
+//!  scheduler ◀─┤ Hello → Welcome | Redirect; heartbeats; reports; acks   │
+//!              └───────┬───────────────────────────────▲────────────────┘
+//!          assignments │ cancels                 outbox │ started reports
+//!              ┌───────▼───────────────────────────────┴────────────────┐
+//!              │ executions: fencing, dedup, one task per run            │
+//!              │   timer (start_at) → runner (shell process group)       │
+//!              └────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! - `session` owns the connection: it dials the configured schedulers in turn,
+//!   follows redirects to the leader, heartbeats on its own task, notices a silent
+//!   peer, and reconnects with jittered exponential backoff.
+//! - `executions` owns what is running. Runs are not tied to the stream: a
+//!   leader change or a network blip does not touch a running process; the next
+//!   `Hello` lists it as still running.
+//! - `outbox` keeps every finished report until the leader acknowledges it, and
+//!   hands all unacknowledged ones to each new connection.
+//! - `runner` turns an assignment into a process and a result; `timer` starts it
+//!   at `start_at` to within a fraction of a millisecond.
+//!
+//! # Invariants
+//!
+//! - Nothing durable: restart the executor and the scheduler's leases decide what
+//!   happened to the runs it had (they become `lost` and follow the retry policy).
+//! - The executor never listens; it only dials.
+//! - An assignment from a term older than the highest one seen is refused (the
+//!   fencing token), and an execution id is run at most once while it is running or
+//!   its result is unacknowledged.
+//! - Every process runs in its own process group, and the whole group is killed when
+//!   the run ends, so a job cannot leave orphans behind.
+//!
+//! # Not here
+//!
+//! Scheduling, retries, concurrency policies and leases are the leader's business;
+//! `capacity` is advertised and the leader respects it, the executor runs whatever it
+//! is assigned. HTTP jobs are reported as unsupported for now.
+
+mod error;
+mod executions;
+mod outbox;
+mod runner;
+mod session;
+mod timer;
+
+#[cfg(test)]
+pub mod test;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+use executions::Executions;
+use outbox::Outbox;
+use session::Session;
+
+/// Capacity advertised when none is configured.
+pub const DEFAULT_CAPACITY: u32 = 16;
+
+/// SIGTERM → SIGKILL grace when none is configured.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the leader to acknowledge the last reports.
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What an executor needs to know to join a scheduler group.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Scheduler gRPC addresses, `host:port` or `http://host:port` (no TLS yet).
+    /// Any member of the group will do (followers redirect to the leader); they are
+    /// tried in order, rotating, whenever a connection fails.
+    pub schedulers: Vec<String>,
+    /// This executor's name: what jobs' targets, leases and operators see.
+    pub id: String,
+    /// Labels that job selectors match (`role=web`, `region=eu`).
+    pub tags: BTreeMap<String, String>,
+    /// How many runs at once the leader should give this executor. Advertised only:
+    /// the executor runs whatever it is assigned.
+    pub capacity: u32,
+    /// How long a timed-out or cancelled process group gets between SIGTERM and
+    /// SIGKILL to clean up.
+    pub kill_grace: Duration,
+}
+
+impl Config {
+    /// A config with no tags, [`DEFAULT_CAPACITY`] and [`DEFAULT_KILL_GRACE`].
+    pub fn new(schedulers: Vec<String>, id: String) -> Self {
+        Config {
+            schedulers,
+            id,
+            tags: BTreeMap::new(),
+            capacity: DEFAULT_CAPACITY,
+            kill_grace: DEFAULT_KILL_GRACE,
+        }
+    }
+
+    /// Refuses a config that could never connect, before anything starts.
+    fn validate(&self) -> Result<()> {
+        if self.schedulers.is_empty() {
+            return Err(Error::InvalidConfig(
+                "at least one scheduler address is required".into(),
+            ));
+        }
+        if self.id.trim().is_empty() {
+            return Err(Error::InvalidConfig("the executor id is empty".into()));
+        }
+        for addr in &self.schedulers {
+            session::endpoint_uri(addr)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the executor until `shutdown` is cancelled.
+///
+/// On shutdown it stops taking assignments, kills the process groups still running
+/// (they are reported `cancelled`), gives the leader a moment to acknowledge the
+/// last reports, and returns. Fails only for a config that cannot work; connection
+/// trouble is retried for as long as it lasts.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    Agent::new(config, shutdown)?.run().await
+}
+
+/// The executor's parts, wired together. Split from [`run`] so tests can look at
+/// the outbox and the registry of executions while it runs.
+pub(crate) struct Agent {
+    shutdown: CancellationToken,
+    executions: Arc<Executions>,
+    outbox: Arc<Outbox>,
+    session: Session,
+}
+
+impl Agent {
+    pub(crate) fn new(config: Config, shutdown: CancellationToken) -> Result<Self> {
+        config.validate()?;
+        let outbox = Arc::new(Outbox::new());
+        let (started_tx, started_rx) = executions::started_channel();
+        let executions = Arc::new(Executions::new(
+            Arc::clone(&outbox),
+            started_tx,
+            config.kill_grace,
+            shutdown.clone(),
+        ));
+        let session = Session::new(
+            config,
+            Arc::clone(&executions),
+            Arc::clone(&outbox),
+            started_rx,
+        );
+        Ok(Agent {
+            shutdown,
+            executions,
+            outbox,
+            session,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn executions(&self) -> Arc<Executions> {
+        Arc::clone(&self.executions)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
+    }
+
+    pub(crate) async fn run(self) -> Result<()> {
+        let Agent {
+            shutdown,
+            executions,
+            outbox,
+            session,
+        } = self;
+        // The session outlives `shutdown` on purpose: it keeps delivering the
+        // reports of the runs that shutdown kills. It has its own token.
+        let session_stop = CancellationToken::new();
+        let session_task = tokio::spawn(session.run(session_stop.clone()));
+
+        shutdown.cancelled().await;
+        tracing::info!(
+            running = executions.running_ids().len(),
+            "executor shutting down"
+        );
+        // `shutdown` already stopped new assignments and cancelled every run; wait
+        // for them to kill their process groups and file their reports.
+        executions.wait_idle().await;
+        if tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, outbox.wait_empty())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                unacknowledged = outbox.len(),
+                "leaving with unacknowledged reports"
+            );
+        }
+        session_stop.cancel();
+        if let Err(e) = session_task.await {
+            tracing::error!(error = %e, "session task failed");
+        }
+        tracing::info!("executor stopped");
+        Ok(())
+    }
+}

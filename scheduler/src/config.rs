@@ -1,0 +1,50 @@
+//! A scheduler node's settings, validated before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `kairos scheduler` (and `kairos dev`) needs to run one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's raft id (non-zero, unique in the group).
+    pub node_id: u64,
+    /// Where RocksDB keeps the raft log and the state machine.
+    pub data_dir: PathBuf,
+    /// gRPC listen address (API, executor gateway, raft transport); port 0 = ephemeral.
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (UI, /metrics, health, JSON API); port 0 = ephemeral.
+    pub http_addr: SocketAddr,
+    /// Initial voters (id → gRPC address) on first start; empty = a single-node group.
+    pub peers: BTreeMap<u64, String>,
+    /// When set, the bound addresses are written here once listening
+    /// (`grpc=HOST:PORT` and `http=HOST:PORT`, one per line).
+    pub addr_file: Option<PathBuf>,
+    /// Raft's logical clock period.
+    pub tick_interval: Duration,
+    /// Ticks without a heartbeat before a follower campaigns (randomised up to 2×).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Output kept per execution (the tail), in bytes.
+    pub max_output_bytes: u64,
+}
+
+impl Config {
+    /// Defaults for a node with the given id and data directory.
+    pub fn new(node_id: u64, data_dir: PathBuf) -> Self {
+        Config {
+            node_id,
+            data_dir,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            peers: BTreeMap::new(),
+            addr_file: None,
+            tick_interval: Duration::from_millis(50),
+            election_ticks: 20,
+            heartbeat_ticks: 2,
+            max_output_bytes: 64 * 1024,
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! The scheduler's domain API: what the gRPC and HTTP adapters call.
+//!
+//! Writes are validated here, before they reach raft (bad input never enters the
+//! log), then proposed as commands; the answer comes from the state machine once the
+//! command is applied and on disk. Reads come from the node's applied state.
+//!
+//! Decisions that need a clock or the executor registry (a manual run's executors,
+//! "now" in a command) are taken here on the leader and written into the command.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use kairos_common::clock::Clock;
+use kairos_common::ids::ExecutionId;
+use kairos_common::job::JobName;
+use kairos_common::schedule::Schedule;
+use kairos_common::status::{ExecutionStatus, Trigger};
+use kairos_proto::internal as ipb;
+use kairos_proto::v1 as pb;
+use prost::Message as _;
+use tracing::{debug, info, warn};
+
+use crate::executors::{ExecutorRegistry, SendError};
+use crate::raft::{RaftHandle, RaftStatus};
+use crate::state::{Applied, Dispatch, FireResult, PutResult, StateView};
+use crate::time::{dt_from_ms, ms_from_ts, ts_from_dt};
+use crate::{Config, Error, Result};
+
+/// Default and largest page sizes of the list calls.
+pub const DEFAULT_JOB_PAGE: u32 = 100;
+pub const DEFAULT_EXECUTION_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+
+pub type Raft = RaftHandle<Result<Applied>>;
+
+/// Everything a node's services share.
+pub struct Core {
+    pub config: Config,
+    pub raft: Raft,
+    pub view: Arc<StateView>,
+    pub clock: Arc<dyn Clock>,
+    pub executors: ExecutorRegistry,
+    /// When this node last became a ready leader (for lease grace).
+    pub leader_since: std::sync::Mutex<Option<Instant>>,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("node", &self.config.node_id)
+            .finish()
+    }
+}
+
+fn now_ms(clock: &dyn Clock) -> i64 {
+    clock.now().timestamp_millis()
+}
+
+impl Core {
+    pub fn status(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    fn require_leader(&self) -> Result<()> {
+        let s = self.raft.status();
+        if s.is_ready_leader() {
+            Ok(())
+        } else if s.leader_id == 0 {
+            Err(Error::Unavailable(
+                "no leader: the group is electing one or has lost its quorum".into(),
+            ))
+        } else {
+            Err(Error::NotLeader { leader: None })
+        }
+    }
+
+    pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {
+        let cmd = ipb::Command { kind: Some(kind) };
+        self.raft.propose(cmd.encode_to_vec()).await?
+    }
+
+    // ---- jobs ----
+
+    pub async fn put_job(
+        &self,
+        job: pb::Job,
+        expected_version: Option<u64>,
+    ) -> Result<(pb::Job, PutResult)> {
+        let (normalized, spec) = kairos_common::job::normalize(&job)?;
+        self.check_supported(&spec)?;
+        let cmd = ipb::command::Kind::PutJob(ipb::PutJob {
+            job: Some(normalized),
+            expected_version,
+            now_ms: now_ms(self.clock.as_ref()),
+        });
+        match self.propose(cmd).await? {
+            Applied::Job { job, result } => {
+                if result != PutResult::Unchanged {
+                    info!(job = %job.name, version = job.version, result = result.as_str(), "job stored");
+                }
+                Ok((self.decorate(*job), result))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Refuses features the document can express but this version does not run yet,
+    /// so that nothing is stored that would silently behave differently.
+    fn check_supported(&self, spec: &kairos_common::job::Job) -> Result<()> {
+        use kairos_common::job::Action;
+        use kairos_common::status::{Concurrency, MisfirePolicy};
+        if matches!(spec.action, Action::Http(_)) {
+            return Err(Error::invalid(
+                "http",
+                "HTTP jobs are not supported by this version; use shell",
+            ));
+        }
+        if spec.parent.is_some() {
+            return Err(Error::invalid(
+                "parent",
+                "job chaining is not supported by this version",
+            ));
+        }
+        if spec.retry.max_attempts > 1 {
+            return Err(Error::invalid(
+                "retry.max_attempts",
+                "retries are not supported by this version; use 1",
+            ));
+        }
+        if spec.concurrency != Concurrency::Allow {
+            return Err(Error::invalid(
+                "concurrency",
+                format!(
+                    "{} is not supported by this version; use allow",
+                    spec.concurrency
+                ),
+            ));
+        }
+        if spec.misfire.policy != MisfirePolicy::RunOnce {
+            return Err(Error::invalid(
+                "misfire.policy",
+                format!("{} is not supported by this version", spec.misfire.policy),
+            ));
+        }
+        if spec.target.wait.is_some() {
+            return Err(Error::invalid(
+                "target.wait",
+                "waiting for a target is not supported by this version",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills the read-time fields of a stored job (the next fire instant).
+    pub fn decorate(&self, mut job: pb::Job) -> pb::Job {
+        if let Some(entry) = self.view.job(&job.name) {
+            let status = job.status.get_or_insert_with(Default::default);
+            status.next_fire_at = None;
+            if !job.paused {
+                let after = dt_from_ms(entry.record.cursor_ms)
+                    .max(self.clock.now() - chrono::Duration::seconds(1));
+                status.next_fire_at = entry.spec.schedule.next_after(after).map(ts_from_dt);
+            }
+        }
+        job
+    }
+
+    pub fn get_job(&self, name: &str) -> Result<pb::Job> {
+        let entry = self
+            .view
+            .job(name)
+            .ok_or_else(|| Error::NotFound(format!("job {name}")))?;
+        let job = entry
+            .record
+            .job
+            .clone()
+            .expect("invariant: records hold a job");
+        Ok(self.decorate(job))
+    }
+
+    pub fn list_jobs(&self, page_size: u32, page_token: &str) -> Result<(Vec<pb::Job>, String)> {
+        let limit = page_size_or(page_size, DEFAULT_JOB_PAGE)?;
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            Some(page_token)
+        };
+        let mut entries = self.view.jobs_page(after, limit + 1);
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if more {
+            entries
+                .last()
+                .map(|e| e.name().to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let jobs = entries
+            .iter()
+            .map(|e| self.decorate(e.record.job.clone().expect("invariant: records hold a job")))
+            .collect();
+        Ok((jobs, next))
+    }
+
+    pub async fn delete_job(&self, name: &str) -> Result<()> {
+        JobName::parse(name)?;
+        match self
+            .propose(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
+                name: name.to_string(),
+            }))
+            .await?
+        {
+            Applied::JobDeleted { cancelled } => {
+                info!(job = %name, cancelled = cancelled.len(), "job deleted");
+                for a in cancelled {
+                    let _ = self.executors.send(
+                        &a.executor,
+                        pb::SchedulerMessage {
+                            kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
+                                execution_id: a.id.to_string(),
+                                reason: "job deleted".into(),
+                            })),
+                        },
+                    );
+                }
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn set_paused(&self, name: &str, paused: bool, reason: &str) -> Result<pb::Job> {
+        JobName::parse(name)?;
+        if reason.len() > 1024 {
+            return Err(Error::invalid("reason", "longer than 1024 bytes"));
+        }
+        let cmd = ipb::command::Kind::SetPaused(ipb::SetPaused {
+            name: name.to_string(),
+            paused,
+            reason: reason.to_string(),
+            now_ms: now_ms(self.clock.as_ref()),
+        });
+        match self.propose(cmd).await? {
+            Applied::Job { job, .. } => {
+                info!(job = %name, paused, "job pause state set");
+                Ok(self.decorate(*job))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts one execution of the job now (trigger `manual`).
+    pub async fn run_job(&self, name: &str) -> Result<pb::Execution> {
+        JobName::parse(name)?;
+        self.require_leader()?;
+        let entry = self
+            .view
+            .job(name)
+            .ok_or_else(|| Error::NotFound(format!("job {name}")))?;
+        let now = now_ms(self.clock.as_ref());
+        let fire = self.plan_fire(&entry, now, Trigger::Manual);
+        let results = self.fire(vec![fire]).await?;
+        let result = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("a fire batch of one produced no result".into()))?;
+        match result.outcome {
+            Ok(outcome) => outcome
+                .executions
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Internal("a fire produced no execution".into())),
+            Err(reason) => Err(Error::FailedPrecondition(reason)),
+        }
+    }
+
+    /// A fire of `entry` at `at_ms`, with executors chosen now.
+    pub fn plan_fire(
+        &self,
+        entry: &crate::state::JobEntry,
+        at_ms: i64,
+        trigger: Trigger,
+    ) -> ipb::Fire {
+        let target = &entry.spec.target;
+        let executors = self.executors.choose(
+            &target.selector,
+            target.count,
+            target.strategy,
+            entry.name(),
+        );
+        let no_target_reason = if executors.is_empty() {
+            if target.selector.is_empty() {
+                "no executor is connected".to_string()
+            } else {
+                format!("no connected executor matches {}", target.selector)
+            }
+        } else {
+            String::new()
+        };
+        ipb::Fire {
+            job: entry.name().to_string(),
+            scheduled_at_ms: at_ms,
+            trigger: trigger.as_str().to_string(),
+            attempt: 1,
+            executors,
+            job_version: entry.version(),
+            no_target_reason,
+            max_output_bytes: self.config.max_output_bytes,
+        }
+    }
+
+    /// Commits `fires` as one batch, then hands the created executions to executors.
+    pub async fn fire(&self, fires: Vec<ipb::Fire>) -> Result<Vec<FireResult>> {
+        let term = self.raft.status().term;
+        let count = fires.len();
+        let cmd = ipb::command::Kind::FireBatch(ipb::FireBatch {
+            fires,
+            term,
+            now_ms: now_ms(self.clock.as_ref()),
+        });
+        let results = match self.propose(cmd).await? {
+            Applied::Fired(results) => results,
+            other => return Err(unexpected(other)),
+        };
+        debug!(fires = count, "fire batch committed");
+        for r in &results {
+            match &r.outcome {
+                Ok(outcome) => {
+                    for e in &outcome.executions {
+                        self.metrics.fired(&e.status);
+                        info!(job = %r.job, execution = %e.id, at = %dt_from_ms(r.scheduled_at_ms), trigger = %e.trigger, executor = %e.executor, status = %e.status, "job fired");
+                    }
+                    for d in &outcome.dispatches {
+                        self.dispatch(d).await;
+                    }
+                }
+                Err(reason) => {
+                    debug!(job = %r.job, at = r.scheduled_at_ms, %reason, "fire refused")
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn dispatch(&self, d: &Dispatch) {
+        let id: u64 = d.execution.id.parse().expect("invariant: ids are numbers");
+        let executor = d.execution.executor.clone();
+        let msg = pb::SchedulerMessage {
+            kind: Some(pb::scheduler_message::Kind::Assignment(
+                d.assignment.clone(),
+            )),
+        };
+        match self.executors.send(&executor, msg) {
+            Ok(()) => self.executors.note_assigned(&executor, id),
+            Err(e) => {
+                let why = match e {
+                    SendError::NotConnected => {
+                        format!("executor {executor} disconnected before the assignment reached it")
+                    }
+                    SendError::QueueFull => {
+                        format!("executor {executor} is not reading its assignments")
+                    }
+                };
+                warn!(execution = id, %why, "assignment undeliverable");
+                if let Err(err) = self.finish_lost(id, &executor, &why).await {
+                    warn!(execution = id, error = %err, "could not record the lost assignment");
+                }
+            }
+        }
+    }
+
+    /// Records an attempt as lost (its executor is gone).
+    pub async fn finish_lost(&self, id: u64, executor: &str, why: &str) -> Result<()> {
+        let now = now_ms(self.clock.as_ref());
+        self.report_finished(ipb::ExecutionFinished {
+            id,
+            executor: executor.to_string(),
+            status: ExecutionStatus::Lost.as_str().to_string(),
+            exit_code: None,
+            output: String::new(),
+            output_truncated: false,
+            error: why.to_string(),
+            started_at_ms: 0,
+            finished_at_ms: now,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn report_started(&self, c: ipb::ExecutionStarted) -> Result<Option<pb::Execution>> {
+        match self
+            .propose(ipb::command::Kind::ExecutionStarted(c))
+            .await?
+        {
+            Applied::Execution(e) => Ok(e.map(|e| *e)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn report_finished(
+        &self,
+        c: ipb::ExecutionFinished,
+    ) -> Result<Option<pb::Execution>> {
+        let id = c.id;
+        let executor = c.executor.clone();
+        match self
+            .propose(ipb::command::Kind::ExecutionFinished(c))
+            .await?
+        {
+            Applied::Execution(e) => {
+                self.executors.note_finished(&executor, id);
+                if let Some(e) = &e {
+                    self.metrics.finished(&e.status);
+                    info!(job = %e.job, execution = %e.id, status = %e.status, executor = %e.executor, "execution finished");
+                }
+                Ok(e.map(|e| *e))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    // ---- schedules ----
+
+    pub fn preview(
+        &self,
+        subject: Option<pb::preview_schedule_request::Subject>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<(Vec<DateTime<Utc>>, String)> {
+        use pb::preview_schedule_request::Subject;
+        let (schedule_src, tz) = match subject {
+            Some(Subject::Name(name)) => {
+                let entry = self
+                    .view
+                    .job(&name)
+                    .ok_or_else(|| Error::NotFound(format!("job {name}")))?;
+                let job = entry
+                    .record
+                    .job
+                    .clone()
+                    .expect("invariant: records hold a job");
+                (job.schedule, job.timezone)
+            }
+            Some(Subject::Job(job)) => (job.schedule, job.timezone),
+            None => {
+                return Err(Error::invalid(
+                    "subject",
+                    "give a job name or a job document",
+                ));
+            }
+        };
+        let schedule = Schedule::parse(&schedule_src, &tz)?;
+        let limit = match limit {
+            0 => 10,
+            n if n > MAX_PAGE => {
+                return Err(Error::invalid("limit", format!("at most {MAX_PAGE}")));
+            }
+            n => n as usize,
+        };
+        let from = from.unwrap_or_else(|| self.clock.now());
+        if to.is_some_and(|to| to < from) {
+            return Err(Error::invalid("to", "is before from"));
+        }
+        Ok((
+            schedule.instants(from, to, limit),
+            schedule.timezone().name().to_string(),
+        ))
+    }
+
+    // ---- executions ----
+
+    pub fn get_execution(&self, id: &str) -> Result<pb::Execution> {
+        let id: ExecutionId = id.parse()?;
+        self.view
+            .execution(id.0)?
+            .ok_or_else(|| Error::NotFound(format!("execution {id}")))
+    }
+
+    pub fn list_executions(
+        &self,
+        job: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<pb::Execution>, String)> {
+        let limit = page_size_or(page_size, DEFAULT_EXECUTION_PAGE)?;
+        let before =
+            if page_token.is_empty() {
+                None
+            } else {
+                Some(page_token.parse::<u64>().map_err(|_| {
+                    Error::invalid("page_token", "not a token from a previous page")
+                })?)
+            };
+        let job = if job.is_empty() {
+            None
+        } else {
+            JobName::parse(job)?;
+            Some(job)
+        };
+        let page = self.view.executions_page(job, before, limit)?;
+        Ok((
+            page.executions,
+            page.next_after.map(|id| id.to_string()).unwrap_or_default(),
+        ))
+    }
+
+    // ---- cluster ----
+
+    pub fn cluster_status(&self) -> pb::ClusterStatus {
+        let s = self.raft.status();
+        let me = pb::SchedulerStatus {
+            id: s.id,
+            addr: self.advertised_addr(),
+            role: s.role.as_str().to_string(),
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            reachable: true,
+        };
+        let mut schedulers = vec![me];
+        for v in &s.voters {
+            if *v != s.id {
+                schedulers.push(pb::SchedulerStatus {
+                    id: *v,
+                    addr: self.config.peers.get(v).cloned().unwrap_or_default(),
+                    role: "unknown".into(),
+                    reachable: false,
+                    ..Default::default()
+                });
+            }
+        }
+        schedulers.sort_by_key(|x| x.id);
+        let leader_addr = if s.leader_id == s.id {
+            self.advertised_addr()
+        } else {
+            self.config
+                .peers
+                .get(&s.leader_id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        pb::ClusterStatus {
+            leader_id: s.leader_id,
+            leader_addr,
+            schedulers,
+            executors: self.executors.statuses(),
+            answered_by: s.id,
+        }
+    }
+
+    /// The address peers and executors should use for this node.
+    pub fn advertised_addr(&self) -> String {
+        self.config
+            .peers
+            .get(&self.config.node_id)
+            .cloned()
+            .unwrap_or_else(|| self.config.grpc_addr.to_string())
+    }
+
+    /// The leader's gRPC address, when known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let s = self.raft.status();
+        if s.leader_id == 0 {
+            None
+        } else if s.leader_id == s.id {
+            Some(self.advertised_addr())
+        } else {
+            self.config.peers.get(&s.leader_id).cloned()
+        }
+    }
+
+    pub fn ms_of(ts: &kairos_proto::Timestamp) -> i64 {
+        ms_from_ts(ts)
+    }
+}
+
+fn page_size_or(page_size: u32, default: u32) -> Result<usize> {
+    match page_size {
+        0 => Ok(default as usize),
+        n if n > MAX_PAGE => Err(Error::invalid("page_size", format!("at most {MAX_PAGE}"))),
+        n => Ok(n as usize),
+    }
+}
+
+fn unexpected(applied: Applied) -> Error {
+    Error::Internal(format!("unexpected state-machine answer: {applied:?}"))
+}

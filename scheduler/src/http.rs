@@ -1,0 +1,131 @@
+//! The HTTP surface: `/healthz`, `/readyz`, `/metrics` and a status page at `/`.
+//!
+//! The page is server-rendered HTML (no scripts) listing the cluster, the jobs and
+//! the latest executions; it refreshes itself every few seconds.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::{Error, Result};
+
+pub async fn serve(
+    core: Arc<Core>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(core);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Internal(format!("http server: {e}")))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the group has a leader (writes can be served through this node).
+async fn readyz(State(core): State<Arc<Core>>) -> Response {
+    let s = core.status();
+    if s.leader_id != 0 {
+        (StatusCode::OK, format!("ready: leader {}\n", s.leader_id)).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader\n").into_response()
+    }
+}
+
+async fn metrics(State(core): State<Arc<Core>>) -> Response {
+    let s = core.status();
+    let m = &core.metrics;
+    m.jobs.set(core.view.job_count() as i64);
+    m.executors.set(core.executors.connected() as i64);
+    m.active_executions.set(core.view.active().len() as i64);
+    m.raft_term.set(s.term as i64);
+    m.raft_commit_index.set(s.commit_index as i64);
+    m.raft_applied_index.set(s.applied_index as i64);
+    m.is_leader
+        .set(i64::from(s.role == crate::raft::Role::Leader));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+        .into_response()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn ts(t: &Option<kairos_proto::Timestamp>) -> String {
+    t.as_ref()
+        .map(|t| {
+            crate::time::dt_from_ts(t)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+async fn index(State(core): State<Arc<Core>>) -> Html<String> {
+    let status = core.cluster_status();
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
+         <title>Kairos</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head><body>\
+         <h1>Kairos</h1><p>node {} · leader {} · {} executor(s)</p>",
+        status.answered_by,
+        status.leader_id,
+        status.executors.len()
+    );
+    h.push_str("<h2>Jobs</h2><table><tr><th>name</th><th>schedule</th><th>zone</th><th>paused</th><th>next fire (UTC)</th><th>last outcome</th></tr>");
+    let (jobs, _) = core
+        .list_jobs(crate::core::MAX_PAGE, "")
+        .unwrap_or_default();
+    for j in &jobs {
+        let st = j.status.clone().unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&j.name),
+            esc(&j.schedule),
+            esc(&j.timezone),
+            j.paused,
+            ts(&st.next_fire_at),
+            esc(&st.last_outcome)
+        );
+    }
+    h.push_str("</table><h2>Latest executions</h2><table><tr><th>id</th><th>job</th><th>scheduled (UTC)</th><th>trigger</th><th>executor</th><th>status</th></tr>");
+    let (execs, _) = core.list_executions("", 50, "").unwrap_or_default();
+    for e in &execs {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.id),
+            esc(&e.job),
+            ts(&e.scheduled_at),
+            esc(&e.trigger),
+            esc(&e.executor),
+            esc(&e.status)
+        );
+    }
+    h.push_str("</table></body></html>");
+    Html(h)
+}

@@ -1,0 +1,223 @@
+//! The Kairos scheduler: one node of the raft group that stores jobs and decides
+//! fires, with the gRPC and HTTP services it exposes.
+//!
+//! A node is: RocksDB ([`storage`]) holding the raft log and the state machine; a
+//! raft-rs Ready loop on its own thread ([`raft`]) applying committed commands to the
+//! state machine ([`state`]); the domain API ([`core`]) that validates requests and
+//! proposes commands; the leader's duties ([`leader`]: the schedule loop and
+//! execution leases) over the connected executors ([`executors`]); and the gRPC and
+//! HTTP adapters ([`grpc`], [`http`]).
+//!
+//! Flow of a fire: the leader's schedule loop finds a job due, picks executors,
+//! proposes a `FireBatch`; once committed and applied (the state machine refuses an
+//! instant it has handled before), the leader sends each execution's assignment down
+//! the executor's stream; the executor's started/finished reports come back as
+//! commands. The apply never reads a clock: the leader's decisions ride in the
+//! command.
+//!
+//! This version runs single-node groups only; the transport, membership and
+//! snapshots of multi-node groups are not here yet.
+
+mod config;
+pub mod core;
+pub mod error;
+pub mod executors;
+pub mod grpc;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod raft;
+pub mod state;
+pub mod storage;
+pub mod time;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kairos_common::clock::{Clock, SystemClock};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::core::Core;
+use crate::executors::ExecutorRegistry;
+use crate::state::{StateMachine, StateView};
+use crate::storage::Db;
+
+/// A running scheduler node.
+#[derive(Debug)]
+pub struct Handle {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    done: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Handle {
+    /// The bound gRPC address (the real port when 0 was asked for).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Waits until the node has stopped (after the shutdown token fires, or on a fatal
+    /// error such as a failed disk write, which is returned).
+    pub async fn wait(self) -> Result<()> {
+        self.done
+            .await
+            .map_err(|e| Error::Internal(format!("scheduler task failed: {e}")))?
+    }
+}
+
+fn validate(config: &Config) -> Result<()> {
+    if config.node_id == 0 {
+        return Err(Error::invalid("node-id", "must be a positive number"));
+    }
+    if !config.peers.is_empty() && !config.peers.contains_key(&config.node_id) {
+        return Err(Error::invalid(
+            "peers",
+            format!("must include this node ({}) when given", config.node_id),
+        ));
+    }
+    if config.peers.keys().any(|id| *id != config.node_id) {
+        return Err(Error::invalid(
+            "peers",
+            "multi-node groups are not supported by this version; omit --peers for a single node",
+        ));
+    }
+    if config.election_ticks <= config.heartbeat_ticks {
+        return Err(Error::invalid(
+            "election-ticks",
+            "must be greater than heartbeat-ticks",
+        ));
+    }
+    if config.tick_interval.is_zero() {
+        return Err(Error::invalid("tick-interval", "must be positive"));
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {what} address {addr}: {e}")))
+}
+
+fn write_addr_file(path: &std::path::Path, grpc: SocketAddr, http: SocketAddr) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("grpc={grpc}\nhttp={http}\n"))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Opens storage, starts raft and binds the listeners; returns once serving.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Handle> {
+    start_with_clock(config, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with a given clock (tests).
+pub async fn start_with_clock(
+    config: Config,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> Result<Handle> {
+    validate(&config)?;
+    let data_dir = config.data_dir.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&data_dir))
+        .await
+        .map_err(|e| Error::Internal(format!("opening storage: {e}")))??;
+    let db = Arc::new(db);
+    let view = StateView::new(db.clone());
+    let sm = StateMachine::open(db.clone(), view.clone())?;
+    info!(node = config.node_id, data_dir = %config.data_dir.display(), applied = crate::raft::StateMachine::applied_index(&sm), jobs = view.job_count(), "storage opened");
+
+    let node_token = shutdown.child_token();
+    let options = raft::NodeOptions {
+        id: config.node_id,
+        initial_voters: config.peers.keys().copied().collect(),
+        tick_interval: config.tick_interval,
+        election_ticks: config.election_ticks,
+        heartbeat_ticks: config.heartbeat_ticks,
+    };
+    let (raft_handle, raft_thread) = raft::spawn(options, db, sm, node_token.clone())?;
+
+    let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
+    let http_listener = bind(config.http_addr, "HTTP").await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("gRPC listener: {e}")))?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("HTTP listener: {e}")))?;
+
+    let mut config = config;
+    config.grpc_addr = grpc_addr;
+    config.http_addr = http_addr;
+    let core = Arc::new(Core {
+        executors: ExecutorRegistry::new(config.node_id),
+        config: config.clone(),
+        raft: raft_handle,
+        view,
+        clock,
+        leader_since: std::sync::Mutex::new(None),
+        metrics: metrics::Metrics::new(),
+    });
+
+    let grpc_task = tokio::spawn(grpc::serve(core.clone(), grpc_listener, node_token.clone()));
+    let http_task = tokio::spawn(http::serve(core.clone(), http_listener, node_token.clone()));
+    let leader_task = tokio::spawn(leader::watch_leadership(core.clone(), node_token.clone()));
+    let raft_token = node_token.clone();
+    let raft_task = tokio::task::spawn_blocking(move || {
+        let result = raft_thread.join();
+        // Whatever ended the raft loop ends the node.
+        raft_token.cancel();
+        match result {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(Error::Internal("the raft thread panicked".into())),
+        }
+    });
+
+    if let Some(path) = &config.addr_file {
+        write_addr_file(path, grpc_addr, http_addr)?;
+    }
+    info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "scheduler listening");
+
+    let done = tokio::spawn(async move {
+        let raft_result = raft_task
+            .await
+            .map_err(|e| Error::Internal(format!("raft join: {e}")))
+            .and_then(|r| r);
+        node_token.cancel();
+        let grpc_result = grpc_task.await;
+        let http_result = http_task.await;
+        let _ = leader_task.await;
+        if let Err(e) = &raft_result {
+            error!(error = %e, "scheduler stopped on a fatal error");
+            return raft_result;
+        }
+        for r in [grpc_result, http_result] {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(Error::Internal(format!("server task: {e}"))),
+            }
+        }
+        info!("scheduler stopped");
+        Ok(())
+    });
+    Ok(Handle {
+        grpc_addr,
+        http_addr,
+        done,
+    })
+}
+
+/// `start` then `wait`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    start(config, shutdown).await?.wait().await
+}

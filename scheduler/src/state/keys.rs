@@ -1,0 +1,53 @@
+//! Key layout of the state machine's column family. Keys sort so that every listing
+//! is a prefix scan:
+//!
+//! | key                          | value                         |
+//! |------------------------------|-------------------------------|
+//! | `j/<job>`                    | `JobRecord`                   |
+//! | `e/<id u64 BE>`              | `kairos.v1.Execution`         |
+//! | `x/<job>\0<id u64 BE>`       | empty: the job's executions   |
+//! | `a/<id u64 BE>`              | job name: pending or running  |
+//! | `m/applied`                  | u64 BE: the applied index     |
+//! | `m/next_execution_id`        | u64 BE                        |
+//!
+//! Job names cannot contain `\0`, so `x/<job>\0` never prefixes another job's keys.
+
+pub const JOB_PREFIX: &[u8] = b"j/";
+pub const EXECUTION_PREFIX: &[u8] = b"e/";
+pub const ACTIVE_PREFIX: &[u8] = b"a/";
+pub const APPLIED: &[u8] = b"m/applied";
+pub const NEXT_EXECUTION_ID: &[u8] = b"m/next_execution_id";
+
+pub fn job(name: &str) -> Vec<u8> {
+    [JOB_PREFIX, name.as_bytes()].concat()
+}
+
+pub fn execution(id: u64) -> Vec<u8> {
+    [EXECUTION_PREFIX, &id.to_be_bytes()].concat()
+}
+
+pub fn active(id: u64) -> Vec<u8> {
+    [ACTIVE_PREFIX, &id.to_be_bytes()].concat()
+}
+
+pub fn job_executions_prefix(name: &str) -> Vec<u8> {
+    [b"x/", name.as_bytes(), b"\0"].concat()
+}
+
+pub fn job_execution(name: &str, id: u64) -> Vec<u8> {
+    [job_executions_prefix(name).as_slice(), &id.to_be_bytes()].concat()
+}
+
+/// The id at the end of an `e/`, `a/` or `x/` key.
+pub fn id_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+pub fn encode_u64(v: u64) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+pub fn decode_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}

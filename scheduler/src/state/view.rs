@@ -1,0 +1,216 @@
+//! The read side of the state machine: what readers (gRPC, HTTP, the schedule loop)
+//! see. It changes only when the raft loop publishes a batch that is already on disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kairos_proto::v1 as pb;
+use tokio::sync::{Notify, broadcast};
+
+use super::apply::decode_execution;
+use super::{ActiveExecution, JobEntry, keys};
+use crate::storage::{Cf, Db, StorageError};
+
+/// Executions buffered for slow watchers before they miss some (they are told).
+const EXECUTION_EVENTS_CAPACITY: usize = 1024;
+
+/// One page of executions, newest first.
+#[derive(Debug, Clone)]
+pub struct ExecutionPage {
+    pub executions: Vec<pb::Execution>,
+    /// The id to continue after, when there may be more.
+    pub next_after: Option<u64>,
+}
+
+/// The state as of the last published batch.
+pub struct StateView {
+    db: Arc<Db>,
+    jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
+    active: RwLock<BTreeMap<u64, ActiveExecution>>,
+    /// Jobs changed since the schedule loop last looked.
+    dirty_jobs: Mutex<BTreeSet<String>>,
+    jobs_changed: Notify,
+    executions: broadcast::Sender<pb::Execution>,
+}
+
+impl std::fmt::Debug for StateView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateView").finish_non_exhaustive()
+    }
+}
+
+impl StateView {
+    pub fn new(db: Arc<Db>) -> Arc<StateView> {
+        Arc::new(StateView {
+            db,
+            jobs: RwLock::new(BTreeMap::new()),
+            active: RwLock::new(BTreeMap::new()),
+            dirty_jobs: Mutex::new(BTreeSet::new()),
+            jobs_changed: Notify::new(),
+            executions: broadcast::channel(EXECUTION_EVENTS_CAPACITY).0,
+        })
+    }
+
+    pub(super) fn publish(
+        &self,
+        jobs: Vec<(String, Option<Arc<JobEntry>>)>,
+        active: Option<BTreeMap<u64, ActiveExecution>>,
+        executions: Vec<pb::Execution>,
+    ) {
+        if !jobs.is_empty() {
+            let mut map = self
+                .jobs
+                .write()
+                .expect("invariant: view lock is never poisoned");
+            let mut dirty = self
+                .dirty_jobs
+                .lock()
+                .expect("invariant: view lock is never poisoned");
+            for (name, entry) in jobs {
+                match entry {
+                    Some(e) => map.insert(name.clone(), e),
+                    None => map.remove(&name),
+                };
+                dirty.insert(name);
+            }
+            drop(dirty);
+            drop(map);
+            self.jobs_changed.notify_one();
+        }
+        if let Some(active) = active {
+            *self
+                .active
+                .write()
+                .expect("invariant: view lock is never poisoned") = active;
+        }
+        for e in executions {
+            // No receivers is fine: nobody is watching.
+            let _ = self.executions.send(e);
+        }
+    }
+
+    pub fn job(&self, name: &str) -> Option<Arc<JobEntry>> {
+        self.jobs
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    /// Up to `limit` jobs in name order, after `after`.
+    pub fn jobs_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<JobEntry>> {
+        let map = self
+            .jobs
+            .read()
+            .expect("invariant: view lock is never poisoned");
+        let iter: Box<dyn Iterator<Item = (&String, &Arc<JobEntry>)>> = match after {
+            Some(a) => Box::new(
+                map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            ),
+            None => Box::new(map.iter()),
+        };
+        iter.take(limit).map(|(_, e)| e.clone()).collect()
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .len()
+    }
+
+    pub fn all_jobs(&self) -> Vec<Arc<JobEntry>> {
+        self.jobs
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Names of jobs changed since the last call.
+    pub fn take_dirty_jobs(&self) -> BTreeSet<String> {
+        std::mem::take(
+            &mut *self
+                .dirty_jobs
+                .lock()
+                .expect("invariant: view lock is never poisoned"),
+        )
+    }
+
+    /// Resolves when a job changed (possibly before this call, since the last wait).
+    pub async fn jobs_changed(&self) {
+        self.jobs_changed.notified().await;
+    }
+
+    pub fn active(&self) -> Vec<ActiveExecution> {
+        self.active
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn subscribe_executions(&self) -> broadcast::Receiver<pb::Execution> {
+        self.executions.subscribe()
+    }
+
+    pub fn execution(&self, id: u64) -> Result<Option<pb::Execution>, StorageError> {
+        self.db
+            .get(Cf::State, &keys::execution(id))?
+            .map(|b| decode_execution(&b))
+            .transpose()
+    }
+
+    /// Executions newest first, of one job or all, continuing before id `before`.
+    pub fn executions_page(
+        &self,
+        job: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<ExecutionPage, StorageError> {
+        let mut executions = Vec::with_capacity(limit);
+        let fetch = limit + 1;
+        let keys: Vec<u64> = match job {
+            Some(name) => {
+                let prefix = keys::job_executions_prefix(name);
+                let after = before.map(|id| keys::job_execution(name, id));
+                self.db
+                    .scan_prefix(Cf::State, &prefix, true, after.as_deref(), fetch)?
+                    .into_iter()
+                    .filter_map(|(k, _)| keys::id_suffix(&k))
+                    .collect()
+            }
+            None => {
+                let after = before.map(keys::execution);
+                self.db
+                    .scan_prefix(
+                        Cf::State,
+                        keys::EXECUTION_PREFIX,
+                        true,
+                        after.as_deref(),
+                        fetch,
+                    )?
+                    .into_iter()
+                    .filter_map(|(k, _)| keys::id_suffix(&k))
+                    .collect()
+            }
+        };
+        let more = keys.len() > limit;
+        for id in keys.into_iter().take(limit) {
+            if let Some(e) = self.execution(id)? {
+                executions.push(e);
+            }
+        }
+        let next_after = if more {
+            executions.last().and_then(|e| e.id.parse().ok())
+        } else {
+            None
+        };
+        Ok(ExecutionPage {
+            executions,
+            next_after,
+        })
+    }
+}
