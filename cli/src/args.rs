@@ -217,13 +217,29 @@ pub struct SchedulerArgs {
     #[arg(long, env = "KAIROS_TICK_INTERVAL", value_name = "DURATION", value_parser = values::duration)]
     pub tick_interval: Option<Duration>,
 
-    /// Ticks without a leader heartbeat before a follower campaigns [default: 20].
+    /// Ticks without a leader heartbeat before a follower campaigns; each election
+    /// timeout is drawn from [N, 2N) ticks [default: 10].
     #[arg(long, env = "KAIROS_ELECTION_TICKS", value_name = "N")]
     pub election_ticks: Option<usize>,
 
     /// Ticks between leader heartbeats [default: 2].
     #[arg(long, env = "KAIROS_HEARTBEAT_TICKS", value_name = "N")]
     pub heartbeat_ticks: Option<usize>,
+
+    /// Start with no membership and wait to be admitted with
+    /// `kairos cluster add-scheduler ID ADDR` (for growing an existing group).
+    #[arg(long, env = "KAIROS_JOIN")]
+    pub join: bool,
+
+    /// The gRPC address peers and executors use for this node [default: its entry in
+    /// --peers, else the bound --grpc-addr].
+    #[arg(long, env = "KAIROS_ADVERTISE_ADDR", value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
+
+    /// Compact the raft log every N applied entries; a new or lagging node then
+    /// catches up by snapshot [default: 10000].
+    #[arg(long, env = "KAIROS_SNAPSHOT_INTERVAL", value_name = "N")]
+    pub snapshot_interval: Option<u64>,
 }
 
 /// `kairos executor`: a stateless agent.

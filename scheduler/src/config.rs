@@ -16,14 +16,27 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address (UI, /metrics, health, JSON API); port 0 = ephemeral.
     pub http_addr: SocketAddr,
-    /// Initial voters (id → gRPC address) on first start; empty = a single-node group.
+    /// Initial voters (id → gRPC address) on first start; empty = a single-node group
+    /// (or, with `join`, no membership until a leader adds this node). Later starts
+    /// read membership from disk and use these only as known addresses.
     pub peers: BTreeMap<u64, String>,
+    /// Start without membership and wait to be added (`kairos cluster add-scheduler`).
+    pub join: bool,
+    /// The gRPC address other schedulers and executors use for this node; default
+    /// this node's entry in `peers`, else the bound gRPC address.
+    pub advertise_addr: Option<String>,
+    /// Compact the raft log every this many applied entries (a new or lagging node
+    /// then catches up by snapshot).
+    pub snapshot_interval: u64,
     /// When set, the bound addresses are written here once listening
     /// (`grpc=HOST:PORT` and `http=HOST:PORT`, one per line).
     pub addr_file: Option<PathBuf>,
     /// Raft's logical clock period.
     pub tick_interval: Duration,
-    /// Ticks without a heartbeat before a follower campaigns (randomised up to 2×).
+    /// Ticks without a heartbeat before a follower campaigns; each election timeout
+    /// is drawn from [election_ticks, 2 × election_ticks). With the defaults (50 ms,
+    /// 10 ticks) a dead leader is replaced after 0.5–1 s; pre-vote and check-quorum
+    /// keep a partitioned node from disrupting the group.
     pub election_ticks: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_ticks: usize,
@@ -40,9 +53,12 @@ impl Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             peers: BTreeMap::new(),
+            join: false,
+            advertise_addr: None,
+            snapshot_interval: 10_000,
             addr_file: None,
             tick_interval: Duration::from_millis(50),
-            election_ticks: 20,
+            election_ticks: 10,
             heartbeat_ticks: 2,
             max_output_bytes: 64 * 1024,
         }

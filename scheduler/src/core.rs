@@ -31,14 +31,24 @@ use crate::{Config, Error, Result};
 pub const DEFAULT_JOB_PAGE: u32 = 100;
 pub const DEFAULT_EXECUTION_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 1000;
+/// How long a request waits for the group to have a leader before it is refused
+/// (covers an election; bounded so a group without quorum answers promptly).
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub type Raft = RaftHandle<Result<Applied>>;
 
 /// Everything a node's services share.
 pub struct Core {
     pub config: Config,
+    /// This node's gRPC address as peers and executors reach it.
+    pub my_addr: String,
     pub raft: Raft,
     pub view: Arc<StateView>,
+    pub db: Arc<crate::storage::Db>,
+    /// Schedulers' addresses (replicated members, --peers, and learned).
+    pub book: crate::raft::AddressBook,
+    /// Channels for handing requests to the leader.
+    pub forwarder: crate::grpc::Forwarder,
     pub clock: Arc<dyn Clock>,
     pub executors: ExecutorRegistry,
     /// When this node last became a ready leader (for lease grace).
@@ -63,7 +73,8 @@ impl Core {
         self.raft.status()
     }
 
-    fn require_leader(&self) -> Result<()> {
+    /// Ok on the ready leader; otherwise the error that sends the caller there.
+    pub fn require_leader(&self) -> Result<()> {
         let s = self.raft.status();
         if s.is_ready_leader() {
             Ok(())
@@ -71,9 +82,50 @@ impl Core {
             Err(Error::Unavailable(
                 "no leader: the group is electing one or has lost its quorum".into(),
             ))
+        } else if s.leader_id == s.id {
+            Err(Error::Unavailable(
+                "this node was just elected and is catching up; retry".into(),
+            ))
         } else {
-            Err(Error::NotLeader { leader: None })
+            Err(Error::NotLeader {
+                leader: self.book.get(s.leader_id),
+            })
         }
+    }
+
+    /// Like [`Core::require_leader`], but while the group has no leader (an election,
+    /// a node just started) waits up to [`LEADER_WAIT`] for one.
+    pub async fn leader_or_wait(&self) -> Result<()> {
+        let mut status = self.raft.watch_status();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let s = status.borrow_and_update().clone();
+            let settled = s.is_ready_leader() || (s.leader_id != 0 && s.leader_id != s.id);
+            if settled || tokio::time::Instant::now() >= deadline {
+                return self.require_leader();
+            }
+            if tokio::time::timeout_at(deadline, status.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
+                return self.require_leader();
+            }
+        }
+    }
+
+    /// Waits until this node has applied every write acknowledged before the call.
+    pub async fn read_barrier(&self) -> Result<()> {
+        let mut status = self.raft.watch_status();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        while status.borrow_and_update().leader_id == 0 {
+            if tokio::time::timeout_at(deadline, status.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.raft.read_barrier().await
     }
 
     pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {
@@ -90,6 +142,7 @@ impl Core {
     ) -> Result<(pb::Job, PutResult)> {
         let (normalized, spec) = kairos_common::job::normalize(&job)?;
         self.check_supported(&spec)?;
+        self.leader_or_wait().await?;
         let cmd = ipb::command::Kind::PutJob(ipb::PutJob {
             job: Some(normalized),
             expected_version,
@@ -167,7 +220,8 @@ impl Core {
         job
     }
 
-    pub fn get_job(&self, name: &str) -> Result<pb::Job> {
+    pub async fn get_job(&self, name: &str) -> Result<pb::Job> {
+        self.read_barrier().await?;
         let entry = self
             .view
             .job(name)
@@ -180,7 +234,21 @@ impl Core {
         Ok(self.decorate(job))
     }
 
-    pub fn list_jobs(&self, page_size: u32, page_token: &str) -> Result<(Vec<pb::Job>, String)> {
+    pub async fn list_jobs(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<pb::Job>, String)> {
+        self.read_barrier().await?;
+        self.list_jobs_local(page_size, page_token)
+    }
+
+    /// Jobs as this node has them, without a read barrier (status page).
+    pub fn list_jobs_local(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<pb::Job>, String)> {
         let limit = page_size_or(page_size, DEFAULT_JOB_PAGE)?;
         let after = if page_token.is_empty() {
             None
@@ -207,6 +275,7 @@ impl Core {
 
     pub async fn delete_job(&self, name: &str) -> Result<()> {
         JobName::parse(name)?;
+        self.leader_or_wait().await?;
         match self
             .propose(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
                 name: name.to_string(),
@@ -237,6 +306,7 @@ impl Core {
         if reason.len() > 1024 {
             return Err(Error::invalid("reason", "longer than 1024 bytes"));
         }
+        self.leader_or_wait().await?;
         let cmd = ipb::command::Kind::SetPaused(ipb::SetPaused {
             name: name.to_string(),
             paused,
@@ -255,7 +325,7 @@ impl Core {
     /// Starts one execution of the job now (trigger `manual`).
     pub async fn run_job(&self, name: &str) -> Result<pb::Execution> {
         JobName::parse(name)?;
-        self.require_leader()?;
+        self.leader_or_wait().await?;
         let entry = self
             .view
             .job(name)
@@ -424,7 +494,7 @@ impl Core {
 
     // ---- schedules ----
 
-    pub fn preview(
+    pub async fn preview(
         &self,
         subject: Option<pb::preview_schedule_request::Subject>,
         from: Option<DateTime<Utc>>,
@@ -434,6 +504,7 @@ impl Core {
         use pb::preview_schedule_request::Subject;
         let (schedule_src, tz) = match subject {
             Some(Subject::Name(name)) => {
+                self.read_barrier().await?;
                 let entry = self
                     .view
                     .job(&name)
@@ -473,14 +544,26 @@ impl Core {
 
     // ---- executions ----
 
-    pub fn get_execution(&self, id: &str) -> Result<pb::Execution> {
+    pub async fn get_execution(&self, id: &str) -> Result<pb::Execution> {
         let id: ExecutionId = id.parse()?;
+        self.read_barrier().await?;
         self.view
             .execution(id.0)?
             .ok_or_else(|| Error::NotFound(format!("execution {id}")))
     }
 
-    pub fn list_executions(
+    pub async fn list_executions(
+        &self,
+        job: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<pb::Execution>, String)> {
+        self.read_barrier().await?;
+        self.list_executions_local(job, page_size, page_token)
+    }
+
+    /// Executions as this node has them, without a read barrier (status page).
+    pub fn list_executions_local(
         &self,
         job: &str,
         page_size: u32,
@@ -510,55 +593,72 @@ impl Core {
 
     // ---- cluster ----
 
-    pub fn cluster_status(&self) -> pb::ClusterStatus {
+    /// This node's own row of the cluster status.
+    pub fn local_status(&self) -> pb::SchedulerStatus {
         let s = self.raft.status();
-        let me = pb::SchedulerStatus {
+        pb::SchedulerStatus {
             id: s.id,
-            addr: self.advertised_addr(),
+            addr: self.my_addr.clone(),
             role: s.role.as_str().to_string(),
             term: s.term,
             commit_index: s.commit_index,
             applied_index: s.applied_index,
             reachable: true,
-        };
-        let mut schedulers = vec![me];
-        for v in &s.voters {
-            if *v != s.id {
-                schedulers.push(pb::SchedulerStatus {
-                    id: *v,
-                    addr: self.config.peers.get(v).cloned().unwrap_or_default(),
+            log_first_index: s.log_first_index,
+        }
+    }
+
+    /// The group as this node sees it, with each member's own figures (asked of it;
+    /// `reachable` false when it did not answer in time).
+    pub async fn cluster_status(&self) -> pb::ClusterStatus {
+        let s = self.raft.status();
+        let mut ids: Vec<u64> = s.voters.iter().chain(s.learners.iter()).copied().collect();
+        if !ids.contains(&s.id) {
+            ids.push(s.id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let asks = ids.iter().map(|id| async move {
+            if *id == s.id {
+                return self.local_status();
+            }
+            let addr = self.book.get(*id).unwrap_or_default();
+            match crate::grpc::peer_status(&self.forwarder, &addr).await {
+                Some(mut st) => {
+                    st.id = *id;
+                    st
+                }
+                None => pb::SchedulerStatus {
+                    id: *id,
+                    addr,
                     role: "unknown".into(),
                     reachable: false,
                     ..Default::default()
-                });
+                },
             }
-        }
-        schedulers.sort_by_key(|x| x.id);
-        let leader_addr = if s.leader_id == s.id {
-            self.advertised_addr()
+        });
+        let schedulers = futures::future::join_all(asks).await;
+        // Executors connect to the leader only.
+        let executors = if s.leader_id == s.id || s.leader_id == 0 {
+            self.executors.statuses()
         } else {
-            self.config
-                .peers
-                .get(&s.leader_id)
-                .cloned()
+            let addr = self.book.get(s.leader_id).unwrap_or_default();
+            crate::grpc::leader_executors(&self.forwarder, &addr)
+                .await
                 .unwrap_or_default()
         };
         pb::ClusterStatus {
             leader_id: s.leader_id,
-            leader_addr,
+            leader_addr: self.leader_addr().unwrap_or_default(),
             schedulers,
-            executors: self.executors.statuses(),
+            executors,
             answered_by: s.id,
         }
     }
 
     /// The address peers and executors should use for this node.
     pub fn advertised_addr(&self) -> String {
-        self.config
-            .peers
-            .get(&self.config.node_id)
-            .cloned()
-            .unwrap_or_else(|| self.config.grpc_addr.to_string())
+        self.my_addr.clone()
     }
 
     /// The leader's gRPC address, when known.
@@ -566,10 +666,107 @@ impl Core {
         let s = self.raft.status();
         if s.leader_id == 0 {
             None
-        } else if s.leader_id == s.id {
-            Some(self.advertised_addr())
         } else {
-            self.config.peers.get(&s.leader_id).cloned()
+            self.book.get(s.leader_id)
+        }
+    }
+
+    /// Admits a scheduler (started with `--join`) as a voter.
+    pub async fn add_scheduler(&self, id: u64, addr: &str) -> Result<()> {
+        if id == 0 {
+            return Err(Error::invalid("id", "must be a positive number"));
+        }
+        if addr.parse::<std::net::SocketAddr>().is_err() && !addr.contains(':') {
+            return Err(Error::invalid("addr", format!("{addr:?} is not HOST:PORT")));
+        }
+        self.leader_or_wait().await?;
+        let s = self.raft.status();
+        if s.voters.contains(&id) {
+            return Err(Error::AlreadyExists(format!("scheduler {id}")));
+        }
+        self.book.set(id, addr.to_string());
+        self.raft
+            .change_membership(crate::raft::MemberChange::Add {
+                id,
+                addr: addr.to_string(),
+            })
+            .await?;
+        info!(node = id, %addr, "scheduler added");
+        Ok(())
+    }
+
+    /// Removes a voter (the leader itself included: it steps down once removed).
+    pub async fn remove_scheduler(&self, id: u64) -> Result<()> {
+        self.leader_or_wait().await?;
+        let s = self.raft.status();
+        if !s.voters.contains(&id) {
+            return Err(Error::NotFound(format!("scheduler {id}")));
+        }
+        if s.voters.len() == 1 {
+            return Err(Error::FailedPrecondition(
+                "cannot remove the last scheduler".into(),
+            ));
+        }
+        self.raft
+            .change_membership(crate::raft::MemberChange::Remove { id })
+            .await?;
+        info!(node = id, "scheduler removed");
+        Ok(())
+    }
+
+    /// Hands leadership to `id` and waits until it has it.
+    pub async fn transfer_leader(&self, id: u64) -> Result<()> {
+        self.leader_or_wait().await?;
+        let s = self.raft.status();
+        if !s.voters.contains(&id) {
+            return Err(Error::NotFound(format!("scheduler {id}")));
+        }
+        if id == s.id {
+            return Ok(());
+        }
+        self.raft.transfer_leader(id)?;
+        let mut status = self.raft.watch_status();
+        let wait = async {
+            loop {
+                if status.borrow_and_update().leader_id == id {
+                    return;
+                }
+                if status.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!("scheduler {id} did not take leadership within 10s"))
+            })?;
+        info!(node = id, "leadership transferred");
+        Ok(())
+    }
+
+    /// Makes sure the replicated address book holds every voter this leader knows an
+    /// address for (the initial voters are only in the flags of the first leader).
+    pub async fn ensure_member_addrs(&self) -> Result<()> {
+        let known = self.view.members();
+        let s = self.raft.status();
+        let missing: std::collections::HashMap<u64, String> = s
+            .voters
+            .iter()
+            .filter(|id| !known.contains_key(id))
+            .filter_map(|id| self.book.get(*id).map(|a| (*id, a)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match self
+            .propose(ipb::command::Kind::SetMemberAddrs(ipb::SetMemberAddrs {
+                addrs: missing,
+            }))
+            .await?
+        {
+            Applied::Members(_) => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
 

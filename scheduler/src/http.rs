@@ -83,7 +83,7 @@ fn ts(t: &Option<kairos_proto::Timestamp>) -> String {
 }
 
 async fn index(State(core): State<Arc<Core>>) -> Html<String> {
-    let status = core.cluster_status();
+    let status = core.cluster_status().await;
     let mut h = String::new();
     let _ = write!(
         h,
@@ -97,7 +97,7 @@ async fn index(State(core): State<Arc<Core>>) -> Html<String> {
     );
     h.push_str("<h2>Jobs</h2><table><tr><th>name</th><th>schedule</th><th>zone</th><th>paused</th><th>next fire (UTC)</th><th>last outcome</th></tr>");
     let (jobs, _) = core
-        .list_jobs(crate::core::MAX_PAGE, "")
+        .list_jobs_local(crate::core::MAX_PAGE, "")
         .unwrap_or_default();
     for j in &jobs {
         let st = j.status.clone().unwrap_or_default();
@@ -113,7 +113,7 @@ async fn index(State(core): State<Arc<Core>>) -> Html<String> {
         );
     }
     h.push_str("</table><h2>Latest executions</h2><table><tr><th>id</th><th>job</th><th>scheduled (UTC)</th><th>trigger</th><th>executor</th><th>status</th></tr>");
-    let (execs, _) = core.list_executions("", 50, "").unwrap_or_default();
+    let (execs, _) = core.list_executions_local("", 50, "").unwrap_or_default();
     for e in &execs {
         let _ = write!(
             h,

@@ -37,6 +37,12 @@ pub const LATE_FIRE_TOLERANCE: Duration = Duration::from_secs(5);
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// An execution whose executor confirmed nothing for this long is recorded lost.
 pub const LEASE: Duration = Duration::from_secs(10);
+/// After becoming leader, a fire that finds no matching executor waits up to this
+/// long for executors to reconnect (they were connected to the old leader) instead
+/// of being recorded `no_target` at once.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How often a fire held for reconnecting executors is retried.
+const HOLD_RETRY: Duration = Duration::from_millis(100);
 /// Fires per raft entry; larger due sets are split into several entries.
 const MAX_FIRES_PER_BATCH: usize = 2048;
 
@@ -89,6 +95,9 @@ pub async fn watch_leadership(core: Arc<Core>, shutdown: CancellationToken) {
 }
 
 async fn run_duties(core: Arc<Core>, token: CancellationToken) {
+    if let Err(e) = core.ensure_member_addrs().await {
+        warn!(error = %e, "could not record the members' addresses");
+    }
     let mut timer = Timer::default();
     for entry in core.view.all_jobs() {
         timer.update(&core, &entry);
@@ -132,12 +141,24 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
 async fn fire_due(core: &Core, timer: &mut Timer, due: Vec<(String, i64)>) {
     let mut fires = Vec::with_capacity(due.len());
     let mut planned: Vec<(String, i64)> = Vec::with_capacity(due.len());
+    let in_grace = core
+        .leader_since
+        .lock()
+        .expect("invariant: lock is never poisoned")
+        .is_some_and(|since| since.elapsed() < RECONNECT_GRACE);
+    let now_ms = core.clock.now().timestamp_millis();
     for (name, at_ms) in due {
         let Some(entry) = core.view.job(&name) else {
             timer.remove(&name);
             continue;
         };
-        fires.push(core.plan_fire(&entry, at_ms, Trigger::Schedule));
+        let fire = core.plan_fire(&entry, at_ms, Trigger::Schedule);
+        if fire.executors.is_empty() && in_grace {
+            // Executors are probably still finding this new leader: hold the fire.
+            timer.retry_later(&name, at_ms, now_ms, HOLD_RETRY);
+            continue;
+        }
+        fires.push(fire);
         planned.push((name, at_ms));
     }
     for chunk in fires.chunks(MAX_FIRES_PER_BATCH) {
@@ -152,7 +173,7 @@ async fn fire_due(core: &Core, timer: &mut Timer, due: Vec<(String, i64)>) {
             Some(entry) => {
                 if entry.record.cursor_ms < at_ms {
                     // Not committed (no quorum, deposed): do not spin on it.
-                    timer.retry_later(&name, at_ms, core.clock.now().timestamp_millis());
+                    timer.retry_later(&name, at_ms, core.clock.now().timestamp_millis(), MAX_IDLE);
                 } else {
                     timer.update(core, &entry);
                 }
@@ -222,8 +243,8 @@ impl Timer {
     }
 
     /// Keeps the instant but comes back to it after the idle period.
-    fn retry_later(&mut self, name: &str, at_ms: i64, now_ms: i64) {
-        let wake = now_ms + MAX_IDLE.as_millis() as i64;
+    fn retry_later(&mut self, name: &str, at_ms: i64, now_ms: i64, after: Duration) {
+        let wake = now_ms + after.as_millis() as i64;
         self.set(name.to_string(), wake, at_ms);
     }
 

@@ -15,8 +15,9 @@
 //! commands. The apply never reads a clock: the leader's decisions ride in the
 //! command.
 //!
-//! This version runs single-node groups only; the transport, membership and
-//! snapshots of multi-node groups are not here yet.
+//! A group has 1, 3 or 5 voters. Any node serves reads (after a read-index
+//! barrier) and forwards writes to the leader; only the leader schedules and talks to
+//! executors.
 
 mod config;
 pub mod core;
@@ -84,11 +85,17 @@ fn validate(config: &Config) -> Result<()> {
             format!("must include this node ({}) when given", config.node_id),
         ));
     }
-    if config.peers.keys().any(|id| *id != config.node_id) {
+    if config.join
+        && !config.peers.is_empty()
+        && config.peers.keys().any(|id| *id != config.node_id)
+    {
         return Err(Error::invalid(
-            "peers",
-            "multi-node groups are not supported by this version; omit --peers for a single node",
+            "join",
+            "a joining node gets its membership from the group; give --peers only for a new group",
         ));
+    }
+    if config.snapshot_interval == 0 {
+        return Err(Error::invalid("snapshot-interval", "must be positive"));
     }
     if config.election_ticks <= config.heartbeat_ticks {
         return Err(Error::invalid(
@@ -132,20 +139,10 @@ pub async fn start_with_clock(
         .await
         .map_err(|e| Error::Internal(format!("opening storage: {e}")))??;
     let db = Arc::new(db);
+    let book = raft::AddressBook::new(config.peers.clone());
     let view = StateView::new(db.clone());
-    let sm = StateMachine::open(db.clone(), view.clone())?;
+    let sm = StateMachine::open(db.clone(), view.clone(), book.clone())?;
     info!(node = config.node_id, data_dir = %config.data_dir.display(), applied = crate::raft::StateMachine::applied_index(&sm), jobs = view.job_count(), "storage opened");
-
-    let node_token = shutdown.child_token();
-    let options = raft::NodeOptions {
-        id: config.node_id,
-        initial_voters: config.peers.keys().copied().collect(),
-        tick_interval: config.tick_interval,
-        election_ticks: config.election_ticks,
-        heartbeat_ticks: config.heartbeat_ticks,
-    };
-    let (raft_handle, raft_thread) = raft::spawn(options, db, sm, node_token.clone())?;
-
     let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
     let http_listener = bind(config.http_addr, "HTTP").await?;
     let grpc_addr = grpc_listener
@@ -158,14 +155,53 @@ pub async fn start_with_clock(
     let mut config = config;
     config.grpc_addr = grpc_addr;
     config.http_addr = http_addr;
+    let my_addr = config
+        .advertise_addr
+        .clone()
+        .or_else(|| config.peers.get(&config.node_id).cloned())
+        .unwrap_or_else(|| grpc_addr.to_string());
+    book.set(config.node_id, my_addr.clone());
+
+    let node_token = shutdown.child_token();
+    let options = raft::NodeOptions {
+        id: config.node_id,
+        initial_voters: config.peers.keys().copied().collect(),
+        join: config.join,
+        tick_interval: config.tick_interval,
+        election_ticks: config.election_ticks,
+        heartbeat_ticks: config.heartbeat_ticks,
+        snapshot_interval: config.snapshot_interval,
+        snapshot_dir: config.data_dir.join("snapshots"),
+    };
+    let inbox = raft::Inbox::default();
+    let transport = raft::GrpcTransport::new(
+        config.node_id,
+        my_addr.clone(),
+        book.clone(),
+        inbox.sender(),
+        options.snapshot_dir.clone(),
+        node_token.clone(),
+    );
+    let (raft_handle, raft_thread) = raft::spawn(
+        options,
+        db.clone(),
+        sm,
+        transport,
+        inbox,
+        node_token.clone(),
+    )?;
     let core = Arc::new(Core {
         executors: ExecutorRegistry::new(config.node_id),
         config: config.clone(),
+        my_addr,
         raft: raft_handle,
         view,
+        db,
+        book,
         clock,
         leader_since: std::sync::Mutex::new(None),
         metrics: metrics::Metrics::new(),
+        forwarder: grpc::Forwarder::default(),
     });
 
     let grpc_task = tokio::spawn(grpc::serve(core.clone(), grpc_listener, node_token.clone()));

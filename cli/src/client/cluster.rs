@@ -158,6 +158,7 @@ mod tests {
                 commit_index: 120,
                 applied_index: 120,
                 reachable: true,
+                log_first_index: 1,
             }],
             executors: vec![pb::ExecutorStatus {
                 id: "local".into(),

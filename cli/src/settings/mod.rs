@@ -163,6 +163,25 @@ pub fn scheduler(
     ) {
         config.heartbeat_ticks = n;
     }
+    config.join = args.join || file.value("join", values::boolean)?.unwrap_or(false);
+    config.advertise_addr = pick(
+        args.advertise_addr.clone(),
+        file.value("advertise-addr", values::name)?,
+    );
+    if let Some(n) = pick(
+        args.snapshot_interval,
+        file.value("snapshot-interval", values::number)?,
+    ) {
+        if n == 0 {
+            bail!("--snapshot-interval must be at least 1");
+        }
+        config.snapshot_interval = n;
+    }
+    if config.join && config.peers.len() > 1 {
+        bail!(
+            "--join and --peers exclude each other: a joining node gets its membership from the group"
+        );
+    }
     if config.heartbeat_ticks == 0 || config.election_ticks <= config.heartbeat_ticks {
         bail!(
             "--election-ticks ({}) must be greater than --heartbeat-ticks ({}), which must be at least 1",
@@ -402,7 +421,11 @@ log-format = "json"
         assert_eq!(config.grpc_addr, addr("127.0.0.1:9100")?, "from the file");
         assert_eq!(config.http_addr, addr("127.0.0.1:9300")?, "flag beats file");
         assert_eq!(config.tick_interval, Duration::from_millis(20));
-        assert_eq!(config.election_ticks, 20, "default");
+        assert_eq!(
+            config.election_ticks,
+            kairos_scheduler::Config::new(1, PathBuf::new()).election_ticks,
+            "default"
+        );
         assert_eq!(config.peers.len(), 2);
         assert_eq!(settings.log_format, LogFormat::Json);
         Ok(())

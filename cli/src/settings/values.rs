@@ -98,6 +98,14 @@ pub fn name(s: &str) -> Result<String, String> {
 }
 
 /// A non-negative integer.
+pub fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
 pub fn number<T: FromStr>(s: &str) -> Result<T, String> {
     s.trim()
         .parse()

@@ -25,6 +25,7 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         let (executions, next_page_token) = self
             .0
             .list_executions(&req.job, req.page_size, &req.page_token)
+            .await
             .or_status()?;
         Ok(Response::new(pb::ListExecutionsResponse {
             executions,
@@ -37,7 +38,10 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         req: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
         Ok(Response::new(
-            self.0.get_execution(&req.into_inner().id).or_status()?,
+            self.0
+                .get_execution(&req.into_inner().id)
+                .await
+                .or_status()?,
         ))
     }
 

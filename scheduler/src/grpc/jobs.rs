@@ -1,10 +1,13 @@
-//! `kairos.v1.JobService`: decode, call [`Core`], encode.
+//! `kairos.v1.JobService`: decode, call [`Core`], encode. Writes a follower cannot
+//! serve go to the leader ([`super::forward`]).
 
 use std::sync::Arc;
 
 use kairos_proto::v1 as pb;
+use pb::job_service_client::JobServiceClient;
 use tonic::{Request, Response, Status};
 
+use super::forward::{is_forwarded, or_leader};
 use super::status::IntoStatus;
 use crate::core::Core;
 use crate::time::dt_from_ts;
@@ -18,24 +21,34 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         req: Request<pb::PutJobRequest>,
     ) -> Result<Response<pb::PutJobResponse>, Status> {
+        let forwarded = is_forwarded(&req);
         let req = req.into_inner();
         let job = req
             .job
+            .clone()
             .ok_or_else(|| Status::invalid_argument("invalid job: missing field job"))?;
-        let (job, result) = self
-            .0
-            .put_job(job, req.expected_version)
-            .await
-            .or_status()?;
-        Ok(Response::new(pb::PutJobResponse {
-            job: Some(job),
-            result: result.as_str().to_string(),
-        }))
+        match self.0.put_job(job, req.expected_version).await {
+            Ok((job, result)) => Ok(Response::new(pb::PutJobResponse {
+                job: Some(job),
+                result: result.as_str().to_string(),
+            })),
+            Err(e) => {
+                or_leader(
+                    &self.0.forwarder,
+                    self.0.config.node_id,
+                    e,
+                    forwarded,
+                    req,
+                    |ch, r| async move { JobServiceClient::new(ch).put_job(r).await },
+                )
+                .await
+            }
+        }
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         Ok(Response::new(
-            self.0.get_job(&req.into_inner().name).or_status()?,
+            self.0.get_job(&req.into_inner().name).await.or_status()?,
         ))
     }
 
@@ -47,6 +60,7 @@ impl pb::job_service_server::JobService for JobApi {
         let (jobs, next_page_token) = self
             .0
             .list_jobs(req.page_size, &req.page_token)
+            .await
             .or_status()?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs,
@@ -58,44 +72,90 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         req: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        self.0
-            .delete_job(&req.into_inner().name)
-            .await
-            .or_status()?;
-        Ok(Response::new(pb::DeleteJobResponse {}))
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        match self.0.delete_job(&req.name).await {
+            Ok(()) => Ok(Response::new(pb::DeleteJobResponse {})),
+            Err(e) => {
+                or_leader(
+                    &self.0.forwarder,
+                    self.0.config.node_id,
+                    e,
+                    forwarded,
+                    req,
+                    |ch, r| async move { JobServiceClient::new(ch).delete_job(r).await },
+                )
+                .await
+            }
+        }
     }
 
     async fn run_job(
         &self,
         req: Request<pb::RunJobRequest>,
     ) -> Result<Response<pb::RunJobResponse>, Status> {
-        let execution = self.0.run_job(&req.into_inner().name).await.or_status()?;
-        Ok(Response::new(pb::RunJobResponse {
-            execution: Some(execution),
-        }))
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        match self.0.run_job(&req.name).await {
+            Ok(execution) => Ok(Response::new(pb::RunJobResponse {
+                execution: Some(execution),
+            })),
+            Err(e) => {
+                or_leader(
+                    &self.0.forwarder,
+                    self.0.config.node_id,
+                    e,
+                    forwarded,
+                    req,
+                    |ch, r| async move { JobServiceClient::new(ch).run_job(r).await },
+                )
+                .await
+            }
+        }
     }
 
     async fn pause_job(
         &self,
         req: Request<pb::PauseJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let forwarded = is_forwarded(&req);
         let req = req.into_inner();
-        Ok(Response::new(
-            self.0
-                .set_paused(&req.name, true, &req.reason)
+        match self.0.set_paused(&req.name, true, &req.reason).await {
+            Ok(job) => Ok(Response::new(job)),
+            Err(e) => {
+                or_leader(
+                    &self.0.forwarder,
+                    self.0.config.node_id,
+                    e,
+                    forwarded,
+                    req,
+                    |ch, r| async move { JobServiceClient::new(ch).pause_job(r).await },
+                )
                 .await
-                .or_status()?,
-        ))
+            }
+        }
     }
 
     async fn resume_job(
         &self,
         req: Request<pb::ResumeJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let forwarded = is_forwarded(&req);
         let req = req.into_inner();
-        Ok(Response::new(
-            self.0.set_paused(&req.name, false, "").await.or_status()?,
-        ))
+        match self.0.set_paused(&req.name, false, "").await {
+            Ok(job) => Ok(Response::new(job)),
+            Err(e) => {
+                or_leader(
+                    &self.0.forwarder,
+                    self.0.config.node_id,
+                    e,
+                    forwarded,
+                    req,
+                    |ch, r| async move { JobServiceClient::new(ch).resume_job(r).await },
+                )
+                .await
+            }
+        }
     }
 
     async fn preview_schedule(
@@ -111,6 +171,7 @@ impl pb::job_service_server::JobService for JobApi {
                 req.to.as_ref().map(dt_from_ts),
                 req.limit,
             )
+            .await
             .or_status()?;
         Ok(Response::new(pb::PreviewScheduleResponse {
             instants: instants.into_iter().map(crate::time::ts_from_dt).collect(),

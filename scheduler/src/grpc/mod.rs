@@ -7,9 +7,14 @@
 
 mod cluster;
 mod executions;
+mod forward;
 mod gateway;
 mod jobs;
+mod raft_transport;
 pub mod status;
+
+pub use cluster::{leader_executors, peer_status};
+pub use forward::Forwarder;
 
 use std::sync::Arc;
 
@@ -70,6 +75,12 @@ pub async fn serve(
         .add_service(pb::executor_gateway_server::ExecutorGatewayServer::new(
             gateway,
         ))
+        .add_service(
+            pb::raft_transport_server::RaftTransportServer::new(raft_transport::RaftApi(
+                core.clone(),
+            ))
+            .max_decoding_message_size(64 << 20),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .map_err(|e| Error::Internal(format!("grpc server: {e}")))

@@ -10,6 +10,8 @@
 //! `conf_state` and `compacted` (the index and term of the last entry dropped by
 //! compaction, with the conf state at that point).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use protobuf::Message as _;
@@ -66,11 +68,27 @@ pub(crate) struct Staged {
 pub(crate) struct LogStore {
     db: Arc<Db>,
     cache: Arc<RwLock<Cache>>,
+    /// Where outgoing snapshots are checkpointed.
+    snapshot_dir: PathBuf,
+    /// The state machine's applied index as persisted (what a snapshot captures).
+    applied: Arc<AtomicU64>,
+}
+
+/// Marks a snapshot's data as Kairos's (the state itself travels out of band).
+pub(crate) const SNAPSHOT_MARKER: &[u8] = b"kairos-snapshot-v1";
+
+/// The directory an outgoing snapshot at (index, term) is checkpointed to.
+pub(crate) fn checkpoint_dir(snapshot_dir: &std::path::Path, index: u64, term: u64) -> PathBuf {
+    snapshot_dir.join(format!("out-{index}-{term}"))
 }
 
 impl LogStore {
     /// Loads the log's bounds and raft state from disk.
-    pub(crate) fn open(db: Arc<Db>) -> Result<LogStore, StorageError> {
+    pub(crate) fn open(
+        db: Arc<Db>,
+        snapshot_dir: PathBuf,
+        applied: Arc<AtomicU64>,
+    ) -> Result<LogStore, StorageError> {
         let hard_state = match db.get(Cf::RaftState, KEY_HARD_STATE)? {
             Some(b) => decode("hard state", &b)?,
             None => HardState::default(),
@@ -96,6 +114,8 @@ impl LogStore {
         Ok(LogStore {
             db,
             cache: Arc::new(RwLock::new(cache)),
+            snapshot_dir,
+            applied,
         })
     }
 
@@ -162,6 +182,62 @@ impl LogStore {
     pub(crate) fn stage_conf_state(&self, batch: &mut Batch, cs: &ConfState, staged: &mut Staged) {
         batch.put(Cf::RaftState, KEY_CONF_STATE.to_vec(), encode(cs));
         staged.conf_state = Some(cs.clone());
+    }
+
+    /// Stages installing a snapshot: it becomes the compaction point, the whole log
+    /// is dropped, and membership and commit follow the snapshot.
+    pub(crate) fn stage_snapshot(
+        &self,
+        batch: &mut Batch,
+        meta: &SnapshotMetadata,
+        staged: &mut Staged,
+    ) {
+        let last = staged.last_index.unwrap_or_else(|| self.last_index());
+        let first = self.first_index();
+        if last >= first {
+            batch.delete_range(Cf::RaftLog, log_key(first), log_key(last + 1));
+        }
+        let compacted = SnapshotMetadata {
+            index: meta.index,
+            term: meta.term,
+            ..Default::default()
+        };
+        batch.put(Cf::RaftState, KEY_COMPACTED.to_vec(), encode(&compacted));
+        staged.compacted = Some(compacted);
+        staged.last_index = Some(meta.index);
+        self.stage_conf_state(batch, meta.get_conf_state(), staged);
+        let mut hs = staged
+            .hard_state
+            .clone()
+            .unwrap_or_else(|| self.hard_state());
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        self.stage_hard_state(batch, &hs, staged);
+    }
+
+    /// Stages dropping every entry up to and including `to` (which must be applied).
+    pub(crate) fn stage_compaction(
+        &self,
+        batch: &mut Batch,
+        to: u64,
+        staged: &mut Staged,
+    ) -> Result<(), StorageError> {
+        let first = self.first_index();
+        if to < first {
+            return Ok(());
+        }
+        let term = self.entry(to)?.map(|e| e.term).ok_or_else(|| {
+            StorageError::corrupt(format!("compaction point {to} missing from the log"))
+        })?;
+        batch.delete_range(Cf::RaftLog, log_key(first), log_key(to + 1));
+        let compacted = SnapshotMetadata {
+            index: to,
+            term,
+            ..Default::default()
+        };
+        batch.put(Cf::RaftState, KEY_COMPACTED.to_vec(), encode(&compacted));
+        staged.compacted = Some(compacted);
+        Ok(())
     }
 
     /// Makes staged changes visible; call only after their batch was written.
@@ -265,12 +341,54 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A one-node group never sends snapshots; multi-node groups build them from
-        // the state machine (not available in this version).
-        Err(raft::Error::Store(
-            RaftStorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Called on the raft thread between Readies, when the state machine on disk is
+        // exactly at `applied`.
+        let index = self.applied.load(Ordering::Acquire);
+        if index == 0 || index < request_index {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.term(index)?;
+        let dir = checkpoint_dir(&self.snapshot_dir, index, term);
+        if !dir.exists() {
+            self.db.checkpoint(&dir).map_err(Self::to_raft_error)?;
+            self.remove_old_checkpoints(index);
+        }
+        let mut snapshot = Snapshot {
+            data: SNAPSHOT_MARKER.to_vec().into(),
+            ..Default::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state());
+        Ok(snapshot)
+    }
+}
+
+impl LogStore {
+    /// Keeps the newest few checkpoints (transfers may still read them).
+    fn remove_old_checkpoints(&self, newest: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.snapshot_dir) else {
+            return;
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let index: u64 = name.strip_prefix("out-")?.split('-').next()?.parse().ok()?;
+                Some((index, e.path()))
+            })
+            .filter(|(i, _)| *i != newest)
+            .collect();
+        found.sort();
+        let keep = 2;
+        let excess = found.len().saturating_sub(keep);
+        for (_, path) in found.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(path);
+        }
     }
 }
 
@@ -288,6 +406,11 @@ mod tests {
         }
     }
 
+    fn open_store(db: &Arc<Db>) -> LogStore {
+        let dir = std::env::temp_dir().join("kairos-unused-snapshots");
+        LogStore::open(db.clone(), dir, Arc::new(AtomicU64::new(0))).unwrap()
+    }
+
     fn write(store: &LogStore, db: &Db, entries: &[Entry]) {
         let mut batch = Batch::new();
         let mut staged = Staged::default();
@@ -300,7 +423,7 @@ mod tests {
     fn append_read_and_truncate_conflicting_suffix() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
-        let store = LogStore::open(db.clone()).unwrap();
+        let store = open_store(&db);
         assert!(store.is_empty());
         write(&store, &db, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
         assert_eq!(Storage::last_index(&store).unwrap(), 3);
@@ -320,7 +443,7 @@ mod tests {
 
         // Reopen: bounds and contents come back from disk.
         drop(store);
-        let store = LogStore::open(db).unwrap();
+        let store = open_store(&db);
         assert_eq!(Storage::last_index(&store).unwrap(), 2);
         assert_eq!(Storage::first_index(&store).unwrap(), 1);
         assert!(
@@ -334,7 +457,7 @@ mod tests {
     fn entries_respects_max_size_but_returns_one() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
-        let store = LogStore::open(db.clone()).unwrap();
+        let store = open_store(&db);
         write(&store, &db, &[entry(1, 1), entry(2, 1), entry(3, 1)]);
         let got = store
             .entries(1, 4, Some(1), GetEntriesContext::empty(false))
@@ -346,7 +469,7 @@ mod tests {
     fn hard_state_commit_is_staged_until_published() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
-        let store = LogStore::open(db.clone()).unwrap();
+        let store = open_store(&db);
         let mut batch = Batch::new();
         let mut staged = Staged::default();
         let hs = HardState {
@@ -359,7 +482,7 @@ mod tests {
         assert_eq!(store.hard_state().term, 0);
         db.write(batch, true).unwrap();
         store.publish(staged);
-        let reopened = LogStore::open(db).unwrap();
+        let reopened = open_store(&db);
         let hs = reopened.hard_state();
         assert_eq!((hs.term, hs.vote, hs.commit), (3, 1, 7));
     }

@@ -1,21 +1,21 @@
 //! Consensus: a raft-rs `RawNode` over RocksDB, driven by a Ready loop on its own
-//! thread.
+//! thread, talking to its peers over gRPC.
 //!
 //! This is the only module that imports `raft`. The rest of the scheduler talks to
-//! it through a [`RaftHandle`] (propose a command, watch the node's [`RaftStatus`])
-//! and gives it a [`StateMachine`] to apply committed commands to.
+//! it through a [`RaftHandle`] (propose a command, read barrier, membership change,
+//! leadership transfer, watch the node's [`RaftStatus`]) and gives it a
+//! [`StateMachine`] to apply committed commands to.
 //!
 //! # The Ready loop (one iteration)
 //! 1. send `messages` (they need nothing persisted);
-//! 2. install the snapshot, if any;
+//! 2. install the snapshot, if any (its own batch, see below);
 //! 3. apply the committed entries into a fresh [`Batch`];
 //! 4. stage the new entries, the hard state, the state-machine changes and the
 //!    applied index in that SAME batch and write it, fsynced when raft says
 //!    `must_sync`;
-//! 5. only now answer proposers and send `persisted_messages` (votes and appends that
-//!    promise durability);
+//! 5. send `persisted_messages` (votes and appends that promise durability);
 //! 6. `advance`; persist the new commit index, send and apply what the LightReady
-//!    holds (one more batch); `advance_apply`.
+//!    holds (one more batch); `advance_apply`; then answer proposers.
 //!
 //! # Invariants
 //! - The applied index is written in the same batch as the state changes it covers,
@@ -24,19 +24,71 @@
 //! - A proposer is answered only after the batch holding its command's effects is on
 //!   disk. Answers carry the state machine's output (including deterministic refusals).
 //! - Every proposal carries `(node id, request id)` in its entry context; the node that
-//!   proposed it answers when it applies it, whichever leader committed it.
+//!   proposed it answers when it applies it, whichever leader committed it. A node that
+//!   loses leadership fails its waiting proposals at once with a retryable error (they
+//!   may or may not commit); anything unanswered after [`PROPOSAL_TIMEOUT`] fails too.
 //! - A storage failure ends the loop: the node stops rather than diverge.
-//! - The loop never blocks on the network: the transport queues or drops.
+//! - The loop never blocks on the network: the transport queues with bounds and drops
+//!   (reporting the peer unreachable to raft) when a queue is full.
+//!
+//! # Snapshots and compaction
+//! The state machine *is* durable state (RocksDB), so compaction needs no separate
+//! snapshot file: every `snapshot_interval` applied entries the log is truncated up
+//! to the applied index (minus a margin for slightly lagging followers), recording
+//! the index and term of the last dropped entry. A follower that needs entries that
+//! are gone gets a snapshot: on the raft thread, where the database is exactly at the
+//! applied index, `Storage::snapshot` makes a RocksDB checkpoint (hard links, cheap)
+//! tagged with that index and term; the transport streams the checkpoint's state
+//! pairs in chunks. The receiver writes them into a fresh staging column family and
+//! only then steps the snapshot message into raft; when raft hands the snapshot back
+//! in a Ready, ONE batch makes the staging family the state, records the snapshot as
+//! the log's compaction point and drops the whole log. A crash at any point leaves
+//! either the old state with its log, or the new state with its compaction point.
+//!
+//! # Membership
+//! Voters change through raft conf changes (one at a time, as raft-rs requires). An
+//! added node's gRPC address travels in the conf change and is recorded by the state
+//! machine, so the address book is replicated (and included in snapshots). A node
+//! started to join has no membership until the leader adds it and sends it the log or
+//! a snapshot.
+//!
+//! # Reads
+//! [`RaftHandle::read_barrier`] uses raft's read-index: the leader confirms it still
+//! leads and names its commit index; the reading node waits until it has applied that
+//! far. Reads after the barrier see every write acknowledged anywhere before it.
 //!
 //! Deliberately absent here: what commands mean (the state machine), and which
 //! writes are allowed (the service layer).
 
 mod log_store;
 mod node;
+mod transport;
 
-pub use node::{NodeOptions, RaftHandle, spawn};
+pub use node::{
+    Inbox, Node, NodeOptions, PROPOSAL_TIMEOUT, RaftHandle, RaftThread, Reporter, Request,
+    Transport, spawn,
+};
+pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, decode_message};
 
 use crate::storage::{Batch, StorageError};
+
+/// A change of the voters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add a voter reachable at `addr` (its gRPC address).
+    Add {
+        id: u64,
+        addr: String,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+/// The staging column family an incoming snapshot's data is written to.
+pub fn staging_name(index: u64, term: u64) -> String {
+    format!("state-{index}-{term}")
+}
 
 /// What the state machine is to the raft loop.
 pub trait StateMachine: Send + 'static {
@@ -56,12 +108,23 @@ pub trait StateMachine: Send + 'static {
         data: &[u8],
     ) -> Result<Self::Output, StorageError>;
 
+    /// Records a committed membership change (the address book is replicated state).
+    fn apply_member_change(
+        &mut self,
+        batch: &mut Batch,
+        index: u64,
+        change: &MemberChange,
+    ) -> Result<(), StorageError>;
+
     /// Stages the applied index into the batch that holds the changes up to it.
     fn stage_applied(&mut self, batch: &mut Batch, index: u64);
 
     /// Called once the batch holding the latest applies is on disk: make the changes
     /// visible to readers.
     fn publish(&mut self);
+
+    /// Reloads everything from storage after a snapshot replaced the state.
+    fn restore(&mut self) -> Result<(), StorageError>;
 }
 
 /// A node's role, without raft's types.
@@ -99,6 +162,9 @@ pub struct RaftStatus {
     /// schedule.
     pub leader_ready: bool,
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// The oldest entry still in the log (entries before it were compacted).
+    pub log_first_index: u64,
 }
 
 impl RaftStatus {

@@ -1,55 +1,126 @@
-//! The Ready loop thread and the handle the async world uses to reach it.
+//! The raft node: a `RawNode` with its Ready processing ([`Node`]), the thread that
+//! drives it in production ([`spawn`]), and the handle the async world uses to reach
+//! it ([`RaftHandle`]).
+//!
+//! [`Node`] itself has no thread and no clock: `tick`, `step`, `handle` and
+//! `on_ready` are called by whoever drives it — the thread loop in production, the
+//! deterministic simulation in tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType,
+    Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::log_store::{LogStore, Staged};
-use super::{RaftStatus, Role, StateMachine};
+use super::{MemberChange, RaftStatus, Role, StateMachine, staging_name};
 use crate::storage::{Batch, Db, StorageError};
 use crate::{Error, Result};
 
-/// How many requests may wait for the raft thread; beyond it proposals are refused
-/// with `Unavailable` (backpressure) rather than queued without bound.
-const INBOX_CAPACITY: usize = 4096;
+/// How many requests may wait for the raft thread; beyond it writes are refused with
+/// `Unavailable` (backpressure) and peer messages are dropped (raft retransmits).
+const INBOX_CAPACITY: usize = 8192;
 /// A proposal not applied within this time is answered `Unavailable`: the group has
 /// no quorum, or the entry was lost with a deposed leader.
-const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A read barrier not confirmed by the leader within this time fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests handled before the loop looks at the Ready again (batches proposals).
 const MAX_REQUESTS_PER_READY: usize = 1024;
+/// Entries kept behind the compaction point, so a briefly lagging follower catches
+/// up from the log rather than by snapshot.
+const COMPACTION_MARGIN: u64 = 1000;
 
 /// Settings of the raft node.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub id: u64,
-    /// Initial voters, used only when the node's storage is empty.
+    /// Initial voters, used only when the node's storage is empty. Empty with
+    /// `join` false = a single-node group of this node.
     pub initial_voters: Vec<u64>,
+    /// Start with no membership and wait for a leader to add this node.
+    pub join: bool,
     pub tick_interval: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// Compact the log (keep state, drop entries) every this many applied entries.
+    pub snapshot_interval: u64,
+    /// Where outgoing snapshot checkpoints are made.
+    pub snapshot_dir: std::path::PathBuf,
 }
 
-enum Request<O> {
+/// Something the node is asked to do.
+pub enum Request<O> {
     Propose {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<O>>,
     },
-    /// A raft message from a peer (multi-node groups).
-    #[allow(dead_code)]
+    /// A raft message from a peer.
     Step(Box<Message>),
+    /// Confirm leadership and return the commit index a linearizable read must wait for.
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    ChangeMembership {
+        change: MemberChange,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    /// The transport could not deliver to this peer.
+    Unreachable {
+        to: u64,
+    },
+    /// A snapshot sent to `to` arrived (or not).
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
+}
+
+enum Waiting<O> {
+    Propose(oneshot::Sender<Result<O>>),
+    Conf(oneshot::Sender<Result<()>>),
+    Read(oneshot::Sender<Result<u64>>),
 }
 
 struct Pending<O> {
-    reply: oneshot::Sender<Result<O>>,
+    waiting: Waiting<O>,
     deadline: Instant,
+}
+
+impl<O> Pending<O> {
+    fn fail(self, e: Error) {
+        match self.waiting {
+            Waiting::Propose(r) => {
+                let _ = r.send(Err(e));
+            }
+            Waiting::Conf(r) => {
+                let _ = r.send(Err(e));
+            }
+            Waiting::Read(r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Where a node's outgoing messages go.
+pub trait Transport: Send + 'static {
+    /// Queues messages for their peers. Never blocks; undeliverable messages come
+    /// back as [`Request::Unreachable`] / [`Request::SnapshotSent`] reports.
+    fn send(&mut self, msgs: Vec<Message>);
 }
 
 /// The async side's way into the raft thread. Cheap to clone.
@@ -76,27 +147,86 @@ impl<O> std::fmt::Debug for RaftHandle<O> {
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
+    fn request(&self, req: Request<O>) -> Result<()> {
+        match self.inbox.try_send(req) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::Unavailable(
+                "too many requests in flight; retry".into(),
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Error::Unavailable("the node is shutting down".into()))
+            }
+        }
+    }
+
     /// Proposes `data` and waits until it is committed, applied and on disk; returns
     /// the state machine's output for it.
     pub async fn propose(&self, data: Vec<u8>) -> Result<O> {
         let (reply, rx) = oneshot::channel();
-        match self.inbox.try_send(Request::Propose { data, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(Error::Unavailable(
-                    "too many writes in flight; retry".into(),
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Unavailable("the node is shutting down".into()));
-            }
-        }
+        self.request(Request::Propose { data, reply })?;
         rx.await.map_err(|_| {
             Error::Unavailable("the node stopped before the write was applied".into())
         })?
     }
 
-    /// The latest status; `changed()` on a clone of the receiver waits for the next.
+    /// Waits until this node's state reflects every write acknowledged anywhere in
+    /// the group before the call (raft's read-index): reads after it are
+    /// linearizable.
+    pub async fn read_barrier(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::ReadIndex { reply })?;
+        let index = rx
+            .await
+            .map_err(|_| Error::Unavailable("the node stopped during a read".into()))??;
+        let mut status = self.status.clone();
+        let wait = async {
+            loop {
+                if status.borrow_and_update().applied_index >= index {
+                    return Ok(());
+                }
+                if status.changed().await.is_err() {
+                    return Err(Error::Unavailable("the node stopped during a read".into()));
+                }
+            }
+        };
+        tokio::time::timeout(READ_TIMEOUT, wait)
+            .await
+            .map_err(|_| {
+                Error::Unavailable(
+                    "this node is too far behind the leader to serve the read".into(),
+                )
+            })?
+    }
+
+    /// Adds or removes a voter; returns once the change is applied here.
+    pub async fn change_membership(&self, change: MemberChange) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::ChangeMembership { change, reply })?;
+        rx.await.map_err(|_| {
+            Error::Unavailable("the node stopped before the change was applied".into())
+        })?
+    }
+
+    /// Asks the leader (this node) to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.request(Request::TransferLeader { to })
+    }
+
+    /// Hands a peer's message to raft; dropped when the node is overloaded (raft
+    /// retransmits what matters).
+    pub fn step(&self, msg: Message) {
+        let _ = self.inbox.try_send(Request::Step(Box::new(msg)));
+    }
+
+    pub fn report_unreachable(&self, to: u64) {
+        let _ = self.inbox.try_send(Request::Unreachable { to });
+    }
+
+    pub fn report_snapshot(&self, to: u64, ok: bool) {
+        let _ = self.inbox.try_send(Request::SnapshotSent { to, ok });
+    }
+
+    /// The latest status.
     pub fn status(&self) -> RaftStatus {
         self.status.borrow().clone()
     }
@@ -110,87 +240,72 @@ impl<O: Send + 'static> RaftHandle<O> {
     }
 }
 
+/// The inbox of a node not started yet, so a transport can be given a handle first.
+pub struct Inbox<O> {
+    tx: SyncSender<Request<O>>,
+    rx: Receiver<Request<O>>,
+}
+
+impl<O> Default for Inbox<O> {
+    fn default() -> Self {
+        let (tx, rx) = sync_channel(INBOX_CAPACITY);
+        Inbox { tx, rx }
+    }
+}
+
+impl<O> Inbox<O> {
+    /// A sender for reports (the transport's feedback).
+    pub fn sender(&self) -> Reporter<O> {
+        Reporter {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// Lets a transport report delivery problems and hand over received messages
+/// without a full handle.
+pub struct Reporter<O> {
+    tx: SyncSender<Request<O>>,
+}
+
+impl<O> Clone for Reporter<O> {
+    fn clone(&self) -> Self {
+        Reporter {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<O> Reporter<O> {
+    pub fn report_unreachable(&self, to: u64) {
+        let _ = self.tx.try_send(Request::Unreachable { to });
+    }
+
+    pub fn report_snapshot(&self, to: u64, ok: bool) {
+        let _ = self.tx.try_send(Request::SnapshotSent { to, ok });
+    }
+}
+
 /// The raft thread; joining it yields how the loop ended.
 pub type RaftThread = std::thread::JoinHandle<Result<(), StorageError>>;
 
-/// Starts the raft thread. Returns its handle and a join handle that yields the
-/// loop's end: `Ok` after `shutdown`, `Err` when storage failed.
-pub fn spawn<S: StateMachine>(
+/// Starts the raft thread. Returns its handle and the thread, which ends `Ok` after
+/// `shutdown` and `Err` when storage failed.
+pub fn spawn<S: StateMachine, T: Transport>(
     options: NodeOptions,
     db: Arc<Db>,
     state_machine: S,
+    transport: T,
+    inbox: Inbox<S::Output>,
     shutdown: CancellationToken,
 ) -> Result<(RaftHandle<S::Output>, RaftThread)> {
-    let store = LogStore::open(db.clone())?;
-    if store.is_empty() {
-        let voters = if options.initial_voters.is_empty() {
-            vec![options.id]
-        } else {
-            options.initial_voters.clone()
-        };
-        info!(node = options.id, ?voters, "bootstrapping a new raft group");
-        let cs = ConfState {
-            voters,
-            ..Default::default()
-        };
-        let mut batch = Batch::new();
-        let mut staged = Staged::default();
-        store.stage_conf_state(&mut batch, &cs, &mut staged);
-        db.write(batch, true)?;
-        store.publish(staged);
-    }
-
-    let applied = state_machine.applied_index();
-    let config = raft::Config {
-        id: options.id,
-        election_tick: options.election_ticks,
-        heartbeat_tick: options.heartbeat_ticks,
-        min_election_tick: options.election_ticks,
-        max_election_tick: options.election_ticks * 2,
-        applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    config
-        .validate()
-        .map_err(|e| Error::invalid("raft", e.to_string()))?;
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let raw = RawNode::new(&config, store.clone(), &logger)
-        .map_err(|e| Error::Internal(format!("cannot start raft: {e}")))?;
-
-    let (tx, rx) = sync_channel(INBOX_CAPACITY);
-    let initial = RaftStatus {
-        id: options.id,
-        role: Role::Follower,
-        term: raw.raft.term,
-        leader_id: 0,
-        commit_index: raw.raft.raft_log.committed,
-        applied_index: applied,
-        leader_ready: false,
-        voters: store.conf_state().voters,
-    };
-    let (status_tx, status_rx) = watch::channel(initial);
-    let mut node = Node {
-        raw,
-        store,
-        db,
-        sm: state_machine,
-        inbox: rx,
-        pending: HashMap::new(),
-        next_request: 1,
-        status: status_tx,
-        options: options.clone(),
-        shutdown,
-        leader_ready: false,
-        last_leader: 0,
-    };
+    let Inbox { tx, rx } = inbox;
+    let mut node = Node::new(options.clone(), db, state_machine, transport)?;
+    let status = node.watch_status();
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", options.id))
         .spawn(move || {
-            let result = node.run();
+            let result = node.run(&rx, &shutdown);
             if let Err(e) = &result {
                 error!(error = %e, "raft loop stopped on a storage failure");
             }
@@ -202,30 +317,31 @@ pub fn spawn<S: StateMachine>(
         RaftHandle {
             id: options.id,
             inbox: tx,
-            status: status_rx,
+            status,
         },
         thread,
     ))
 }
 
-struct Node<S: StateMachine> {
+/// One raft node with its storage and state machine.
+pub struct Node<S: StateMachine, T: Transport> {
     raw: RawNode<LogStore>,
     store: LogStore,
     db: Arc<Db>,
     sm: S,
-    inbox: Receiver<Request<S::Output>>,
+    transport: T,
     pending: HashMap<u64, Pending<S::Output>>,
     next_request: u64,
-    status: watch::Sender<RaftStatus>,
+    status_tx: watch::Sender<RaftStatus>,
+    status_rx: watch::Receiver<RaftStatus>,
     options: NodeOptions,
-    shutdown: CancellationToken,
     /// Leader has applied an entry of its current term.
     leader_ready: bool,
     last_leader: u64,
+    last_role: Role,
+    /// Applied index as persisted; read by `Storage::snapshot`.
+    applied: Arc<AtomicU64>,
 }
-
-/// Answers to send once the batch holding their effects is on disk.
-type Replies<O> = Vec<(oneshot::Sender<Result<O>>, O)>;
 
 fn encode_context(node: u64, request: u64) -> Vec<u8> {
     let mut ctx = Vec::with_capacity(16);
@@ -243,25 +359,132 @@ fn decode_context(ctx: &[u8]) -> Option<(u64, u64)> {
     Some((node, request))
 }
 
-impl<S: StateMachine> Node<S> {
-    fn run(&mut self) -> Result<(), StorageError> {
-        // A lone voter need not wait out an election timeout.
-        if self.store.conf_state().voters == [self.options.id] {
-            let _ = self.raw.campaign();
+/// Answers to send once the batch holding their effects is on disk.
+type Replies<O> = Vec<(Waiting<O>, Result<Reply<O>>)>;
+
+enum Reply<O> {
+    Output(O),
+    Done,
+    Index(u64),
+}
+
+impl<S: StateMachine, T: Transport> Node<S, T> {
+    /// Opens the node over its storage, bootstrapping a new group on first start.
+    pub fn new(options: NodeOptions, db: Arc<Db>, sm: S, transport: T) -> Result<Self> {
+        let applied = Arc::new(AtomicU64::new(sm.applied_index()));
+        let store = LogStore::open(db.clone(), options.snapshot_dir.clone(), applied.clone())?;
+        if store.is_empty() && !options.join {
+            let voters = if options.initial_voters.is_empty() {
+                vec![options.id]
+            } else {
+                options.initial_voters.clone()
+            };
+            info!(node = options.id, ?voters, "bootstrapping a new raft group");
+            let cs = ConfState {
+                voters,
+                ..Default::default()
+            };
+            let mut batch = Batch::new();
+            let mut staged = Staged::default();
+            store.stage_conf_state(&mut batch, &cs, &mut staged);
+            db.write(batch, true)?;
+            store.publish(staged);
         }
+        let config = raft::Config {
+            id: options.id,
+            election_tick: options.election_ticks,
+            heartbeat_tick: options.heartbeat_ticks,
+            min_election_tick: options.election_ticks,
+            max_election_tick: options.election_ticks * 2,
+            applied: sm.applied_index(),
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| Error::invalid("raft", e.to_string()))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&config, store.clone(), &logger)
+            .map_err(|e| Error::Internal(format!("cannot start raft: {e}")))?;
+        let initial = RaftStatus {
+            id: options.id,
+            role: Role::Follower,
+            term: raw.raft.term,
+            leader_id: 0,
+            commit_index: raw.raft.raft_log.committed,
+            applied_index: sm.applied_index(),
+            leader_ready: false,
+            voters: store.conf_state().voters,
+            learners: store.conf_state().learners,
+            log_first_index: store.first_index(),
+        };
+        let (status_tx, status_rx) = watch::channel(initial);
+        let mut node = Node {
+            raw,
+            store,
+            db,
+            sm,
+            transport,
+            pending: HashMap::new(),
+            next_request: 1,
+            status_tx,
+            status_rx,
+            options,
+            leader_ready: false,
+            last_leader: 0,
+            last_role: Role::Follower,
+            applied,
+        };
+        // A lone voter need not wait out an election timeout.
+        if node.store.conf_state().voters == [node.options.id] {
+            let _ = node.raw.campaign();
+        }
+        Ok(node)
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.status_rx.clone()
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.status_rx.borrow().clone()
+    }
+
+    pub fn state_machine(&self) -> &S {
+        &self.sm
+    }
+
+    /// The node's database (tests ship snapshots through it).
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
+    /// The first index still in the log (after compaction).
+    pub fn first_log_index(&self) -> u64 {
+        self.store.first_index()
+    }
+
+    fn run(
+        &mut self,
+        inbox: &Receiver<Request<S::Output>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StorageError> {
         let mut next_tick = Instant::now() + self.options.tick_interval;
         loop {
-            if self.shutdown.is_cancelled() {
+            if shutdown.is_cancelled() {
                 info!("raft loop stopping");
                 return Ok(());
             }
-            let now = Instant::now();
-            let wait = next_tick.saturating_duration_since(now);
-            match self.inbox.recv_timeout(wait) {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inbox.recv_timeout(wait) {
                 Ok(req) => {
                     self.handle(req);
                     for _ in 1..MAX_REQUESTS_PER_READY {
-                        match self.inbox.try_recv() {
+                        match inbox.try_recv() {
                             Ok(req) => self.handle(req),
                             Err(_) => break,
                         }
@@ -270,35 +493,32 @@ impl<S: StateMachine> Node<S> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-            if Instant::now() >= next_tick {
-                self.raw.tick();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick();
                 next_tick += self.options.tick_interval;
-                if next_tick < Instant::now() {
-                    next_tick = Instant::now() + self.options.tick_interval;
+                if next_tick < now {
+                    next_tick = now + self.options.tick_interval;
                 }
-                self.expire_pending();
             }
             self.on_ready()?;
-            self.publish_status();
         }
     }
 
-    fn handle(&mut self, req: Request<S::Output>) {
+    /// Advances raft's logical clock by one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        self.expire_pending(Instant::now());
+    }
+
+    /// Handles one request.
+    pub fn handle(&mut self, req: Request<S::Output>) {
         match req {
             Request::Propose { data, reply } => {
-                let id = self.next_request;
-                self.next_request += 1;
+                let id = self.next_id();
                 let ctx = encode_context(self.options.id, id);
                 match self.raw.propose(ctx, data) {
-                    Ok(()) => {
-                        self.pending.insert(
-                            id,
-                            Pending {
-                                reply,
-                                deadline: Instant::now() + PROPOSAL_TIMEOUT,
-                            },
-                        );
-                    }
+                    Ok(()) => self.wait(id, Waiting::Propose(reply), PROPOSAL_TIMEOUT),
                     Err(e) => {
                         debug!(error = %e, "proposal dropped");
                         let _ = reply.send(Err(self.not_leader_error()));
@@ -310,20 +530,100 @@ impl<S: StateMachine> Node<S> {
                     debug!(error = %e, "raft message refused");
                 }
             }
+            Request::ReadIndex { reply } => {
+                if self.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(self.not_leader_error()));
+                    return;
+                }
+                let id = self.next_id();
+                self.raw.read_index(encode_context(self.options.id, id));
+                self.wait(id, Waiting::Read(reply), READ_TIMEOUT);
+            }
+            Request::ChangeMembership { change, reply } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader_error()));
+                    return;
+                }
+                if self.raw.raft.has_pending_conf() {
+                    // raft-rs would silently turn it into an empty entry.
+                    let _ = reply.send(Err(Error::FailedPrecondition(
+                        "another membership change is in progress; retry when it is done".into(),
+                    )));
+                    return;
+                }
+                let mut cc = ConfChange::default();
+                match &change {
+                    MemberChange::Add { id, addr } => {
+                        cc.set_change_type(ConfChangeType::AddNode);
+                        cc.node_id = *id;
+                        cc.context = addr.clone().into_bytes().into();
+                    }
+                    MemberChange::Remove { id } => {
+                        cc.set_change_type(ConfChangeType::RemoveNode);
+                        cc.node_id = *id;
+                    }
+                }
+                let id = self.next_id();
+                match self
+                    .raw
+                    .propose_conf_change(encode_context(self.options.id, id), cc)
+                {
+                    Ok(()) => self.wait(id, Waiting::Conf(reply), PROPOSAL_TIMEOUT),
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::FailedPrecondition(format!(
+                            "membership change refused: {e}"
+                        ))));
+                    }
+                }
+            }
+            Request::TransferLeader { to } => self.raw.transfer_leader(to),
+            Request::Unreachable { to } => self.raw.report_unreachable(to),
+            Request::SnapshotSent { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
         }
     }
 
+    /// Steps a peer's message (deterministic tests call this directly).
+    pub fn step(&mut self, msg: Message) {
+        self.handle(Request::Step(Box::new(msg)));
+    }
+
+    /// Starts an election now.
+    pub fn campaign(&mut self) {
+        let _ = self.raw.campaign();
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
+    fn wait(&mut self, id: u64, waiting: Waiting<S::Output>, timeout: Duration) {
+        self.pending.insert(
+            id,
+            Pending {
+                waiting,
+                deadline: Instant::now() + timeout,
+            },
+        );
+    }
+
     fn not_leader_error(&self) -> Error {
-        let leader = self.raw.raft.leader_id;
-        if leader == 0 {
+        if self.raw.raft.leader_id == 0 {
             Error::Unavailable("no leader: the group is electing one or has lost its quorum".into())
         } else {
             Error::NotLeader { leader: None }
         }
     }
 
-    fn expire_pending(&mut self) {
-        let now = Instant::now();
+    fn expire_pending(&mut self, now: Instant) {
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -332,35 +632,45 @@ impl<S: StateMachine> Node<S> {
             .collect();
         for id in expired {
             if let Some(p) = self.pending.remove(&id) {
-                let _ = p.reply.send(Err(Error::Unavailable(format!(
-                    "the write was not committed within {}s (no quorum?); it may still be applied — check before retrying a non-idempotent request",
-                    PROPOSAL_TIMEOUT.as_secs()
-                ))));
+                let what = match p.waiting {
+                    Waiting::Read(_) => {
+                        "the leader did not confirm the read in time (no quorum?)".to_string()
+                    }
+                    _ => format!(
+                        "the write was not committed within {}s (no quorum?); it may still be applied — check before retrying a non-idempotent request",
+                        PROPOSAL_TIMEOUT.as_secs()
+                    ),
+                };
+                p.fail(Error::Unavailable(what));
             }
         }
     }
 
     fn fail_all_pending(&mut self, why: &str) {
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(Error::Unavailable(why.to_string())));
+            p.fail(Error::Unavailable(why.to_string()));
         }
     }
 
-    fn on_ready(&mut self) -> Result<(), StorageError> {
+    /// Processes raft's Ready, if any: the order of STYLE.md §17.
+    pub fn on_ready(&mut self) -> Result<(), StorageError> {
         if !self.raw.has_ready() {
+            self.publish_status();
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        self.send(ready.take_messages());
+        self.transport.send(ready.take_messages());
+
+        let mut replies: Replies<S::Output> = Vec::new();
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        for rs in ready.take_read_states() {
+            self.answer_read(&rs.request_ctx, rs.index, &mut replies);
+        }
 
         let mut batch = Batch::new();
         let mut staged = Staged::default();
-        let mut replies: Replies<S::Output> = Vec::new();
-        if !ready.snapshot().is_empty() {
-            // Snapshots are only produced by multi-node groups, which build them from
-            // the state machine; a one-node group never receives one.
-            warn!("ignoring a raft snapshot: snapshot install is not supported by this version");
-        }
         self.apply_entries(
             ready.take_committed_entries(),
             &mut batch,
@@ -373,9 +683,8 @@ impl<S: StateMachine> Node<S> {
             self.store.stage_hard_state(&mut batch, hs, &mut staged);
         }
         self.db.write(batch, ready.must_sync())?;
-        self.store.publish(staged);
-        self.sm.publish();
-        self.send(ready.take_persisted_messages());
+        self.after_write(staged);
+        self.transport.send(ready.take_persisted_messages());
 
         let mut light = self.raw.advance(ready);
         let mut batch = Batch::new();
@@ -383,7 +692,7 @@ impl<S: StateMachine> Node<S> {
         if let Some(commit) = light.commit_index() {
             self.store.stage_commit(&mut batch, commit, &mut staged);
         }
-        self.send(light.take_messages());
+        self.transport.send(light.take_messages());
         self.apply_entries(
             light.take_committed_entries(),
             &mut batch,
@@ -391,13 +700,63 @@ impl<S: StateMachine> Node<S> {
             &mut replies,
         )?;
         self.db.write(batch, false)?;
-        self.store.publish(staged);
-        self.sm.publish();
+        self.after_write(staged);
         self.raw.advance_apply();
+        self.maybe_compact()?;
         // Status first, so a proposer that got its answer sees at least its index.
         self.publish_status();
         self.answer(replies);
         Ok(())
+    }
+
+    fn after_write(&mut self, staged: Staged) {
+        self.store.publish(staged);
+        self.sm.publish();
+        self.applied
+            .store(self.sm.applied_index(), Ordering::Release);
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let meta = snapshot.get_metadata();
+        let staging = staging_name(meta.index, meta.term);
+        if !self.db.has_staging(&staging) {
+            return Err(StorageError::corrupt(format!(
+                "raft accepted snapshot {}/{} but its data was not staged",
+                meta.index, meta.term
+            )));
+        }
+        info!(
+            index = meta.index,
+            term = meta.term,
+            "installing a snapshot from the leader"
+        );
+        let mut batch = Batch::new();
+        let mut staged = Staged::default();
+        batch.switch_state_cf(staging);
+        self.store.stage_snapshot(&mut batch, meta, &mut staged);
+        self.db.write(batch, true)?;
+        self.store.publish(staged);
+        self.sm.restore()?;
+        self.applied
+            .store(self.sm.applied_index(), Ordering::Release);
+        Ok(())
+    }
+
+    fn answer_read(&mut self, ctx: &[u8], index: u64, replies: &mut Replies<S::Output>) {
+        if let Some((node, request)) = decode_context(ctx)
+            && node == self.options.id
+            && let Some(p) = self.pending.remove(&request)
+        {
+            replies.push((p.waiting, Ok(Reply::Index(index))));
+        }
+    }
+
+    fn take_waiting(&mut self, ctx: &[u8]) -> Option<Waiting<S::Output>> {
+        let (node, request) = decode_context(ctx)?;
+        if node != self.options.id {
+            return None;
+        }
+        self.pending.remove(&request).map(|p| p.waiting)
     }
 
     fn apply_entries(
@@ -417,26 +776,48 @@ impl<S: StateMachine> Node<S> {
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
                     if entry.data.is_empty() {
-                        // The empty entry a new leader appends.
+                        // A new leader's empty entry, or a conf change raft replaced
+                        // because another was still pending.
+                        if let Some(w) = self.take_waiting(&entry.context) {
+                            replies.push((
+                                w,
+                                Err(Error::FailedPrecondition(
+                                    "another membership change is in progress; retry when it is done".into(),
+                                )),
+                            ));
+                        }
                         continue;
                     }
                     let output = self.sm.apply(batch, entry.index, &entry.data)?;
-                    if let Some((node, request)) = decode_context(&entry.context)
-                        && node == self.options.id
-                        && let Some(p) = self.pending.remove(&request)
-                    {
-                        replies.push((p.reply, output));
+                    if let Some(w) = self.take_waiting(&entry.context) {
+                        replies.push((w, Ok(Reply::Output(output))));
                     }
                 }
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|e| StorageError::corrupt(format!("conf change: {e}")))?;
-                    self.apply_conf_change(batch, staged, &cc)?;
+                    let change = match cc.get_change_type() {
+                        ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                            MemberChange::Add {
+                                id: cc.node_id,
+                                addr: String::from_utf8_lossy(&cc.context).into_owned(),
+                            }
+                        }
+                        ConfChangeType::RemoveNode => MemberChange::Remove { id: cc.node_id },
+                    };
+                    self.apply_conf_change(batch, staged, entry.index, &cc, &change)?;
+                    if let Some(w) = self.take_waiting(&entry.context) {
+                        replies.push((w, Ok(Reply::Done)));
+                    }
                 }
                 EntryType::EntryConfChangeV2 => {
+                    // Never proposed by Kairos; applied for completeness.
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)
                         .map_err(|e| StorageError::corrupt(format!("conf change: {e}")))?;
-                    self.apply_conf_change(batch, staged, &cc)?;
+                    match self.raw.apply_conf_change(&cc) {
+                        Ok(cs) => self.store.stage_conf_state(batch, &cs, staged),
+                        Err(e) => warn!(error = %e, "conf change refused"),
+                    }
                 }
             }
         }
@@ -448,28 +829,67 @@ impl<S: StateMachine> Node<S> {
         &mut self,
         batch: &mut Batch,
         staged: &mut Staged,
-        cc: &impl raft_proto::ConfChangeI,
+        index: u64,
+        cc: &ConfChange,
+        change: &MemberChange,
     ) -> Result<(), StorageError> {
         match self.raw.apply_conf_change(cc) {
             Ok(cs) => {
-                info!(voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+                info!(?change, voters = ?cs.voters, "membership changed");
                 self.store.stage_conf_state(batch, &cs, staged);
+                self.sm.apply_member_change(batch, index, change)?;
             }
             Err(e) => warn!(error = %e, "conf change refused"),
         }
         Ok(())
     }
 
-    fn answer(&mut self, replies: Replies<S::Output>) {
-        for (reply, output) in replies {
-            let _ = reply.send(Ok(output));
+    /// Drops log entries whose effects are durable in the state machine, keeping a
+    /// margin for slightly lagging followers.
+    fn maybe_compact(&mut self) -> Result<(), StorageError> {
+        let applied = self.sm.applied_index();
+        let first = self.store.first_index();
+        let interval = self.options.snapshot_interval.max(1);
+        if applied < first + interval {
+            return Ok(());
         }
+        let margin = COMPACTION_MARGIN.min(interval / 2);
+        let to = applied.saturating_sub(margin);
+        if to < first {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        let mut staged = Staged::default();
+        self.store.stage_compaction(&mut batch, to, &mut staged)?;
+        self.db.write(batch, false)?;
+        self.store.publish(staged);
+        debug!(compacted_to = to, "raft log compacted");
+        Ok(())
     }
 
-    fn send(&mut self, msgs: Vec<Message>) {
-        // A one-node group has nobody to talk to; multi-node transports plug in here.
-        if !msgs.is_empty() {
-            debug!(count = msgs.len(), "dropping raft messages: no transport");
+    fn answer(&mut self, replies: Replies<S::Output>) {
+        for (waiting, result) in replies {
+            match (waiting, result) {
+                (Waiting::Propose(r), Ok(Reply::Output(o))) => {
+                    let _ = r.send(Ok(o));
+                }
+                (Waiting::Conf(r), Ok(_)) => {
+                    let _ = r.send(Ok(()));
+                }
+                (Waiting::Read(r), Ok(Reply::Index(i))) => {
+                    let _ = r.send(Ok(i));
+                }
+                (w, Err(e)) => Pending {
+                    waiting: w,
+                    deadline: Instant::now(),
+                }
+                .fail(e),
+                (w, Ok(_)) => Pending {
+                    waiting: w,
+                    deadline: Instant::now(),
+                }
+                .fail(Error::Internal("mismatched raft reply".into())),
+            }
         }
     }
 
@@ -484,23 +904,44 @@ impl<S: StateMachine> Node<S> {
         if role != Role::Leader {
             self.leader_ready = false;
         }
+        if self.last_role == Role::Leader && role != Role::Leader {
+            // A deposed leader's in-flight writes may be lost; let callers retry.
+            let ids: Vec<u64> = self.pending.keys().copied().collect();
+            for id in ids {
+                if let Some(p) = self.pending.remove(&id) {
+                    p.fail(Error::Unavailable(
+                        "this node lost leadership; the write may or may not have been applied — retry".into(),
+                    ));
+                }
+            }
+        }
+        self.last_role = role;
         if raft.leader_id != self.last_leader {
             if raft.leader_id != 0 {
                 info!(leader = raft.leader_id, term = raft.term, "leader changed");
+            } else {
+                info!(term = raft.term, "leader lost");
             }
             self.last_leader = raft.leader_id;
         }
+        let cs = self.store.conf_state();
+        let mut voters = cs.voters;
+        voters.sort_unstable();
+        let mut learners = cs.learners;
+        learners.sort_unstable();
         let status = RaftStatus {
             id: self.options.id,
             role,
             term: raft.term,
             leader_id: raft.leader_id,
             commit_index: raft.raft_log.committed,
-            applied_index: raft.raft_log.applied,
+            applied_index: raft.raft_log.applied.max(self.sm.applied_index()),
             leader_ready: self.leader_ready,
-            voters: self.store.conf_state().voters,
+            voters,
+            learners,
+            log_first_index: self.store.first_index(),
         };
-        self.status.send_if_modified(|s| {
+        self.status_tx.send_if_modified(|s| {
             if *s != status {
                 *s = status;
                 true
@@ -508,5 +949,15 @@ impl<S: StateMachine> Node<S> {
                 false
             }
         });
+    }
+
+    /// True when raft has messages or entries to process.
+    pub fn has_ready(&self) -> bool {
+        self.raw.has_ready()
+    }
+
+    /// The ids of messages' destinations that are snapshots (tests).
+    pub fn is_snapshot(msg: &Message) -> bool {
+        msg.get_msg_type() == MessageType::MsgSnapshot
     }
 }

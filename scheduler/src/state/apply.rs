@@ -71,12 +71,18 @@ pub enum Applied {
     Fired(Vec<FireResult>),
     /// The execution after the change (None: it no longer exists).
     Execution(Option<Box<pb::Execution>>),
+    /// The address book after the change.
+    Members(BTreeMap<u64, String>),
 }
 
 /// Applies committed commands to RocksDB and the in-memory job table.
 pub struct StateMachine {
     db: Arc<Db>,
     view: Arc<StateView>,
+    /// Schedulers' addresses (replicated); published to the transport's book.
+    members: BTreeMap<u64, String>,
+    members_changed: bool,
+    book: crate::raft::AddressBook,
     jobs: BTreeMap<String, Arc<JobEntry>>,
     active: BTreeMap<u64, ActiveExecution>,
     applied: u64,
@@ -135,8 +141,34 @@ fn status_word(s: ExecutionStatus) -> String {
 }
 
 impl StateMachine {
-    /// Loads the state from disk and publishes it to `view`.
-    pub fn open(db: Arc<Db>, view: Arc<StateView>) -> Result<StateMachine, StorageError> {
+    /// Loads the state from disk and publishes it to `view` (and its member
+    /// addresses to `book`).
+    pub fn open(
+        db: Arc<Db>,
+        view: Arc<StateView>,
+        book: crate::raft::AddressBook,
+    ) -> Result<StateMachine, StorageError> {
+        let mut sm = StateMachine {
+            db,
+            view,
+            members: BTreeMap::new(),
+            members_changed: false,
+            book,
+            jobs: BTreeMap::new(),
+            active: BTreeMap::new(),
+            applied: 0,
+            next_execution_id: 1,
+            changed_jobs: BTreeSet::new(),
+            active_changed: false,
+            changed_executions: Vec::new(),
+        };
+        sm.load()?;
+        Ok(sm)
+    }
+
+    /// (Re)loads everything from disk and publishes it.
+    fn load(&mut self) -> Result<(), StorageError> {
+        let db = self.db.clone();
         let applied = db
             .get(Cf::State, keys::APPLIED)?
             .map(|b| keys::decode_u64(&b).ok_or_else(|| StorageError::corrupt("applied index")))
@@ -166,20 +198,41 @@ impl StateMachine {
                 String::from_utf8(value).map_err(|_| StorageError::corrupt("active job name"))?;
             active.insert(id, ActiveExecution { id, job, executor });
         }
-        let changed_jobs = jobs.keys().cloned().collect();
-        let mut sm = StateMachine {
-            db,
-            view,
-            jobs,
-            active,
-            applied,
-            next_execution_id,
-            changed_jobs,
-            active_changed: true,
-            changed_executions: Vec::new(),
+        let members = match db.get(Cf::State, keys::MEMBERS)? {
+            Some(b) => ipb::Members::decode(b.as_slice())
+                .map_err(|e| StorageError::corrupt(format!("members: {e}")))?
+                .addrs
+                .into_iter()
+                .collect(),
+            None => BTreeMap::new(),
         };
-        crate::raft::StateMachine::publish(&mut sm);
-        Ok(sm)
+        // Jobs that vanished (a snapshot replaced the state) must be unpublished too.
+        let mut changed_jobs: BTreeSet<String> = self.jobs.keys().cloned().collect();
+        changed_jobs.extend(jobs.keys().cloned());
+        self.jobs = jobs;
+        self.active = active;
+        self.applied = applied;
+        self.next_execution_id = next_execution_id;
+        self.members = members;
+        self.members_changed = true;
+        self.changed_jobs = changed_jobs;
+        self.active_changed = true;
+        crate::raft::StateMachine::publish(self);
+        Ok(())
+    }
+
+    /// The replicated address book.
+    pub fn members(&self) -> &BTreeMap<u64, String> {
+        &self.members
+    }
+
+    fn put_members(&mut self, batch: &mut Batch) {
+        let encoded = ipb::Members {
+            addrs: self.members.clone().into_iter().collect(),
+        }
+        .encode_to_vec();
+        batch.put(Cf::State, keys::MEMBERS.to_vec(), encoded);
+        self.members_changed = true;
     }
 
     fn put_record(&mut self, batch: &mut Batch, entry: JobEntry) {
@@ -675,7 +728,40 @@ impl crate::raft::StateMachine for StateMachine {
             Kind::FireBatch(c) => Ok(self.apply_fire_batch(batch, c)?),
             Kind::ExecutionStarted(c) => Ok(self.apply_started(batch, c)?),
             Kind::ExecutionFinished(c) => self.apply_finished(batch, c)?,
+            Kind::SetMemberAddrs(c) => {
+                for (id, addr) in c.addrs {
+                    if id != 0 && !addr.is_empty() {
+                        self.members.insert(id, addr);
+                    }
+                }
+                self.put_members(batch);
+                Ok(Applied::Members(self.members.clone()))
+            }
         })
+    }
+
+    fn apply_member_change(
+        &mut self,
+        batch: &mut Batch,
+        _index: u64,
+        change: &crate::raft::MemberChange,
+    ) -> Result<(), StorageError> {
+        match change {
+            crate::raft::MemberChange::Add { id, addr } => {
+                if !addr.is_empty() {
+                    self.members.insert(*id, addr.clone());
+                }
+            }
+            crate::raft::MemberChange::Remove { id } => {
+                self.members.remove(id);
+            }
+        }
+        self.put_members(batch);
+        Ok(())
+    }
+
+    fn restore(&mut self) -> Result<(), StorageError> {
+        self.load()
     }
 
     fn stage_applied(&mut self, batch: &mut Batch, index: u64) {
@@ -697,6 +783,12 @@ impl crate::raft::StateMachine for StateMachine {
             None
         };
         let executions = std::mem::take(&mut self.changed_executions);
+        if std::mem::take(&mut self.members_changed) {
+            for (id, addr) in &self.members {
+                self.book.set(*id, addr.clone());
+            }
+            self.view.set_members(self.members.clone());
+        }
         self.view.publish(changed, active, executions);
     }
 }

@@ -9,6 +9,7 @@
 //! | `a/<id u64 BE>`              | job name: pending or running  |
 //! | `m/applied`                  | u64 BE: the applied index     |
 //! | `m/next_execution_id`        | u64 BE                        |
+//! | `m/members`                  | `Members`: schedulers' addresses |
 //!
 //! Job names cannot contain `\0`, so `x/<job>\0` never prefixes another job's keys.
 
@@ -17,6 +18,7 @@ pub const EXECUTION_PREFIX: &[u8] = b"e/";
 pub const ACTIVE_PREFIX: &[u8] = b"a/";
 pub const APPLIED: &[u8] = b"m/applied";
 pub const NEXT_EXECUTION_ID: &[u8] = b"m/next_execution_id";
+pub const MEMBERS: &[u8] = b"m/members";
 
 pub fn job(name: &str) -> Vec<u8> {
     [JOB_PREFIX, name.as_bytes()].concat()

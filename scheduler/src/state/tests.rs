@@ -24,7 +24,12 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(dir.path()).unwrap());
         let view = StateView::new(db.clone());
-        let sm = StateMachine::open(db.clone(), view.clone()).unwrap();
+        let sm = StateMachine::open(
+            db.clone(),
+            view.clone(),
+            crate::raft::AddressBook::default(),
+        )
+        .unwrap();
         Fixture {
             _dir: dir,
             db,
@@ -55,7 +60,12 @@ impl Fixture {
 
     fn reopen(&mut self) {
         self.view = StateView::new(self.db.clone());
-        self.sm = StateMachine::open(self.db.clone(), self.view.clone()).unwrap();
+        self.sm = StateMachine::open(
+            self.db.clone(),
+            self.view.clone(),
+            crate::raft::AddressBook::default(),
+        )
+        .unwrap();
     }
 }
 

@@ -31,6 +31,7 @@ pub struct StateView {
     dirty_jobs: Mutex<BTreeSet<String>>,
     jobs_changed: Notify,
     executions: broadcast::Sender<pb::Execution>,
+    members: RwLock<BTreeMap<u64, String>>,
 }
 
 impl std::fmt::Debug for StateView {
@@ -48,6 +49,7 @@ impl StateView {
             dirty_jobs: Mutex::new(BTreeSet::new()),
             jobs_changed: Notify::new(),
             executions: broadcast::channel(EXECUTION_EVENTS_CAPACITY).0,
+            members: RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -87,6 +89,21 @@ impl StateView {
             // No receivers is fine: nobody is watching.
             let _ = self.executions.send(e);
         }
+    }
+
+    pub(super) fn set_members(&self, members: BTreeMap<u64, String>) {
+        *self
+            .members
+            .write()
+            .expect("invariant: view lock is never poisoned") = members;
+    }
+
+    /// The replicated address book: scheduler id → gRPC address.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.members
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .clone()
     }
 
     pub fn job(&self, name: &str) -> Option<Arc<JobEntry>> {

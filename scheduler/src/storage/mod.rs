@@ -15,6 +15,12 @@
 //! - A failed write is never retried or ignored here: the caller stops the node,
 //!   because a replica that skipped a write would diverge.
 //!
+//! - The state machine's column family can be *replaced* atomically: a snapshot from
+//!   the leader is written into a fresh staging family, and one batch then makes it the
+//!   active one (the name of the active family is itself a key in `raft_state`). A
+//!   crash before that batch leaves the old state in place; stale staging families
+//!   are dropped at the next open.
+//!
 //! Deliberately absent: caching (RocksDB's block cache does it), column families per
 //! job, and any knowledge of what the bytes mean.
 
@@ -22,9 +28,21 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
+use std::sync::{Arc, RwLock};
+
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode,
+    MultiThreaded, Options, WriteBatch, WriteOptions,
 };
+
+type DB = DBWithThreadMode<MultiThreaded>;
+
+/// Key in `raft_state` naming the active state-machine column family.
+const KEY_STATE_CF: &[u8] = b"state_cf";
+/// The state machine's column family on a node that never installed a snapshot.
+const DEFAULT_STATE_CF: &str = "state";
+/// Staging families for incoming snapshots are named `state-<index>-<term>`.
+const STAGING_PREFIX: &str = "state-";
 
 /// The column families. Their names are part of the on-disk format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,15 +56,19 @@ pub enum Cf {
 }
 
 impl Cf {
-    const ALL: [Cf; 3] = [Cf::RaftLog, Cf::RaftState, Cf::State];
-
-    fn name(self) -> &'static str {
+    fn fixed_name(self) -> Option<&'static str> {
         match self {
-            Cf::RaftLog => "raft_log",
-            Cf::RaftState => "raft_state",
-            Cf::State => "state",
+            Cf::RaftLog => Some("raft_log"),
+            Cf::RaftState => Some("raft_state"),
+            Cf::State => None,
         }
     }
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
 }
 
 /// A storage failure: the disk is full, the files are corrupt, or RocksDB refused.
@@ -81,6 +103,8 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 /// The node's database.
 pub struct Db {
     db: DB,
+    /// Name of the active state-machine column family.
+    state_cf: RwLock<String>,
 }
 
 impl std::fmt::Debug for Db {
@@ -98,27 +122,69 @@ impl Db {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // The raft log is fsynced per Ready; RocksDB's own WAL carries it.
         opts.set_keep_log_file_num(4);
         opts.set_max_total_wal_size(64 << 20);
-        let cfs = Cf::ALL.iter().map(|cf| {
-            let mut cf_opts = Options::default();
-            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(cf.name(), cf_opts)
-        });
+        // A new database has no families to list.
+        let mut names: Vec<String> = DB::list_cf(&opts, path).unwrap_or_default();
+        for fixed in ["raft_log", "raft_state", DEFAULT_STATE_CF] {
+            if !names.iter().any(|n| n == fixed) {
+                names.push(fixed.to_string());
+            }
+        }
+        let cfs = names
+            .iter()
+            .filter(|n| n.as_str() != "default")
+            .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Db { db })
+        let raft_state = db
+            .cf_handle("raft_state")
+            .ok_or_else(|| StorageError("raft_state column family missing".into()))?;
+        let active = match db.get_cf(&raft_state, KEY_STATE_CF)? {
+            Some(b) => String::from_utf8(b)
+                .map_err(|_| StorageError::corrupt("active state family name"))?,
+            None => DEFAULT_STATE_CF.to_string(),
+        };
+        drop(raft_state);
+        if db.cf_handle(&active).is_none() {
+            return Err(StorageError::corrupt(format!(
+                "the active state family {active:?} is missing"
+            )));
+        }
+        // Staging families of snapshots that were never installed, and families
+        // replaced by an installed one, are garbage.
+        for name in names {
+            let stale =
+                (name.starts_with(STAGING_PREFIX) || name == DEFAULT_STATE_CF) && name != active;
+            if stale {
+                db.drop_cf(&name)?;
+            }
+        }
+        Ok(Db {
+            db,
+            state_cf: RwLock::new(active),
+        })
     }
 
-    fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+    fn active_state_cf(&self) -> String {
+        self.state_cf
+            .read()
+            .expect("invariant: the state family lock is never poisoned")
+            .clone()
+    }
+
+    fn handle(&self, cf: Cf) -> Arc<BoundColumnFamily<'_>> {
+        let name = match cf.fixed_name() {
+            Some(n) => n.to_string(),
+            None => self.active_state_cf(),
+        };
         self.db
-            .cf_handle(cf.name())
-            .expect("invariant: every column family is created at open")
+            .cf_handle(&name)
+            .expect("invariant: the fixed and the active state families always exist")
     }
 
     /// The value under `key`, if any.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.handle(cf), key)?)
+        Ok(self.db.get_cf(&self.handle(cf), key)?)
     }
 
     /// Up to `limit` pairs whose key starts with `prefix`, in key order (or reverse
@@ -135,21 +201,18 @@ impl Db {
         if limit == 0 {
             return Ok(out);
         }
+        let handle = self.handle(cf);
         let iter = if reverse {
             let start = match after {
                 Some(a) => a.to_vec(),
                 None => prefix_end(prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 9]),
             };
-            self.db.iterator_cf(
-                self.handle(cf),
-                IteratorMode::From(&start, Direction::Reverse),
-            )
+            self.db
+                .iterator_cf(&handle, IteratorMode::From(&start, Direction::Reverse))
         } else {
             let start = after.map(|a| a.to_vec()).unwrap_or_else(|| prefix.to_vec());
-            self.db.iterator_cf(
-                self.handle(cf),
-                IteratorMode::From(&start, Direction::Forward),
-            )
+            self.db
+                .iterator_cf(&handle, IteratorMode::From(&start, Direction::Forward))
         };
         for item in iter {
             let (k, v) = item?;
@@ -176,13 +239,13 @@ impl Db {
     pub fn key_bounds(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let first = self
             .db
-            .iterator_cf(self.handle(cf), IteratorMode::Start)
+            .iterator_cf(&self.handle(cf), IteratorMode::Start)
             .next();
         let Some(first) = first else { return Ok(None) };
         let (first, _) = first?;
         let (last, _) = self
             .db
-            .iterator_cf(self.handle(cf), IteratorMode::End)
+            .iterator_cf(&self.handle(cf), IteratorMode::End)
             .next()
             .expect("invariant: a non-empty column family has a last key")?;
         Ok(Some((first.into_vec(), last.into_vec())))
@@ -195,24 +258,155 @@ impl Db {
         }
         let mut wb = WriteBatch::default();
         for (from, to, cf) in &batch.range_deletes {
-            wb.delete_range_cf(self.handle(*cf), from, to);
+            wb.delete_range_cf(&self.handle(*cf), from, to);
         }
         for ((cf, key), value) in &batch.ops {
+            let handle = self.handle(*cf);
             match value {
-                Some(v) => wb.put_cf(self.handle(*cf), key, v),
-                None => wb.delete_cf(self.handle(*cf), key),
+                Some(v) => wb.put_cf(&handle, key, v),
+                None => wb.delete_cf(&handle, key),
             }
+        }
+        if let Some(name) = &batch.switch_state_cf {
+            let raft_state = self.handle(Cf::RaftState);
+            wb.put_cf(&raft_state, KEY_STATE_CF, name.as_bytes());
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db.write_opt(wb, &opts)?;
+        if let Some(name) = batch.switch_state_cf {
+            let old = std::mem::replace(
+                &mut *self
+                    .state_cf
+                    .write()
+                    .expect("invariant: the state family lock is never poisoned"),
+                name,
+            );
+            // Readers holding the old family's handle keep it alive until done.
+            self.db.drop_cf(&old)?;
+        }
         Ok(())
     }
 
     /// Reclaims space of deleted ranges in a column family (after log truncation).
     pub fn compact_range(&self, cf: Cf, from: &[u8], to: &[u8]) {
         self.db
-            .compact_range_cf(self.handle(cf), Some(from), Some(to));
+            .compact_range_cf(&self.handle(cf), Some(from), Some(to));
+    }
+
+    /// A consistent copy of the whole database in `dir` (hard links; cheap), to ship
+    /// as a snapshot while this database moves on.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| StorageError(format!("cannot remove {}: {e}", dir.display())))?;
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StorageError(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
+    /// Creates an empty staging family for an incoming snapshot, replacing any
+    /// earlier one of the same name. Returns its name.
+    pub fn create_staging(&self, index: u64, term: u64) -> Result<String> {
+        let name = format!("{STAGING_PREFIX}{index}-{term}");
+        if self.db.cf_handle(&name).is_some() {
+            self.db.drop_cf(&name)?;
+        }
+        self.db.create_cf(&name, &cf_options())?;
+        Ok(name)
+    }
+
+    /// Writes pairs into a staging family (not synced until [`Db::finish_staging`]).
+    pub fn write_staging(&self, name: &str, pairs: &[Pair]) -> Result<()> {
+        let handle = self
+            .db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError(format!("staging family {name} is gone")))?;
+        let mut wb = WriteBatch::default();
+        for (k, v) in pairs {
+            wb.put_cf(&handle, k, v);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Makes a staging family durable.
+    pub fn finish_staging(&self, name: &str) -> Result<()> {
+        let handle = self
+            .db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError(format!("staging family {name} is gone")))?;
+        self.db.flush_cf(&handle)?;
+        Ok(())
+    }
+
+    /// True when a staging family of that name exists.
+    pub fn has_staging(&self, name: &str) -> bool {
+        self.db.cf_handle(name).is_some()
+    }
+
+    /// Drops a staging family that will not be installed.
+    pub fn drop_staging(&self, name: &str) -> Result<()> {
+        if self.db.cf_handle(name).is_some() {
+            self.db.drop_cf(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the state-machine pairs out of a checkpoint made by [`Db::checkpoint`].
+pub struct CheckpointReader {
+    db: DB,
+    cf: String,
+}
+
+impl CheckpointReader {
+    pub fn open(dir: &Path) -> Result<CheckpointReader> {
+        let opts = Options::default();
+        let names = DB::list_cf(&opts, dir)?;
+        let db = DB::open_cf_for_read_only(&opts, dir, &names, false)?;
+        let raft_state = db
+            .cf_handle("raft_state")
+            .ok_or_else(|| StorageError("checkpoint without raft_state".into()))?;
+        let cf = match db.get_cf(&raft_state, KEY_STATE_CF)? {
+            Some(b) => String::from_utf8(b)
+                .map_err(|_| StorageError::corrupt("active state family name"))?,
+            None => DEFAULT_STATE_CF.to_string(),
+        };
+        drop(raft_state);
+        Ok(CheckpointReader { db, cf })
+    }
+
+    /// Calls `each` with consecutive runs of pairs of about `chunk_bytes` each, in key
+    /// order; stops at the first error `each` returns.
+    pub fn for_each_chunk<E: From<StorageError>>(
+        &self,
+        chunk_bytes: usize,
+        mut each: impl FnMut(Vec<Pair>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let handle = self
+            .db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| StorageError(format!("checkpoint lacks {}", self.cf)))?;
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for item in self.db.iterator_cf(&handle, IteratorMode::Start) {
+            let (k, v) = item.map_err(StorageError::from)?;
+            size += k.len() + v.len();
+            chunk.push((k.into_vec(), v.into_vec()));
+            if size >= chunk_bytes {
+                each(std::mem::take(&mut chunk))?;
+                size = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            each(chunk)?;
+        }
+        Ok(())
     }
 }
 
@@ -231,6 +425,10 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// Writes gathered for one atomic [`Db::write`], readable before they are written.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// When set, the write also makes this staging family the active state family
+    /// (and drops the old one once written). `ops` on [`Cf::State`] then go to the
+    /// *old* family and are lost with it, so a switching batch must not carry them.
+    switch_state_cf: Option<String>,
     /// `None` marks a deletion.
     ops: BTreeMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
     /// `[from, to)` ranges to delete; applied before `ops`. Not visible to reads
@@ -245,7 +443,12 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.range_deletes.is_empty()
+        self.ops.is_empty() && self.range_deletes.is_empty() && self.switch_state_cf.is_none()
+    }
+
+    /// Makes the staging family `name` the state family when this batch is written.
+    pub fn switch_state_cf(&mut self, name: String) {
+        self.switch_state_cf = Some(name);
     }
 
     pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
@@ -412,6 +615,59 @@ mod tests {
             .map(|(k, _)| String::from_utf8(k).unwrap())
             .collect();
         assert_eq!(all, ["x/0", "x/2", "x/3", "x/4"]);
+    }
+
+    #[test]
+    fn a_staged_snapshot_replaces_the_state_atomically_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            let mut b = Batch::new();
+            b.put(Cf::State, b"old".to_vec(), b"1".to_vec());
+            db.write(b, true).unwrap();
+
+            // Ship the state through a checkpoint, as a leader would.
+            let cp = dir.path().join("cp");
+            db.checkpoint(&cp).unwrap();
+            let mut b = Batch::new();
+            b.put(Cf::State, b"after-checkpoint".to_vec(), b"2".to_vec());
+            db.write(b, true).unwrap();
+            let reader = CheckpointReader::open(&cp).unwrap();
+            let mut shipped = Vec::new();
+            reader
+                .for_each_chunk::<StorageError>(1, |pairs| {
+                    shipped.extend(pairs);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(
+                shipped,
+                vec![(b"old".to_vec(), b"1".to_vec())],
+                "the checkpoint is frozen"
+            );
+
+            let staging = db.create_staging(10, 2).unwrap();
+            db.write_staging(&staging, &[(b"new".to_vec(), b"3".to_vec())])
+                .unwrap();
+            db.finish_staging(&staging).unwrap();
+            assert_eq!(
+                db.get(Cf::State, b"new").unwrap(),
+                None,
+                "not active before the switch"
+            );
+            let mut b = Batch::new();
+            b.switch_state_cf(staging);
+            db.write(b, true).unwrap();
+            assert_eq!(db.get(Cf::State, b"new").unwrap(), Some(b"3".to_vec()));
+            assert_eq!(db.get(Cf::State, b"old").unwrap(), None);
+            // A staging family never switched to is dropped at the next open.
+            let abandoned = db.create_staging(20, 3).unwrap();
+            db.write_staging(&abandoned, &[(b"x".to_vec(), b"y".to_vec())])
+                .unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.get(Cf::State, b"new").unwrap(), Some(b"3".to_vec()));
+        assert!(!db.has_staging("state-20-3"));
     }
 
     #[test]

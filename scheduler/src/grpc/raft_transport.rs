@@ -1,0 +1,98 @@
+//! `kairos.v1.RaftTransport`: the receiving end of peers' raft traffic. Bytes in,
+//! handed to the raft module; no raft types here.
+
+use std::sync::Arc;
+
+use kairos_proto::v1 as pb;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::core::Core;
+use crate::raft::SnapshotReceiver;
+
+#[derive(Debug, Clone)]
+pub struct RaftApi(pub Arc<Core>);
+
+#[tonic::async_trait]
+impl pb::raft_transport_server::RaftTransport for RaftApi {
+    async fn send(
+        &self,
+        req: Request<Streaming<pb::RaftBatch>>,
+    ) -> Result<Response<pb::RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            if batch.from != 0 {
+                self.0.book.set(batch.from, batch.from_addr);
+            }
+            for m in &batch.messages {
+                if let Err(e) = self.0.raft.step_encoded(m) {
+                    return Err(Status::invalid_argument(e));
+                }
+            }
+        }
+        Ok(Response::new(pb::RaftAck {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::RaftAck>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        if first.from != 0 {
+            self.0.book.set(first.from, first.from_addr.clone());
+        }
+        let db = self.0.db.clone();
+        let message = first.message;
+        let receiver = tokio::task::spawn_blocking(move || SnapshotReceiver::begin(db, &message))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::invalid_argument)?;
+        let receiver = Arc::new(receiver);
+        let mut chunks = 0u64;
+        let outcome: Result<(), Status> = async {
+            loop {
+                let Some(chunk) = stream.message().await? else {
+                    return Err(Status::aborted(
+                        "snapshot stream ended before its last chunk",
+                    ));
+                };
+                if !chunk.data.is_empty() {
+                    let r = receiver.clone();
+                    tokio::task::spawn_blocking(move || r.write(&chunk.data))
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                        .map_err(Status::internal)?;
+                    chunks += 1;
+                }
+                if chunk.last {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let receiver = Arc::try_unwrap(receiver)
+            .map_err(|_| Status::internal("snapshot receiver still shared"))?;
+        match outcome {
+            Ok(()) => {
+                let raft = self.0.raft.clone();
+                tokio::task::spawn_blocking(move || receiver.finish(&raft))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(Status::internal)?;
+                debug!(chunks, "snapshot received");
+                Ok(Response::new(pb::RaftAck {}))
+            }
+            Err(e) => {
+                warn!(error = %e, "snapshot transfer broke");
+                tokio::task::spawn_blocking(move || receiver.abort())
+                    .await
+                    .ok();
+                Err(e)
+            }
+        }
+    }
+}
