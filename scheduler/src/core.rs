@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::executors::{ExecutorRegistry, SendError};
 use crate::raft::{RaftHandle, RaftStatus};
-use crate::state::{Applied, Dispatch, FireResult, PutResult, StateView};
+use crate::state::{ActiveExecution, Applied, Dispatch, FireResult, PutResult, StateView};
 use crate::time::{dt_from_ms, ms_from_ts, ts_from_dt};
 use crate::{Config, Error, Result};
 
@@ -149,10 +149,15 @@ impl Core {
             now_ms: now_ms(self.clock.as_ref()),
         });
         match self.propose(cmd).await? {
-            Applied::Job { job, result } => {
+            Applied::Job {
+                job,
+                result,
+                cancels,
+            } => {
                 if result != PutResult::Unchanged {
                     info!(job = %job.name, version = job.version, result = result.as_str(), "job stored");
                 }
+                self.cancel_on_executors(&cancels, "the job was changed before the run started");
                 Ok((self.decorate(*job), result))
             }
             other => Err(unexpected(other)),
@@ -163,7 +168,6 @@ impl Core {
     /// so that nothing is stored that would silently behave differently.
     fn check_supported(&self, spec: &kairos_common::job::Job) -> Result<()> {
         use kairos_common::job::Action;
-        use kairos_common::status::{Concurrency, MisfirePolicy};
         if matches!(spec.action, Action::Http(_)) {
             return Err(Error::invalid(
                 "http",
@@ -174,27 +178,6 @@ impl Core {
             return Err(Error::invalid(
                 "parent",
                 "job chaining is not supported by this version",
-            ));
-        }
-        if spec.retry.max_attempts > 1 {
-            return Err(Error::invalid(
-                "retry.max_attempts",
-                "retries are not supported by this version; use 1",
-            ));
-        }
-        if spec.concurrency != Concurrency::Allow {
-            return Err(Error::invalid(
-                "concurrency",
-                format!(
-                    "{} is not supported by this version; use allow",
-                    spec.concurrency
-                ),
-            ));
-        }
-        if spec.misfire.policy != MisfirePolicy::RunOnce {
-            return Err(Error::invalid(
-                "misfire.policy",
-                format!("{} is not supported by this version", spec.misfire.policy),
             ));
         }
         if spec.target.wait.is_some() {
@@ -216,6 +199,7 @@ impl Core {
                     .max(self.clock.now() - chrono::Duration::seconds(1));
                 status.next_fire_at = entry.spec.schedule.next_after(after).map(ts_from_dt);
             }
+            status.pending_retries = self.view.retries_of(&job.name) as u32;
         }
         job
     }
@@ -284,17 +268,7 @@ impl Core {
         {
             Applied::JobDeleted { cancelled } => {
                 info!(job = %name, cancelled = cancelled.len(), "job deleted");
-                for a in cancelled {
-                    let _ = self.executors.send(
-                        &a.executor,
-                        pb::SchedulerMessage {
-                            kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
-                                execution_id: a.id.to_string(),
-                                reason: "job deleted".into(),
-                            })),
-                        },
-                    );
-                }
+                self.cancel_on_executors(&cancelled, "job deleted");
                 Ok(())
             }
             other => Err(unexpected(other)),
@@ -314,16 +288,35 @@ impl Core {
             now_ms: now_ms(self.clock.as_ref()),
         });
         match self.propose(cmd).await? {
-            Applied::Job { job, .. } => {
+            Applied::Job { job, cancels, .. } => {
                 info!(job = %name, paused, "job pause state set");
+                self.cancel_on_executors(&cancels, "the job was paused before the run started");
                 Ok(self.decorate(*job))
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Starts one execution of the job now (trigger `manual`).
-    pub async fn run_job(&self, name: &str) -> Result<pb::Execution> {
+    /// Tells executors to stop executions the state no longer wants run.
+    pub fn cancel_on_executors(&self, executions: &[ActiveExecution], reason: &str) {
+        for a in executions {
+            let msg = pb::SchedulerMessage {
+                kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
+                    execution_id: a.id.to_string(),
+                    reason: reason.to_string(),
+                })),
+            };
+            if self.executors.send(&a.executor, msg).is_err() {
+                debug!(execution = a.id, executor = %a.executor, "cancel not delivered: executor gone");
+            }
+            self.executors.note_finished(&a.executor, a.id);
+        }
+    }
+
+    /// Starts one execution of the job now (trigger `manual`), under the job's
+    /// concurrency policy: with `forbid` a run during another is refused (and
+    /// recorded `skipped_overlap`); with `queue` it waits (`queued` in the answer).
+    pub async fn run_job(&self, name: &str) -> Result<(Option<pb::Execution>, bool)> {
         JobName::parse(name)?;
         self.leader_or_wait().await?;
         let entry = self
@@ -331,35 +324,52 @@ impl Core {
             .job(name)
             .ok_or_else(|| Error::NotFound(format!("job {name}")))?;
         let now = now_ms(self.clock.as_ref());
-        let fire = self.plan_fire(&entry, now, Trigger::Manual);
-        let results = self.fire(vec![fire]).await?;
+        let fire = self.plan_fire(&entry, now, Trigger::Manual, None);
+        let results = self.fire(vec![fire], Vec::new()).await?;
         let result = results
             .into_iter()
             .next()
             .ok_or_else(|| Error::Internal("a fire batch of one produced no result".into()))?;
-        match result.outcome {
-            Ok(outcome) => outcome
-                .executions
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Internal("a fire produced no execution".into())),
-            Err(reason) => Err(Error::FailedPrecondition(reason)),
+        let outcome = result.outcome.map_err(Error::FailedPrecondition)?;
+        if outcome.queued {
+            return Ok((None, true));
         }
+        let exec = outcome
+            .executions
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("a fire produced no execution".into()))?;
+        if exec.status == ExecutionStatus::SkippedOverlap.as_str() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {name} is already running and its concurrency is forbid (recorded as execution {}, skipped_overlap): {}",
+                exec.id, exec.error
+            )));
+        }
+        Ok((Some(exec), false))
     }
 
-    /// A fire of `entry` at `at_ms`, with executors chosen now.
+    /// A fire of `entry` at `at_ms`, with executors chosen now (avoiding `avoid`, the
+    /// executor a failed attempt ran on, when another matches).
     pub fn plan_fire(
         &self,
         entry: &crate::state::JobEntry,
         at_ms: i64,
         trigger: Trigger,
+        avoid: Option<&str>,
     ) -> ipb::Fire {
         let target = &entry.spec.target;
+        // A retry re-runs one attempt, even of a fan-out job.
+        let count = if trigger == Trigger::Retry {
+            1
+        } else {
+            target.count
+        };
         let executors = self.executors.choose(
             &target.selector,
-            target.count,
+            count,
             target.strategy,
             entry.name(),
+            avoid,
         );
         let no_target_reason = if executors.is_empty() {
             if target.selector.is_empty() {
@@ -370,6 +380,7 @@ impl Core {
         } else {
             String::new()
         };
+        let now = now_ms(self.clock.as_ref());
         ipb::Fire {
             job: entry.name().to_string(),
             scheduled_at_ms: at_ms,
@@ -379,30 +390,54 @@ impl Core {
             job_version: entry.version(),
             no_target_reason,
             max_output_bytes: self.config.max_output_bytes,
+            retry_of: 0,
+            dequeue: false,
+            // Scheduled instants start on time; anything late or unscheduled starts now.
+            start_at_ms: at_ms.max(now),
         }
     }
 
-    /// Commits `fires` as one batch, then hands the created executions to executors.
-    pub async fn fire(&self, fires: Vec<ipb::Fire>) -> Result<Vec<FireResult>> {
+    /// Commits `misses` and `fires` as one batch, then hands the created executions
+    /// to executors and stops the ones replaced.
+    pub async fn fire(
+        &self,
+        fires: Vec<ipb::Fire>,
+        misses: Vec<ipb::Miss>,
+    ) -> Result<Vec<FireResult>> {
         let term = self.raft.status().term;
         let count = fires.len();
+        let missed = misses.len();
         let cmd = ipb::command::Kind::FireBatch(ipb::FireBatch {
             fires,
             term,
             now_ms: now_ms(self.clock.as_ref()),
+            misses,
         });
-        let results = match self.propose(cmd).await? {
-            Applied::Fired(results) => results,
+        let (results, refused_misses) = match self.propose(cmd).await? {
+            Applied::Fired {
+                results,
+                refused_misses,
+            } => (results, refused_misses),
             other => return Err(unexpected(other)),
         };
-        debug!(fires = count, "fire batch committed");
+        debug!(fires = count, misses = missed, "fire batch committed");
+        for (job, reason) in refused_misses {
+            debug!(%job, %reason, "miss refused");
+        }
         for r in &results {
             match &r.outcome {
                 Ok(outcome) => {
                     for e in &outcome.executions {
                         self.metrics.fired(&e.status);
-                        info!(job = %r.job, execution = %e.id, at = %dt_from_ms(r.scheduled_at_ms), trigger = %e.trigger, executor = %e.executor, status = %e.status, "job fired");
+                        info!(job = %r.job, execution = %e.id, at = %dt_from_ms(r.scheduled_at_ms), trigger = %e.trigger, attempt = e.attempt, executor = %e.executor, status = %e.status, "job fired");
                     }
+                    if outcome.queued {
+                        info!(job = %r.job, at = %dt_from_ms(r.scheduled_at_ms), "start queued behind the running execution");
+                    }
+                    self.cancel_on_executors(
+                        &outcome.cancels,
+                        "replaced by a new start (concurrency: replace)",
+                    );
                     for d in &outcome.dispatches {
                         self.dispatch(d).await;
                     }
@@ -415,7 +450,8 @@ impl Core {
         Ok(results)
     }
 
-    async fn dispatch(&self, d: &Dispatch) {
+    /// Sends one assignment; an executor that is gone makes the attempt lost.
+    pub async fn dispatch(&self, d: &Dispatch) {
         let id: u64 = d.execution.id.parse().expect("invariant: ids are numbers");
         let executor = d.execution.executor.clone();
         let msg = pb::SchedulerMessage {
@@ -455,6 +491,7 @@ impl Core {
             error: why.to_string(),
             started_at_ms: 0,
             finished_at_ms: now,
+            retry_at_ms: 0,
         })
         .await
         .map(|_| ())
@@ -470,12 +507,16 @@ impl Core {
         }
     }
 
+    /// Commits a final status. For a failed, timed-out or lost attempt of a job that
+    /// allows more, the leader decides here when the retry is due (backoff doubled
+    /// per attempt, capped, with ±20% jitter so retries of many jobs spread out).
     pub async fn report_finished(
         &self,
-        c: ipb::ExecutionFinished,
+        mut c: ipb::ExecutionFinished,
     ) -> Result<Option<pb::Execution>> {
         let id = c.id;
         let executor = c.executor.clone();
+        c.retry_at_ms = self.retry_at_ms(&c);
         match self
             .propose(ipb::command::Kind::ExecutionFinished(c))
             .await?
@@ -484,9 +525,110 @@ impl Core {
                 self.executors.note_finished(&executor, id);
                 if let Some(e) = &e {
                     self.metrics.finished(&e.status);
-                    info!(job = %e.job, execution = %e.id, status = %e.status, executor = %e.executor, "execution finished");
+                    info!(job = %e.job, execution = %e.id, attempt = e.attempt, status = %e.status, late_status = %e.late_status, executor = %e.executor, "execution finished");
                 }
                 Ok(e.map(|e| *e))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn retry_at_ms(&self, c: &ipb::ExecutionFinished) -> i64 {
+        let retryable = matches!(
+            c.status.parse::<ExecutionStatus>(),
+            Ok(ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost)
+        );
+        if !retryable {
+            return 0;
+        }
+        let Some(active) = self.view.active_execution(c.id) else {
+            return 0;
+        };
+        let Some(entry) = self.view.job(&active.job) else {
+            return 0;
+        };
+        let attempt = active.attempt;
+        if attempt >= entry.spec.retry.max_attempts {
+            return 0;
+        }
+        let delay = entry.spec.retry.delay_before(attempt + 1);
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        let delay_ms = (delay.as_millis() as f64 * jitter) as i64;
+        now_ms(self.clock.as_ref()) + delay_ms.max(1)
+    }
+
+    /// After an executor (re)registers with this leader: re-sends the assignments it
+    /// should hold but does not report (a leader died between committing a fire and
+    /// sending it), and stops the runs it reports that the state says are over
+    /// (cancelled, replaced or deleted while it was away).
+    pub fn reconcile_executor(&self, executor: &str, running: &[String]) {
+        let running: std::collections::BTreeSet<u64> =
+            running.iter().filter_map(|id| id.parse().ok()).collect();
+        let now = now_ms(self.clock.as_ref());
+        let active = self.view.active();
+        for a in active
+            .iter()
+            .filter(|a| a.executor == executor && !running.contains(&a.id))
+        {
+            let Ok(Some(exec)) = self.view.execution(a.id) else {
+                continue;
+            };
+            if exec.status != ExecutionStatus::Pending.as_str() {
+                continue; // started: its report is on the way, or the lease decides
+            }
+            let Some(entry) = self.view.job(&exec.job) else {
+                continue;
+            };
+            let assignment = crate::state::assignment_for(
+                &entry,
+                &exec,
+                a.scheduled_at_ms.max(now),
+                self.config.max_output_bytes,
+            );
+            let msg = pb::SchedulerMessage {
+                kind: Some(pb::scheduler_message::Kind::Assignment(assignment)),
+            };
+            if self.executors.send(executor, msg).is_ok() {
+                info!(execution = a.id, %executor, "assignment sent again after a reconnect");
+                self.executors.note_assigned(executor, a.id);
+            }
+        }
+        let known: std::collections::BTreeSet<u64> = active.iter().map(|a| a.id).collect();
+        let over: Vec<ActiveExecution> = running
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(|id| ActiveExecution {
+                id: *id,
+                job: String::new(),
+                executor: executor.to_string(),
+                scheduled_at_ms: 0,
+                attempt: 0,
+            })
+            .collect();
+        if !over.is_empty() {
+            info!(%executor, count = over.len(), "stopping runs that ended while the executor was away");
+            self.cancel_on_executors(
+                &over,
+                "the execution already ended (cancelled, replaced or deleted)",
+            );
+        }
+    }
+
+    /// Stops a pending or running execution: recorded `cancelled` at once, and its
+    /// executor told to kill the process group.
+    pub async fn cancel_execution(&self, id: &str) -> Result<pb::Execution> {
+        let id: ExecutionId = id.parse()?;
+        self.leader_or_wait().await?;
+        let cmd = ipb::command::Kind::CancelExecution(ipb::CancelExecution {
+            id: id.0,
+            reason: "cancelled on request".into(),
+            now_ms: now_ms(self.clock.as_ref()),
+        });
+        match self.propose(cmd).await? {
+            Applied::Cancelled { execution, active } => {
+                info!(execution = %execution.id, job = %execution.job, "execution cancelled");
+                self.cancel_on_executors(std::slice::from_ref(&active), "cancelled on request");
+                Ok(*execution)
             }
             other => Err(unexpected(other)),
         }

@@ -211,6 +211,7 @@ impl ExecutorRegistry {
         count: u32,
         strategy: TargetStrategy,
         job: &str,
+        avoid: Option<&str>,
     ) -> Vec<String> {
         let mut inner = self.lock();
         let mut matches: Vec<(&String, &Conn)> = inner
@@ -220,6 +221,12 @@ impl ExecutorRegistry {
             .collect();
         if matches.is_empty() {
             return Vec::new();
+        }
+        // A retry goes elsewhere when anywhere else will do.
+        if let Some(avoid) = avoid
+            && matches.iter().any(|(n, _)| n.as_str() != avoid)
+        {
+            matches.retain(|(n, _)| n.as_str() != avoid);
         }
         let want = if count == 0 {
             matches.len()

@@ -1,5 +1,6 @@
-//! The leader's duties: the schedule loop that turns instants into committed fires,
-//! and the lease checker that turns silent executions into `lost` ones.
+//! The leader's duties: turning instants into committed fires (ahead of time),
+//! handling instants missed while no leader existed, firing due retries and queued
+//! starts, and turning silent executions into `lost` ones.
 //!
 //! A watcher follows the raft status. When this node becomes a *ready* leader (it
 //! has applied an entry of its own term, so its state holds everything committed
@@ -7,23 +8,41 @@
 //! leader, it cancels them at once and drops every executor stream, so executors go
 //! and find the new leader.
 //!
-//! The schedule loop keeps every schedulable job in a timer ordered by next instant.
-//! It wakes at the earliest instant (or when a job changes), takes every job due by
-//! then, and proposes their fires as ONE `FireBatch` (one raft entry, one fsync). The
-//! state machine accepts a scheduled fire only for an instant after the job's cursor,
-//! so a fire planned twice (by two leaders, or after a retry) is recorded once.
-//! Only after the batch is committed are assignments sent.
+//! # The schedule loop
+//! Every schedulable job sits in a timer keyed by `instant - LOOKAHEAD`: fires are
+//! committed [`LOOKAHEAD`] before their instant, so raft is off the hot path of a fire;
+//! the assignment carries `start_at` and the executor starts the process on a precise
+//! local timer. Everything due at one wake-up is proposed as ONE `FireBatch` (one raft
+//! entry, one fsync). The state machine accepts a scheduled fire only for an instant
+//! after the job's cursor, so a fire planned twice is recorded once.
 //!
-//! Instants that fell due while no leader existed are fired if they are at most
-//! [`LATE_FIRE_TOLERANCE`] old; older ones are skipped (the misfire policies that
-//! record or catch them up are not part of this version).
+//! # Misfires
+//! Instants after a job's cursor and before the moment this node became leader
+//! passed while no leader could fire them. They are handled once, when the duties
+//! start (or when such a job is first seen), by the job's misfire policy: `skip`
+//! records them all `missed`; `run_once` runs the newest one inside the window
+//! (trigger `catchup`) and records the rest `missed`; `run_all` runs every one inside
+//! the window, oldest first. Instants older than the window are `missed` whatever the
+//! policy. Instants after the takeover are never misfires: they fire, late if need be.
+//!
+//! # Executors reconnecting
+//! For [`RECONNECT_GRACE`] after taking over, a fire that finds no matching executor
+//! is held and retried rather than recorded `no_target`: the executors were connected
+//! to the old leader and are on their way.
+//!
+//! # Leases
+//! An active execution whose executor has confirmed nothing for [`LEASE`] (no
+//! heartbeat listing it; the lease starts with the assignment, or with the takeover)
+//! is recorded `lost`, and the retry policy decides what happens next.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kairos_common::status::Trigger;
+use chrono::{DateTime, Utc};
+use kairos_common::status::{MisfirePolicy, Trigger};
+use kairos_proto::internal as ipb;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -31,20 +50,23 @@ use crate::core::Core;
 use crate::state::JobEntry;
 use crate::time::dt_from_ms;
 
-/// How late an instant may be and still fire as scheduled (a new leader taking over).
-pub const LATE_FIRE_TOLERANCE: Duration = Duration::from_secs(5);
+/// Fires are committed this long before their instant.
+pub const LOOKAHEAD: Duration = Duration::from_secs(2);
 /// Longest sleep of the loop, so lease checks and clock jumps are noticed.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// An execution whose executor confirmed nothing for this long is recorded lost.
 pub const LEASE: Duration = Duration::from_secs(10);
 /// After becoming leader, a fire that finds no matching executor waits up to this
-/// long for executors to reconnect (they were connected to the old leader) instead
-/// of being recorded `no_target` at once.
+/// long for executors to reconnect instead of being recorded `no_target` at once.
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 /// How often a fire held for reconnecting executors is retried.
 const HOLD_RETRY: Duration = Duration::from_millis(100);
 /// Fires per raft entry; larger due sets are split into several entries.
 const MAX_FIRES_PER_BATCH: usize = 2048;
+/// Missed instants looked at per job per pass (a longer outage takes several passes).
+const MAX_MISSED_SCAN: usize = 100_000;
+/// Catch-up runs per job per pass under `run_all`; older instants are missed.
+const MAX_CATCHUP_RUNS: usize = 1000;
 
 /// Follows leadership and runs the leader's duties while this node leads.
 pub async fn watch_leadership(core: Arc<Core>, shutdown: CancellationToken) {
@@ -94,13 +116,29 @@ pub async fn watch_leadership(core: Arc<Core>, shutdown: CancellationToken) {
     core.executors.clear();
 }
 
+struct Duties {
+    core: Arc<Core>,
+    timer: Timer,
+    /// Jobs with instants missed before the takeover, to handle by misfire policy.
+    misfired: BTreeMap<String, i64>,
+    /// When this node became leader (Unix ms): the misfire boundary.
+    leader_since_ms: i64,
+    started: Instant,
+}
+
 async fn run_duties(core: Arc<Core>, token: CancellationToken) {
     if let Err(e) = core.ensure_member_addrs().await {
         warn!(error = %e, "could not record the members' addresses");
     }
-    let mut timer = Timer::default();
+    let mut d = Duties {
+        leader_since_ms: core.clock.now().timestamp_millis(),
+        core: core.clone(),
+        timer: Timer::default(),
+        misfired: BTreeMap::new(),
+        started: Instant::now(),
+    };
     for entry in core.view.all_jobs() {
-        timer.update(&core, &entry);
+        d.update(&entry);
     }
     // Anything that changed before the rebuild is already in it.
     let _ = core.view.take_dirty_jobs();
@@ -109,27 +147,58 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
         if token.is_cancelled() {
             return;
         }
+        let mut dequeue = Vec::new();
         for name in core.view.take_dirty_jobs() {
             match core.view.job(&name) {
-                Some(entry) => timer.update(&core, &entry),
-                None => timer.remove(&name),
+                Some(entry) => {
+                    d.update(&entry);
+                    if queued_ready(&entry) {
+                        dequeue.push(entry);
+                    }
+                }
+                None => {
+                    d.timer.remove(&name);
+                    d.misfired.remove(&name);
+                }
             }
         }
         let now_ms = core.clock.now().timestamp_millis();
-        let due = timer.take_due(now_ms);
+        let mut worked = false;
+        if !d.misfired.is_empty() {
+            worked |= d.handle_misfires(now_ms).await;
+        }
+        if !dequeue.is_empty() {
+            d.start_queued(dequeue).await;
+            worked = true;
+        }
+        let due = d.timer.take_due(now_ms);
         if !due.is_empty() {
-            fire_due(&core, &mut timer, due).await;
-            continue;
+            d.fire_due(due).await;
+            worked = true;
+        }
+        if core
+            .view
+            .next_retry_ms()
+            .is_some_and(|due| due - LOOKAHEAD.as_millis() as i64 <= now_ms)
+        {
+            d.fire_retries(now_ms).await;
+            worked = true;
         }
         if last_lease_check.elapsed() >= Duration::from_secs(1) {
             check_leases(&core).await;
             last_lease_check = Instant::now();
         }
-        let wait = timer
-            .next_ms()
-            .map(|next| Duration::from_millis((next - now_ms).max(0) as u64))
-            .unwrap_or(MAX_IDLE)
-            .min(MAX_IDLE);
+        if worked {
+            continue;
+        }
+        let mut wake = d.timer.next_ms().unwrap_or(i64::MAX);
+        if let Some(retry) = core.view.next_retry_ms() {
+            wake = wake.min(retry - LOOKAHEAD.as_millis() as i64);
+        }
+        if !d.misfired.is_empty() {
+            wake = wake.min(now_ms + HOLD_RETRY.as_millis() as i64);
+        }
+        let wait = Duration::from_millis(wake.saturating_sub(now_ms).max(0) as u64).min(MAX_IDLE);
         tokio::select! {
             _ = token.cancelled() => return,
             _ = core.view.jobs_changed() => {}
@@ -138,49 +207,261 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
     }
 }
 
-async fn fire_due(core: &Core, timer: &mut Timer, due: Vec<(String, i64)>) {
-    let mut fires = Vec::with_capacity(due.len());
-    let mut planned: Vec<(String, i64)> = Vec::with_capacity(due.len());
-    let in_grace = core
-        .leader_since
-        .lock()
-        .expect("invariant: lock is never poisoned")
-        .is_some_and(|since| since.elapsed() < RECONNECT_GRACE);
-    let now_ms = core.clock.now().timestamp_millis();
-    for (name, at_ms) in due {
-        let Some(entry) = core.view.job(&name) else {
-            timer.remove(&name);
-            continue;
-        };
-        let fire = core.plan_fire(&entry, at_ms, Trigger::Schedule);
-        if fire.executors.is_empty() && in_grace {
-            // Executors are probably still finding this new leader: hold the fire.
-            timer.retry_later(&name, at_ms, now_ms, HOLD_RETRY);
-            continue;
-        }
-        fires.push(fire);
-        planned.push((name, at_ms));
+/// A queued start can go once nothing of the job is running.
+fn queued_ready(entry: &JobEntry) -> bool {
+    entry.record.queued.is_some()
+        && entry
+            .record
+            .job
+            .as_ref()
+            .and_then(|j| j.status.as_ref())
+            .is_none_or(|s| s.running == 0)
+}
+
+impl Duties {
+    fn in_grace(&self) -> bool {
+        self.started.elapsed() < RECONNECT_GRACE
     }
-    for chunk in fires.chunks(MAX_FIRES_PER_BATCH) {
-        if let Err(e) = core.fire(chunk.to_vec()).await {
-            warn!(error = %e, fires = chunk.len(), "fire batch not committed");
+
+    /// (Re)computes the job's next instant from its stored cursor.
+    fn update(&mut self, entry: &JobEntry) {
+        let name = entry.name().to_string();
+        if entry.spec.paused || entry.spec.schedule.is_manual() {
+            self.timer.remove(&name);
+            self.misfired.remove(&name);
+            return;
         }
-    }
-    // Whatever happened, the state now says where each job stands: a committed fire
-    // moved its cursor, a refused one did not. Re-plan from the stored state.
-    for (name, at_ms) in planned {
-        match core.view.job(&name) {
-            Some(entry) => {
-                if entry.record.cursor_ms < at_ms {
-                    // Not committed (no quorum, deposed): do not spin on it.
-                    timer.retry_later(&name, at_ms, core.clock.now().timestamp_millis(), MAX_IDLE);
-                } else {
-                    timer.update(core, &entry);
-                }
+        match entry
+            .spec
+            .schedule
+            .next_after(dt_from_ms(entry.record.cursor_ms))
+        {
+            Some(at) if at.timestamp_millis() < self.leader_since_ms => {
+                self.timer.remove(&name);
+                self.misfired.insert(name, entry.version() as i64);
             }
-            None => timer.remove(&name),
+            Some(at) => {
+                self.misfired.remove(&name);
+                let at = at.timestamp_millis();
+                self.timer.set(name, at - LOOKAHEAD.as_millis() as i64, at);
+            }
+            None => {
+                self.timer.remove(&name);
+                self.misfired.remove(&name);
+            }
         }
     }
+
+    /// Applies each misfired job's policy in one batch. Returns whether anything was
+    /// proposed.
+    async fn handle_misfires(&mut self, now_ms: i64) -> bool {
+        let core = self.core.clone();
+        let mut fires = Vec::new();
+        let mut misses = Vec::new();
+        let mut planned = Vec::new();
+        let names: Vec<String> = self.misfired.keys().cloned().collect();
+        for name in names {
+            let Some(entry) = core.view.job(&name) else {
+                self.misfired.remove(&name);
+                continue;
+            };
+            let plan = plan_misfire(&entry, self.leader_since_ms, now_ms);
+            if plan.runs.is_empty() && plan.miss.is_none() {
+                self.misfired.remove(&name);
+                self.update(&entry);
+                continue;
+            }
+            let mut run_fires = Vec::new();
+            let mut held = false;
+            for at in &plan.runs {
+                let fire = core.plan_fire(&entry, *at, Trigger::Catchup, None);
+                if fire.executors.is_empty() && self.in_grace() {
+                    held = true;
+                    break;
+                }
+                run_fires.push(fire);
+            }
+            if held {
+                continue; // try again shortly
+            }
+            self.misfired.remove(&name);
+            info!(
+                job = %name,
+                policy = %entry.spec.misfire.policy,
+                missed = plan.miss.as_ref().map_or(0, |m| m.total),
+                catchup = run_fires.len(),
+                "instants missed while no leader could fire them"
+            );
+            fires.extend(run_fires);
+            misses.extend(plan.miss);
+            planned.push(name);
+        }
+        if fires.is_empty() && misses.is_empty() {
+            return false;
+        }
+        if let Err(e) = core.fire(fires, misses).await {
+            warn!(error = %e, "misfire batch not committed");
+        }
+        for name in planned {
+            if let Some(entry) = core.view.job(&name) {
+                self.update(&entry);
+            }
+        }
+        true
+    }
+
+    async fn fire_due(&mut self, due: Vec<(String, i64)>) {
+        let core = self.core.clone();
+        let mut fires = Vec::with_capacity(due.len());
+        let mut planned: Vec<(String, i64)> = Vec::with_capacity(due.len());
+        let now_ms = core.clock.now().timestamp_millis();
+        for (name, at_ms) in due {
+            let Some(entry) = core.view.job(&name) else {
+                self.timer.remove(&name);
+                continue;
+            };
+            let fire = core.plan_fire(&entry, at_ms, Trigger::Schedule, None);
+            if fire.executors.is_empty() && self.in_grace() {
+                // Executors are probably still finding this new leader: hold the fire.
+                self.timer
+                    .set(name, now_ms + HOLD_RETRY.as_millis() as i64, at_ms);
+                continue;
+            }
+            fires.push(fire);
+            planned.push((name, at_ms));
+        }
+        for chunk in fires.chunks(MAX_FIRES_PER_BATCH) {
+            if let Err(e) = core.fire(chunk.to_vec(), Vec::new()).await {
+                warn!(error = %e, fires = chunk.len(), "fire batch not committed");
+            }
+        }
+        // The state now says where each job stands: a committed fire moved its
+        // cursor, a refused one did not. Re-plan from the stored state.
+        for (name, at_ms) in planned {
+            match core.view.job(&name) {
+                Some(entry) if entry.record.cursor_ms < at_ms && entry.version() != 0 => {
+                    // Not committed (no quorum, deposed): come back to it.
+                    let retry = core.clock.now().timestamp_millis() + MAX_IDLE.as_millis() as i64;
+                    self.timer.set(name, retry, at_ms);
+                }
+                Some(entry) => self.update(&entry),
+                None => self.timer.remove(&name),
+            }
+        }
+    }
+
+    /// Fires every retry due within the lookahead.
+    async fn fire_retries(&mut self, now_ms: i64) {
+        let core = self.core.clone();
+        let horizon = now_ms + LOOKAHEAD.as_millis() as i64;
+        let mut fires = Vec::new();
+        for r in core.view.retries() {
+            if r.due_ms > horizon {
+                break;
+            }
+            let Some(entry) = core.view.job(&r.job) else {
+                continue;
+            };
+            let mut fire = core.plan_fire(
+                &entry,
+                r.scheduled_at_ms,
+                Trigger::Retry,
+                Some(&r.previous_executor),
+            );
+            if fire.executors.is_empty() && self.in_grace() {
+                continue;
+            }
+            fire.attempt = r.attempt;
+            fire.retry_of = r.retry_of;
+            fire.job_version = 0;
+            fire.start_at_ms = r.due_ms.max(now_ms);
+            fires.push(fire);
+        }
+        if fires.is_empty() {
+            // Held for reconnecting executors: look again shortly.
+            tokio::time::sleep(HOLD_RETRY).await;
+            return;
+        }
+        if let Err(e) = core.fire(fires, Vec::new()).await {
+            warn!(error = %e, "retry batch not committed");
+            tokio::time::sleep(HOLD_RETRY).await;
+        }
+    }
+
+    /// Starts the queued start of each job whose running execution ended.
+    async fn start_queued(&mut self, entries: Vec<Arc<JobEntry>>) {
+        let core = self.core.clone();
+        let mut fires = Vec::new();
+        for entry in entries {
+            let Some(q) = entry.record.queued.clone() else {
+                continue;
+            };
+            let trigger = q.trigger.parse().unwrap_or(Trigger::Schedule);
+            let mut fire = core.plan_fire(&entry, q.scheduled_at_ms, trigger, None);
+            fire.dequeue = true;
+            fire.attempt = q.attempt.max(1);
+            fire.job_version = 0;
+            fires.push(fire);
+        }
+        if let Err(e) = core.fire(fires, Vec::new()).await {
+            warn!(error = %e, "queued starts not committed");
+        }
+    }
+}
+
+/// What to do about a job's instants missed before the takeover.
+struct MisfirePlan {
+    /// Instants to run now (trigger catchup), oldest first.
+    runs: Vec<i64>,
+    miss: Option<ipb::Miss>,
+}
+
+fn plan_misfire(entry: &JobEntry, leader_since_ms: i64, now_ms: i64) -> MisfirePlan {
+    let spec = &entry.spec;
+    let mut instants: Vec<i64> = Vec::new();
+    let mut after: DateTime<Utc> = dt_from_ms(entry.record.cursor_ms);
+    while instants.len() < MAX_MISSED_SCAN {
+        match spec.schedule.next_after(after) {
+            Some(at) if at.timestamp_millis() < leader_since_ms => {
+                instants.push(at.timestamp_millis());
+                after = at;
+            }
+            _ => break,
+        }
+    }
+    let window_start = now_ms - spec.misfire.window.as_millis() as i64;
+    let split = instants.partition_point(|at| *at < window_start);
+    let (old, in_window) = instants.split_at(split);
+    let (mut missed, runs): (Vec<i64>, Vec<i64>) = match spec.misfire.policy {
+        MisfirePolicy::Skip => (instants.clone(), Vec::new()),
+        MisfirePolicy::RunOnce => match in_window.split_last() {
+            Some((last, rest)) => {
+                let mut m = old.to_vec();
+                m.extend_from_slice(rest);
+                (m, vec![*last])
+            }
+            None => (instants.clone(), Vec::new()),
+        },
+        MisfirePolicy::RunAll => {
+            let cut = in_window.len().saturating_sub(MAX_CATCHUP_RUNS);
+            let mut m = old.to_vec();
+            m.extend_from_slice(&in_window[..cut]);
+            (m, in_window[cut..].to_vec())
+        }
+    };
+    missed.sort_unstable();
+    let miss = missed.last().map(|up_to| {
+        let keep = spec.history_keep.max(1) as usize;
+        ipb::Miss {
+            job: entry.name().to_string(),
+            job_version: entry.version(),
+            up_to_ms: *up_to,
+            total: missed.len() as u64,
+            recorded_ms: missed[missed.len().saturating_sub(keep)..].to_vec(),
+            policy: spec.misfire.policy.as_str().to_string(),
+        }
+    });
+    MisfirePlan { runs, miss }
 }
 
 /// Records `lost` for every execution whose lease ran out.
@@ -213,39 +494,17 @@ async fn check_leases(core: &Core) {
 #[derive(Default)]
 struct Timer {
     heap: BinaryHeap<Reverse<(i64, String)>>,
-    /// job → (wake-up, instant to fire). They differ only for a fire being retried.
+    /// job → (wake-up, instant to fire).
     next: BTreeMap<String, (i64, i64)>,
 }
 
 impl Timer {
-    /// (Re)computes the job's next instant from its stored cursor.
-    fn update(&mut self, core: &Core, entry: &JobEntry) {
-        let name = entry.name().to_string();
-        if entry.spec.paused || entry.spec.schedule.is_manual() {
-            self.remove(&name);
-            return;
-        }
-        let now_ms = core.clock.now().timestamp_millis();
-        let floor_ms = now_ms - LATE_FIRE_TOLERANCE.as_millis() as i64;
-        let after_ms = entry.record.cursor_ms.max(floor_ms);
-        match entry.spec.schedule.next_after(dt_from_ms(after_ms)) {
-            Some(at) => self.set(name, at.timestamp_millis(), at.timestamp_millis()),
-            None => self.remove(&name),
-        }
-    }
-
     fn set(&mut self, name: String, wake_ms: i64, at_ms: i64) {
         if self.next.get(&name) == Some(&(wake_ms, at_ms)) {
             return;
         }
         self.next.insert(name.clone(), (wake_ms, at_ms));
         self.heap.push(Reverse((wake_ms, name)));
-    }
-
-    /// Keeps the instant but comes back to it after the idle period.
-    fn retry_later(&mut self, name: &str, at_ms: i64, now_ms: i64, after: Duration) {
-        let wake = now_ms + after.as_millis() as i64;
-        self.set(name.to_string(), wake, at_ms);
     }
 
     fn remove(&mut self, name: &str) {
@@ -275,5 +534,117 @@ impl Timer {
             }
         }
         due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_returns_due_jobs_in_order_and_forgets_replaced_wakeups() {
+        let mut t = Timer::default();
+        t.set("a".into(), 100, 102);
+        t.set("b".into(), 50, 52);
+        t.set("a".into(), 200, 202); // replaces a's first wake-up
+        assert_eq!(t.next_ms(), Some(50));
+        assert_eq!(t.take_due(150), vec![("b".to_string(), 52)]);
+        assert_eq!(t.take_due(199), vec![]);
+        assert_eq!(t.take_due(200), vec![("a".to_string(), 202)]);
+        t.set("c".into(), 10, 12);
+        t.remove("c");
+        assert_eq!(t.next_ms(), None);
+    }
+
+    fn entry(policy: &str, window: &str, cursor_ms: i64) -> JobEntry {
+        let doc = kairos_proto::v1::Job {
+            name: "j".into(),
+            schedule: "@every 1s".into(),
+            action: Some(kairos_proto::v1::job::Action::Shell(
+                kairos_proto::v1::ShellAction {
+                    command: "true".into(),
+                    ..Default::default()
+                },
+            )),
+            misfire: Some(kairos_proto::v1::Misfire {
+                policy: policy.into(),
+                window: window.into(),
+            }),
+            history: Some(kairos_proto::v1::History { keep: 10 }),
+            version: 7,
+            ..Default::default()
+        };
+        let spec = kairos_common::job::validate(&doc).unwrap();
+        JobEntry {
+            record: ipb::JobRecord {
+                job: Some(doc),
+                history_len: 0,
+                cursor_ms,
+                queued: None,
+            },
+            spec,
+        }
+    }
+
+    // All schedulers were down from 1_000_000 (the cursor) to 1_030_500: thirty
+    // instants (1_001_000 ..= 1_030_000) passed with no leader.
+    const CURSOR: i64 = 1_000_000;
+    const TAKEOVER: i64 = 1_030_500;
+
+    #[test]
+    fn run_once_runs_the_newest_missed_instant_and_records_the_rest() {
+        let plan = plan_misfire(&entry("run_once", "1m", CURSOR), TAKEOVER, TAKEOVER);
+        assert_eq!(plan.runs, vec![1_030_000]);
+        let miss = plan.miss.unwrap();
+        assert_eq!(miss.total, 29);
+        assert_eq!(miss.up_to_ms, 1_029_000);
+        assert_eq!(
+            miss.recorded_ms.len(),
+            10,
+            "records only what history keeps"
+        );
+        assert_eq!(miss.job_version, 7);
+    }
+
+    #[test]
+    fn skip_records_every_missed_instant_and_runs_none() {
+        let plan = plan_misfire(&entry("skip", "1m", CURSOR), TAKEOVER, TAKEOVER);
+        assert!(plan.runs.is_empty());
+        let miss = plan.miss.unwrap();
+        assert_eq!(miss.total, 30);
+        assert_eq!(miss.up_to_ms, 1_030_000);
+    }
+
+    #[test]
+    fn run_all_runs_every_instant_inside_the_window_oldest_first() {
+        let plan = plan_misfire(&entry("run_all", "1m", CURSOR), TAKEOVER, TAKEOVER);
+        assert_eq!(plan.runs.len(), 30);
+        assert_eq!(plan.runs.first(), Some(&1_001_000));
+        assert!(plan.runs.windows(2).all(|w| w[0] < w[1]));
+        assert!(plan.miss.is_none());
+    }
+
+    #[test]
+    fn instants_older_than_the_window_are_missed_whatever_the_policy() {
+        // Window 10s: only 1_021_000..=1_030_000 are recent enough to run.
+        let plan = plan_misfire(&entry("run_all", "10s", CURSOR), TAKEOVER, TAKEOVER);
+        assert_eq!(plan.runs.first(), Some(&1_021_000));
+        assert_eq!(plan.runs.len(), 10);
+        assert_eq!(plan.miss.unwrap().total, 20);
+        // With nothing inside the window, run_once runs nothing.
+        let plan = plan_misfire(
+            &entry("run_once", "1s", CURSOR),
+            TAKEOVER,
+            TAKEOVER + 60_000,
+        );
+        assert!(plan.runs.is_empty());
+        assert_eq!(plan.miss.unwrap().total, 30);
+    }
+
+    #[test]
+    fn instants_after_the_takeover_are_not_misfires() {
+        let plan = plan_misfire(&entry("skip", "1m", TAKEOVER - 100), TAKEOVER, TAKEOVER);
+        assert!(plan.runs.is_empty());
+        assert!(plan.miss.is_none());
     }
 }

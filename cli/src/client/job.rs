@@ -64,6 +64,12 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
                 .run_job(unary(pb::RunJobRequest { name: name.clone() }))
                 .await?
                 .into_inner();
+            if response.queued {
+                // Concurrency `queue`: the run starts when the current one ends.
+                return output::emit(client.output(), &response, |_| {
+                    format!("job/{name}: queued behind the running execution\n")
+                });
+            }
             let Some(execution) = response.execution.clone() else {
                 bail!("the scheduler started job/{name} but returned no execution");
             };

@@ -7,8 +7,10 @@ use futures::Stream;
 use kairos_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::forward::{is_forwarded, or_leader};
 use super::status::IntoStatus;
 use crate::core::Core;
+use pb::execution_service_client::ExecutionServiceClient;
 
 #[derive(Debug, Clone)]
 pub struct ExecutionApi(pub Arc<Core>);
@@ -47,11 +49,22 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
 
     async fn cancel_execution(
         &self,
-        _req: Request<pb::CancelExecutionRequest>,
+        req: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        Err(Status::unimplemented(
-            "cancelling executions is not supported by this version",
-        ))
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        match self.0.cancel_execution(&req.id).await {
+            Ok(e) => Ok(Response::new(e)),
+            Err(e) => or_leader(
+                &self.0.forwarder,
+                self.0.config.node_id,
+                e,
+                forwarded,
+                req,
+                |ch, r| async move { ExecutionServiceClient::new(ch).cancel_execution(r).await },
+            )
+            .await,
+        }
     }
 
     type WatchExecutionsStream = BoxStream<pb::Execution>;

@@ -98,6 +98,8 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
             })))
             .await;
+        self.core
+            .reconcile_executor(&hello.executor_id, &hello.running);
         let core = self.core.clone();
         let shutdown = self.shutdown.clone();
         let executor = hello.executor_id.clone();
@@ -211,6 +213,7 @@ async fn handle(
                 output_truncated: f.output_truncated,
                 error: f.error,
                 started_at_ms: f.started_at.as_ref().map(ms_from_ts).unwrap_or(0),
+                retry_at_ms: 0,
                 finished_at_ms: f
                     .finished_at
                     .as_ref()

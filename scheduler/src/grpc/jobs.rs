@@ -97,9 +97,7 @@ impl pb::job_service_server::JobService for JobApi {
         let forwarded = is_forwarded(&req);
         let req = req.into_inner();
         match self.0.run_job(&req.name).await {
-            Ok(execution) => Ok(Response::new(pb::RunJobResponse {
-                execution: Some(execution),
-            })),
+            Ok((execution, queued)) => Ok(Response::new(pb::RunJobResponse { execution, queued })),
             Err(e) => {
                 or_leader(
                     &self.0.forwarder,

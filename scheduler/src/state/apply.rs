@@ -1,9 +1,10 @@
-//! Applying commands: the only code that changes replicated state.
+//! Applying commands: the only code that changes replicated state. The rules are
+//! in the module essay (`state/mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kairos_common::status::{ExecutionStatus, Trigger};
+use kairos_common::status::{Concurrency, ExecutionStatus, Trigger};
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
@@ -44,17 +45,20 @@ pub struct Dispatch {
 pub struct FireResult {
     pub job: String,
     pub scheduled_at_ms: i64,
-    /// The executions created (a no_target record has no dispatch), or why the fire
-    /// was refused.
+    /// What the fire recorded, or why it was refused.
     pub outcome: Result<FireOutcome, String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct FireOutcome {
-    /// Every execution recorded for the fire.
+    /// Every execution recorded for the fire (none when it was queued).
     pub executions: Vec<pb::Execution>,
     /// Those among them to send to executors.
     pub dispatches: Vec<Dispatch>,
+    /// Executions to stop on their executors (concurrency replace).
+    pub cancels: Vec<ActiveExecution>,
+    /// The fire waits for the running execution (concurrency queue).
+    pub queued: bool,
 }
 
 /// What applying a command produced, for its proposer.
@@ -63,19 +67,28 @@ pub enum Applied {
     Job {
         job: Box<pb::Job>,
         result: PutResult,
+        /// Executions committed ahead that will not start (to cancel on executors).
+        cancels: Vec<ActiveExecution>,
     },
     /// A deleted job; the executions it still had running, to cancel.
-    JobDeleted {
-        cancelled: Vec<ActiveExecution>,
+    JobDeleted { cancelled: Vec<ActiveExecution> },
+    Fired {
+        results: Vec<FireResult>,
+        /// Misses refused (job gone, changed, or instants already handled).
+        refused_misses: Vec<(String, String)>,
     },
-    Fired(Vec<FireResult>),
     /// The execution after the change (None: it no longer exists).
     Execution(Option<Box<pb::Execution>>),
+    /// A cancelled execution and where it ran.
+    Cancelled {
+        execution: Box<pb::Execution>,
+        active: ActiveExecution,
+    },
     /// The address book after the change.
     Members(BTreeMap<u64, String>),
 }
 
-/// Applies committed commands to RocksDB and the in-memory job table.
+/// Applies committed commands to RocksDB and the in-memory tables.
 pub struct StateMachine {
     db: Arc<Db>,
     view: Arc<StateView>,
@@ -85,11 +98,13 @@ pub struct StateMachine {
     book: crate::raft::AddressBook,
     jobs: BTreeMap<String, Arc<JobEntry>>,
     active: BTreeMap<u64, ActiveExecution>,
+    /// Pending retries by (due, retried execution id).
+    retries: BTreeMap<(i64, u64), ipb::RetryRecord>,
     applied: u64,
     next_execution_id: u64,
-    /// Jobs changed since the last publish (None value = deleted).
     changed_jobs: BTreeSet<String>,
     active_changed: bool,
+    retries_changed: bool,
     /// Executions changed since the last publish, for watchers.
     changed_executions: Vec<pb::Execution>,
 }
@@ -136,8 +151,50 @@ fn spec_of(job: &pb::Job) -> pb::Job {
     }
 }
 
-fn status_word(s: ExecutionStatus) -> String {
+fn word(s: ExecutionStatus) -> String {
     s.as_str().to_string()
+}
+
+fn parse_status(s: &str, id: u64) -> Result<ExecutionStatus, StorageError> {
+    s.parse()
+        .map_err(|e| StorageError::corrupt(format!("execution {id}: {e}")))
+}
+
+fn id_of(exec: &pb::Execution) -> u64 {
+    exec.id
+        .parse()
+        .expect("invariant: execution ids are numbers")
+}
+
+/// The assignment an executor gets for `exec` of `job`.
+pub fn assignment_for(
+    job: &JobEntry,
+    exec: &pb::Execution,
+    start_at_ms: i64,
+    max_output_bytes: u64,
+) -> pb::Assignment {
+    let doc = job
+        .record
+        .job
+        .as_ref()
+        .expect("invariant: records hold a job");
+    let action = match &doc.action {
+        Some(pb::job::Action::Shell(s)) => Some(pb::assignment::Action::Shell(s.clone())),
+        Some(pb::job::Action::Http(h)) => Some(pb::assignment::Action::Http(h.clone())),
+        None => None,
+    };
+    pb::Assignment {
+        execution_id: exec.id.clone(),
+        job: exec.job.clone(),
+        scheduled_at: exec.scheduled_at,
+        attempt: exec.attempt,
+        trigger: exec.trigger.clone(),
+        action,
+        timeout_ms: job.spec.timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
+        start_at: Some(ts_from_ms(start_at_ms)),
+        term: exec.term,
+        max_output_bytes,
+    }
 }
 
 impl StateMachine {
@@ -156,10 +213,12 @@ impl StateMachine {
             book,
             jobs: BTreeMap::new(),
             active: BTreeMap::new(),
+            retries: BTreeMap::new(),
             applied: 0,
             next_execution_id: 1,
             changed_jobs: BTreeSet::new(),
             active_changed: false,
+            retries_changed: false,
             changed_executions: Vec::new(),
         };
         sm.load()?;
@@ -169,16 +228,15 @@ impl StateMachine {
     /// (Re)loads everything from disk and publishes it.
     fn load(&mut self) -> Result<(), StorageError> {
         let db = self.db.clone();
-        let applied = db
-            .get(Cf::State, keys::APPLIED)?
-            .map(|b| keys::decode_u64(&b).ok_or_else(|| StorageError::corrupt("applied index")))
-            .transpose()?
-            .unwrap_or(0);
-        let next_execution_id = db
-            .get(Cf::State, keys::NEXT_EXECUTION_ID)?
-            .map(|b| keys::decode_u64(&b).ok_or_else(|| StorageError::corrupt("execution counter")))
-            .transpose()?
-            .unwrap_or(1);
+        let u64_key = |key: &[u8], what: &str| -> Result<Option<u64>, StorageError> {
+            db.get(Cf::State, key)?
+                .map(|b| {
+                    keys::decode_u64(&b).ok_or_else(|| StorageError::corrupt(what.to_string()))
+                })
+                .transpose()
+        };
+        let applied = u64_key(keys::APPLIED, "applied index")?.unwrap_or(0);
+        let next_execution_id = u64_key(keys::NEXT_EXECUTION_ID, "execution counter")?.unwrap_or(1);
         let mut jobs = BTreeMap::new();
         for (_, value) in db.scan_prefix(Cf::State, keys::JOB_PREFIX, false, None, usize::MAX)? {
             let entry = decode_job_record(&value)?;
@@ -193,10 +251,36 @@ impl StateMachine {
                 .get(Cf::State, &keys::execution(id))?
                 .map(|b| decode_execution(&b))
                 .transpose()?;
-            let executor = exec.map(|e| e.executor).unwrap_or_default();
+            let (executor, scheduled_at_ms, attempt) = exec
+                .map(|e| {
+                    (
+                        e.executor,
+                        e.scheduled_at
+                            .as_ref()
+                            .map(crate::time::ms_from_ts)
+                            .unwrap_or(0),
+                        e.attempt,
+                    )
+                })
+                .unwrap_or_default();
             let job =
                 String::from_utf8(value).map_err(|_| StorageError::corrupt("active job name"))?;
-            active.insert(id, ActiveExecution { id, job, executor });
+            active.insert(
+                id,
+                ActiveExecution {
+                    id,
+                    job,
+                    executor,
+                    scheduled_at_ms,
+                    attempt,
+                },
+            );
+        }
+        let mut retries = BTreeMap::new();
+        for (_, value) in db.scan_prefix(Cf::State, keys::RETRY_PREFIX, false, None, usize::MAX)? {
+            let r = ipb::RetryRecord::decode(value.as_slice())
+                .map_err(|e| StorageError::corrupt(format!("retry: {e}")))?;
+            retries.insert((r.due_ms, r.retry_of), r);
         }
         let members = match db.get(Cf::State, keys::MEMBERS)? {
             Some(b) => ipb::Members::decode(b.as_slice())
@@ -211,12 +295,14 @@ impl StateMachine {
         changed_jobs.extend(jobs.keys().cloned());
         self.jobs = jobs;
         self.active = active;
+        self.retries = retries;
         self.applied = applied;
         self.next_execution_id = next_execution_id;
         self.members = members;
         self.members_changed = true;
         self.changed_jobs = changed_jobs;
         self.active_changed = true;
+        self.retries_changed = true;
         crate::raft::StateMachine::publish(self);
         Ok(())
     }
@@ -242,30 +328,71 @@ impl StateMachine {
         self.jobs.insert(name, Arc::new(entry));
     }
 
-    fn put_execution(&mut self, batch: &mut Batch, exec: &pb::Execution, id: u64) {
-        batch.put(Cf::State, keys::execution(id), exec.encode_to_vec());
+    fn put_execution(&mut self, batch: &mut Batch, exec: &pb::Execution) {
+        batch.put(
+            Cf::State,
+            keys::execution(id_of(exec)),
+            exec.encode_to_vec(),
+        );
         self.changed_executions.push(exec.clone());
     }
+
+    fn load_execution(
+        &self,
+        batch: &Batch,
+        id: u64,
+    ) -> Result<Option<pb::Execution>, StorageError> {
+        batch
+            .get(&self.db, Cf::State, &keys::execution(id))?
+            .map(|b| decode_execution(&b))
+            .transpose()
+    }
+
+    fn next_id(&mut self, batch: &mut Batch) -> u64 {
+        let id = self.next_execution_id;
+        self.next_execution_id += 1;
+        batch.put(
+            Cf::State,
+            keys::NEXT_EXECUTION_ID.to_vec(),
+            keys::encode_u64(self.next_execution_id),
+        );
+        id
+    }
+
+    fn active_of(&self, job: &str) -> Vec<ActiveExecution> {
+        self.active
+            .values()
+            .filter(|a| a.job == job)
+            .cloned()
+            .collect()
+    }
+
+    // ---- jobs ----
 
     fn apply_put_job(
         &mut self,
         batch: &mut Batch,
         index: u64,
         c: ipb::PutJob,
-    ) -> crate::Result<Applied> {
-        let doc = c.job.ok_or_else(|| Error::invalid("job", "missing"))?;
-        let (normalized, spec) = kairos_common::job::normalize(&doc)?;
+    ) -> Result<crate::Result<Applied>, StorageError> {
+        let Some(doc) = c.job else {
+            return Ok(Err(Error::invalid("job", "missing")));
+        };
+        let (normalized, spec) = match kairos_common::job::normalize(&doc) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e.into())),
+        };
         let name = spec.name.as_str().to_string();
         let existing = self.jobs.get(&name).cloned();
         let current_version = existing.as_ref().map(|e| e.version()).unwrap_or(0);
         if let Some(expected) = c.expected_version
             && expected != current_version
         {
-            return Err(Error::FailedPrecondition(if current_version == 0 {
+            return Ok(Err(Error::FailedPrecondition(if current_version == 0 {
                 format!("job {name} does not exist (expected version {expected})")
             } else {
                 format!("job {name} is at version {current_version}, not {expected}")
-            }));
+            })));
         }
         if let Some(e) = &existing {
             let stored = e
@@ -274,15 +401,17 @@ impl StateMachine {
                 .as_ref()
                 .expect("invariant: records hold a job");
             if spec_of(stored) == normalized {
-                return Ok(Applied::Job {
+                return Ok(Ok(Applied::Job {
                     job: Box::new(stored.clone()),
                     result: PutResult::Unchanged,
-                });
+                    cancels: Vec::new(),
+                }));
             }
         }
         let mut job = normalized;
         job.version = index;
         job.updated_at = Some(ts_from_ms(c.now_ms));
+        let mut cancels = Vec::new();
         let (record, result) = match existing {
             None => {
                 job.created_at = Some(ts_from_ms(c.now_ms));
@@ -295,6 +424,7 @@ impl StateMachine {
                     job: Some(job),
                     history_len: 0,
                     cursor_ms: c.now_ms,
+                    queued: None,
                 };
                 (record, PutResult::Created)
             }
@@ -308,31 +438,75 @@ impl StateMachine {
                 let mut status = old.status.clone().unwrap_or_default();
                 if !job.paused {
                     status.paused_reason.clear();
+                } else if status.paused_reason.is_empty() {
+                    status.paused_reason = "paused".into();
                 }
-                job.status = Some(status);
-                // Instants owed under the old schedule are not owed under a new one,
-                // and instants that passed while paused are not owed at all.
                 let schedule_changed = old.schedule != job.schedule || old.timezone != job.timezone;
                 let resumed = old.paused && !job.paused;
-                let cursor_ms = if schedule_changed || resumed {
-                    e.record.cursor_ms.max(c.now_ms)
-                } else {
-                    e.record.cursor_ms
-                };
-                let record = ipb::JobRecord {
-                    job: Some(job),
+                let mut record = ipb::JobRecord {
+                    job: None,
                     history_len: e.record.history_len,
-                    cursor_ms,
+                    cursor_ms: e.record.cursor_ms,
+                    queued: e.record.queued.clone(),
                 };
+                // Fires committed ahead under the old definition never start: they
+                // are forgotten, and their instants fire again under the new one —
+                // unless the schedule changed, whose old instants are not owed.
+                let (forgotten, first_forgotten) =
+                    self.forget_unstarted(batch, &name, c.now_ms, &mut status)?;
+                record.history_len -= forgotten.len() as u64;
+                if let Some(first) = first_forgotten {
+                    record.cursor_ms = record.cursor_ms.min(first - 1);
+                }
+                cancels = forgotten;
+                if schedule_changed || resumed {
+                    record.cursor_ms = record.cursor_ms.max(c.now_ms);
+                }
+                job.status = Some(status);
+                record.job = Some(job);
                 (record, PutResult::Updated)
             }
         };
         let job = record.job.clone().expect("invariant: just set");
         self.put_record(batch, JobEntry { record, spec });
-        Ok(Applied::Job {
+        Ok(Ok(Applied::Job {
             job: Box::new(job),
             result,
-        })
+            cancels,
+        }))
+    }
+
+    /// Deletes the job's executions that were committed ahead and have not started
+    /// (pending, scheduled after `now_ms`). Returns them and the earliest instant.
+    fn forget_unstarted(
+        &mut self,
+        batch: &mut Batch,
+        job: &str,
+        now_ms: i64,
+        status: &mut pb::JobStatus,
+    ) -> Result<(Vec<ActiveExecution>, Option<i64>), StorageError> {
+        let mut forgotten = Vec::new();
+        let mut first = None;
+        for a in self.active_of(job) {
+            if a.scheduled_at_ms <= now_ms {
+                continue;
+            }
+            let Some(exec) = self.load_execution(batch, a.id)? else {
+                continue;
+            };
+            if exec.status != ExecutionStatus::Pending.as_str() {
+                continue;
+            }
+            batch.delete(Cf::State, keys::execution(a.id));
+            batch.delete(Cf::State, keys::job_execution(job, a.id));
+            batch.delete(Cf::State, keys::active(a.id));
+            self.active.remove(&a.id);
+            self.active_changed = true;
+            status.running = status.running.saturating_sub(1);
+            first = Some(first.map_or(a.scheduled_at_ms, |f: i64| f.min(a.scheduled_at_ms)));
+            forgotten.push(a);
+        }
+        Ok((forgotten, first))
     }
 
     fn apply_delete_job(
@@ -356,6 +530,17 @@ impl StateMachine {
                 cancelled.push(a);
             }
         }
+        let retries: Vec<(i64, u64)> = self
+            .retries
+            .iter()
+            .filter(|(_, r)| r.job == c.name)
+            .map(|(k, _)| *k)
+            .collect();
+        for (due, id) in retries {
+            self.retries.remove(&(due, id));
+            batch.delete(Cf::State, keys::retry(due, id));
+            self.retries_changed = true;
+        }
         batch.delete(Cf::State, keys::job(&c.name));
         self.jobs.remove(&c.name);
         self.changed_jobs.insert(c.name);
@@ -367,12 +552,10 @@ impl StateMachine {
         batch: &mut Batch,
         index: u64,
         c: ipb::SetPaused,
-    ) -> crate::Result<Applied> {
-        let entry = self
-            .jobs
-            .get(&c.name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("job {}", c.name)))?;
+    ) -> Result<crate::Result<Applied>, StorageError> {
+        let Some(entry) = self.jobs.get(&c.name).cloned() else {
+            return Ok(Err(Error::NotFound(format!("job {}", c.name))));
+        };
         let mut entry = (*entry).clone();
         let job = entry
             .record
@@ -380,39 +563,84 @@ impl StateMachine {
             .as_mut()
             .expect("invariant: records hold a job");
         if job.paused == c.paused {
-            return Ok(Applied::Job {
+            return Ok(Ok(Applied::Job {
                 job: Box::new(job.clone()),
                 result: PutResult::Unchanged,
-            });
+                cancels: Vec::new(),
+            }));
         }
         job.paused = c.paused;
         job.version = index;
         job.updated_at = Some(ts_from_ms(c.now_ms));
-        let status = job.status.get_or_insert_with(Default::default);
+        let mut cancels = Vec::new();
         if c.paused {
+            let status = job.status.get_or_insert_with(Default::default);
             status.paused_reason = if c.reason.is_empty() {
                 "paused".into()
             } else {
                 c.reason
             };
+            // Instants committed ahead that have not started: skipped, paused.
+            let name = c.name.clone();
+            for a in self.active_of(&name) {
+                if a.scheduled_at_ms <= c.now_ms {
+                    continue;
+                }
+                let Some(mut exec) = self.load_execution(batch, a.id)? else {
+                    continue;
+                };
+                if exec.status != ExecutionStatus::Pending.as_str() {
+                    continue;
+                }
+                exec.status = word(ExecutionStatus::SkippedPaused);
+                exec.error = "the job was paused before the run started".into();
+                exec.finished_at = Some(ts_from_ms(c.now_ms));
+                let st = entry
+                    .record
+                    .job
+                    .as_mut()
+                    .expect("invariant")
+                    .status
+                    .get_or_insert_with(Default::default);
+                st.running = st.running.saturating_sub(1);
+                *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
+                self.put_execution(batch, &exec);
+                batch.delete(Cf::State, keys::active(a.id));
+                self.active.remove(&a.id);
+                self.active_changed = true;
+                cancels.push(a);
+            }
         } else {
-            status.paused_reason.clear();
+            job.status
+                .get_or_insert_with(Default::default)
+                .paused_reason
+                .clear();
             entry.record.cursor_ms = entry.record.cursor_ms.max(c.now_ms);
         }
         entry.spec.paused = c.paused;
-        let job = job.clone();
+        let job = entry.record.job.clone().expect("invariant");
         self.put_record(batch, entry);
-        Ok(Applied::Job {
+        Ok(Ok(Applied::Job {
             job: Box::new(job),
             result: PutResult::Updated,
-        })
+            cancels,
+        }))
     }
+
+    // ---- fires ----
 
     fn apply_fire_batch(
         &mut self,
         batch: &mut Batch,
         c: ipb::FireBatch,
     ) -> Result<Applied, StorageError> {
+        let mut refused_misses = Vec::new();
+        for miss in c.misses {
+            let job = miss.job.clone();
+            if let Err(reason) = self.apply_miss(batch, miss, c.now_ms)? {
+                refused_misses.push((job, reason));
+            }
+        }
         let mut results = Vec::with_capacity(c.fires.len());
         for fire in c.fires {
             let job = fire.job.clone();
@@ -424,7 +652,91 @@ impl StateMachine {
                 outcome,
             });
         }
-        Ok(Applied::Fired(results))
+        Ok(Applied::Fired {
+            results,
+            refused_misses,
+        })
+    }
+
+    fn apply_miss(
+        &mut self,
+        batch: &mut Batch,
+        miss: ipb::Miss,
+        now_ms: i64,
+    ) -> Result<Result<(), String>, StorageError> {
+        let Some(entry) = self.jobs.get(&miss.job).cloned() else {
+            return Ok(Err(format!("job {} no longer exists", miss.job)));
+        };
+        if miss.job_version != entry.version() {
+            return Ok(Err(format!(
+                "job {} changed since the miss was planned",
+                miss.job
+            )));
+        }
+        if miss.up_to_ms <= entry.record.cursor_ms {
+            return Ok(Err(format!(
+                "instants of job {} up to {} were already handled",
+                miss.job, miss.up_to_ms
+            )));
+        }
+        let mut entry = (*entry).clone();
+        entry.record.cursor_ms = miss.up_to_ms;
+        let keep = u64::from(entry.spec.history_keep.max(1)) as usize;
+        let recorded: Vec<i64> = {
+            let mut r: Vec<i64> = miss
+                .recorded_ms
+                .iter()
+                .copied()
+                .filter(|at| *at > 0 && *at <= miss.up_to_ms)
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            let skip = r.len().saturating_sub(keep);
+            r.split_off(skip)
+        };
+        let total = miss.total.max(recorded.len() as u64);
+        let policy = if miss.policy.is_empty() {
+            "run_once".to_string()
+        } else {
+            miss.policy
+        };
+        for at in recorded {
+            let id = self.next_id(batch);
+            let exec = pb::Execution {
+                id: id.to_string(),
+                job: miss.job.clone(),
+                scheduled_at: Some(ts_from_ms(at)),
+                attempt: 1,
+                trigger: Trigger::Schedule.as_str().to_string(),
+                status: word(ExecutionStatus::Missed),
+                error: format!(
+                    "no leader could fire it in time; misfire policy {policy} did not run it"
+                ),
+                created_at: Some(ts_from_ms(now_ms)),
+                finished_at: Some(ts_from_ms(now_ms)),
+                ..Default::default()
+            };
+            batch.put(Cf::State, keys::job_execution(&miss.job, id), Vec::new());
+            self.put_execution(batch, &exec);
+            entry.record.history_len += 1;
+        }
+        let status = entry
+            .record
+            .job
+            .as_mut()
+            .expect("invariant: records hold a job")
+            .status
+            .get_or_insert_with(Default::default);
+        *status
+            .outcome_counts
+            .entry(word(ExecutionStatus::Missed))
+            .or_default() += total;
+        status.last_scheduled_at = Some(ts_from_ms(miss.up_to_ms));
+        status.last_outcome = word(ExecutionStatus::Missed);
+        status.last_finished_at = Some(ts_from_ms(now_ms));
+        self.prune_history(batch, &mut entry)?;
+        self.put_record(batch, entry);
+        Ok(Ok(()))
     }
 
     fn apply_fire(
@@ -450,8 +762,39 @@ impl StateMachine {
             )));
         }
         let mut entry = (*entry).clone();
-        let scheduled = matches!(trigger, Trigger::Schedule | Trigger::Catchup);
-        if scheduled {
+        let mut previous_attempt = String::new();
+        if fire.dequeue {
+            match &entry.record.queued {
+                Some(q) if q.scheduled_at_ms == fire.scheduled_at_ms => {
+                    entry.record.queued = None;
+                    if let Some(st) = entry.record.job.as_mut().and_then(|j| j.status.as_mut()) {
+                        st.queued_at = None;
+                    }
+                }
+                _ => {
+                    return Ok(Err(format!(
+                        "job {} has no queued start at {}",
+                        fire.job, fire.scheduled_at_ms
+                    )));
+                }
+            }
+        } else if trigger == Trigger::Retry {
+            let key = self
+                .retries
+                .iter()
+                .find(|(_, r)| r.retry_of == fire.retry_of)
+                .map(|(k, _)| *k);
+            let Some(key) = key else {
+                return Ok(Err(format!(
+                    "execution {} has no pending retry",
+                    fire.retry_of
+                )));
+            };
+            self.retries.remove(&key);
+            batch.delete(Cf::State, keys::retry(key.0, key.1));
+            self.retries_changed = true;
+            previous_attempt = fire.retry_of.to_string();
+        } else if matches!(trigger, Trigger::Schedule | Trigger::Catchup) {
             if fire.scheduled_at_ms <= entry.record.cursor_ms {
                 return Ok(Err(format!(
                     "instant {} of job {} was already handled",
@@ -459,91 +802,255 @@ impl StateMachine {
                 )));
             }
             entry.record.cursor_ms = fire.scheduled_at_ms;
+            if let Some(st) = entry.record.job.as_mut().and_then(|j| j.status.as_mut()) {
+                st.last_scheduled_at = Some(ts_from_ms(fire.scheduled_at_ms));
+            }
         }
 
-        let job_doc = entry
-            .record
-            .job
-            .clone()
-            .expect("invariant: records hold a job");
         let mut outcome = FireOutcome::default();
-        let targets: Vec<Option<String>> = if fire.executors.is_empty() {
-            vec![None]
-        } else {
-            fire.executors.iter().cloned().map(Some).collect()
+        let base = pb::Execution {
+            job: fire.job.clone(),
+            scheduled_at: Some(ts_from_ms(fire.scheduled_at_ms)),
+            attempt: fire.attempt.max(1),
+            trigger: trigger.as_str().to_string(),
+            created_at: Some(ts_from_ms(now_ms)),
+            term,
+            previous_attempt,
+            ..Default::default()
         };
-        for executor in targets {
-            let id = self.next_execution_id;
-            self.next_execution_id += 1;
-            let mut exec = pb::Execution {
-                id: id.to_string(),
-                job: fire.job.clone(),
-                scheduled_at: Some(ts_from_ms(fire.scheduled_at_ms)),
-                attempt: fire.attempt.max(1),
-                trigger: trigger.as_str().to_string(),
-                executor: executor.clone().unwrap_or_default(),
-                created_at: Some(ts_from_ms(now_ms)),
-                term,
-                ..Default::default()
-            };
-            let status = entry
-                .record
-                .job
-                .as_mut()
-                .expect("invariant")
-                .status
-                .get_or_insert_with(Default::default);
-            if scheduled {
-                status.last_scheduled_at = Some(ts_from_ms(fire.scheduled_at_ms));
-            }
-            match executor {
-                None => {
-                    exec.status = status_word(ExecutionStatus::NoTarget);
-                    exec.error = if fire.no_target_reason.is_empty() {
-                        "no executor matches the job's target".into()
-                    } else {
-                        fire.no_target_reason.clone()
-                    };
-                    exec.finished_at = Some(ts_from_ms(now_ms));
-                    *status
-                        .outcome_counts
-                        .entry(exec.status.clone())
-                        .or_default() += 1;
-                    status.last_outcome = exec.status.clone();
-                    status.last_finished_at = exec.finished_at;
-                }
-                Some(executor) => {
-                    exec.status = status_word(ExecutionStatus::Pending);
-                    status.running += 1;
-                    batch.put(Cf::State, keys::active(id), fire.job.as_bytes().to_vec());
-                    self.active.insert(
-                        id,
-                        ActiveExecution {
-                            id,
-                            job: fire.job.clone(),
-                            executor: executor.clone(),
-                        },
-                    );
-                    self.active_changed = true;
-                    outcome.dispatches.push(Dispatch {
-                        execution: exec.clone(),
-                        assignment: assignment_for(&job_doc, &entry, &exec, &fire, term),
-                    });
-                }
-            }
-            batch.put(Cf::State, keys::job_execution(&fire.job, id), Vec::new());
-            self.put_execution(batch, &exec, id);
-            entry.record.history_len += 1;
+
+        // A paused job does not start scheduled work (manual runs and retries go on).
+        let paused_skip = entry.spec.paused
+            && matches!(
+                trigger,
+                Trigger::Schedule | Trigger::Catchup | Trigger::Dependency
+            );
+        let active = self.active_of(&fire.job);
+        if paused_skip {
+            let exec = self.record_final(
+                batch,
+                &mut entry,
+                base.clone(),
+                ExecutionStatus::SkippedPaused,
+                "the job is paused".into(),
+                now_ms,
+            );
             outcome.executions.push(exec);
+        } else if !active.is_empty() && !fire.dequeue {
+            match entry.spec.concurrency {
+                Concurrency::Allow => {}
+                Concurrency::Forbid => {
+                    let exec = self.record_final(
+                        batch,
+                        &mut entry,
+                        base.clone(),
+                        ExecutionStatus::SkippedOverlap,
+                        format!(
+                            "execution {} was still running (concurrency: forbid)",
+                            active
+                                .iter()
+                                .map(|a| a.id.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        now_ms,
+                    );
+                    outcome.executions.push(exec);
+                }
+                Concurrency::Queue => {
+                    if entry.record.queued.is_none() {
+                        entry.record.queued = Some(ipb::QueuedStart {
+                            scheduled_at_ms: fire.scheduled_at_ms,
+                            trigger: trigger.as_str().to_string(),
+                            attempt: fire.attempt.max(1),
+                        });
+                        if let Some(st) = entry.record.job.as_mut().and_then(|j| j.status.as_mut())
+                        {
+                            st.queued_at = Some(ts_from_ms(fire.scheduled_at_ms));
+                        }
+                        outcome.queued = true;
+                    } else {
+                        let exec = self.record_final(
+                            batch,
+                            &mut entry,
+                            base.clone(),
+                            ExecutionStatus::SkippedOverlap,
+                            "a start is already queued behind the running execution (concurrency: queue)".into(),
+                            now_ms,
+                        );
+                        outcome.executions.push(exec);
+                    }
+                }
+                Concurrency::Replace => {
+                    for a in active {
+                        if let Some(mut old) = self.load_execution(batch, a.id)? {
+                            let cancelled_by = format!(
+                                "replaced by a new start of the job at {}",
+                                fire.scheduled_at_ms
+                            );
+                            self.finish(
+                                batch,
+                                &mut entry,
+                                &mut old,
+                                ExecutionStatus::Cancelled,
+                                cancelled_by,
+                                now_ms,
+                            );
+                        }
+                        outcome.cancels.push(a);
+                    }
+                }
+            }
         }
-        batch.put(
-            Cf::State,
-            keys::NEXT_EXECUTION_ID.to_vec(),
-            keys::encode_u64(self.next_execution_id),
-        );
+        let blocked = paused_skip || outcome.queued || !outcome.executions.is_empty();
+        if !blocked {
+            self.start(batch, &mut entry, base, &fire, now_ms, &mut outcome);
+        }
         self.prune_history(batch, &mut entry)?;
         self.put_record(batch, entry);
         Ok(Ok(outcome))
+    }
+
+    /// Creates the executions of a fire that starts: one per chosen executor, or a
+    /// `no_target` record.
+    fn start(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        base: pb::Execution,
+        fire: &ipb::Fire,
+        now_ms: i64,
+        outcome: &mut FireOutcome,
+    ) {
+        if fire.executors.is_empty() {
+            let reason = if fire.no_target_reason.is_empty() {
+                "no executor matches the job's target".to_string()
+            } else {
+                fire.no_target_reason.clone()
+            };
+            let exec = self.record_final(
+                batch,
+                entry,
+                base,
+                ExecutionStatus::NoTarget,
+                reason,
+                now_ms,
+            );
+            outcome.executions.push(exec);
+            return;
+        }
+        let start_at_ms = if fire.start_at_ms > 0 {
+            fire.start_at_ms
+        } else {
+            fire.scheduled_at_ms.max(now_ms)
+        };
+        for executor in &fire.executors {
+            let id = self.next_id(batch);
+            let exec = pb::Execution {
+                id: id.to_string(),
+                executor: executor.clone(),
+                status: word(ExecutionStatus::Pending),
+                ..base.clone()
+            };
+            let st = entry
+                .record
+                .job
+                .as_mut()
+                .expect("invariant: records hold a job")
+                .status
+                .get_or_insert_with(Default::default);
+            st.running += 1;
+            batch.put(Cf::State, keys::active(id), fire.job.as_bytes().to_vec());
+            self.active.insert(
+                id,
+                ActiveExecution {
+                    id,
+                    job: fire.job.clone(),
+                    executor: executor.clone(),
+                    scheduled_at_ms: fire.scheduled_at_ms,
+                    attempt: exec.attempt,
+                },
+            );
+            self.active_changed = true;
+            batch.put(Cf::State, keys::job_execution(&fire.job, id), Vec::new());
+            self.put_execution(batch, &exec);
+            entry.record.history_len += 1;
+            outcome.dispatches.push(Dispatch {
+                assignment: assignment_for(entry, &exec, start_at_ms, fire.max_output_bytes),
+                execution: exec.clone(),
+            });
+            outcome.executions.push(exec);
+        }
+    }
+
+    /// Writes a new execution that is final at once (skipped, missed, no target).
+    fn record_final(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        base: pb::Execution,
+        status: ExecutionStatus,
+        error: String,
+        now_ms: i64,
+    ) -> pb::Execution {
+        let id = self.next_id(batch);
+        let exec = pb::Execution {
+            id: id.to_string(),
+            status: word(status),
+            error,
+            finished_at: Some(ts_from_ms(now_ms)),
+            ..base
+        };
+        let st = entry
+            .record
+            .job
+            .as_mut()
+            .expect("invariant: records hold a job")
+            .status
+            .get_or_insert_with(Default::default);
+        *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
+        st.last_outcome = exec.status.clone();
+        st.last_finished_at = exec.finished_at;
+        batch.put(Cf::State, keys::job_execution(&exec.job, id), Vec::new());
+        self.put_execution(batch, &exec);
+        entry.record.history_len += 1;
+        exec
+    }
+
+    /// Makes an active execution final and updates its job's figures.
+    fn finish(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        exec: &mut pb::Execution,
+        status: ExecutionStatus,
+        error: String,
+        now_ms: i64,
+    ) {
+        let id = id_of(exec);
+        exec.status = word(status);
+        if !error.is_empty() {
+            exec.error = error;
+        }
+        if exec.finished_at.is_none() {
+            exec.finished_at = Some(ts_from_ms(now_ms));
+        }
+        self.put_execution(batch, exec);
+        if self.active.remove(&id).is_some() {
+            batch.delete(Cf::State, keys::active(id));
+            self.active_changed = true;
+        }
+        let st = entry
+            .record
+            .job
+            .as_mut()
+            .expect("invariant: records hold a job")
+            .status
+            .get_or_insert_with(Default::default);
+        st.running = st.running.saturating_sub(1);
+        *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
+        st.last_outcome = exec.status.clone();
+        st.last_finished_at = exec.finished_at;
     }
 
     /// Deletes the job's oldest finished executions beyond `history.keep`.
@@ -579,16 +1086,7 @@ impl StateMachine {
         Ok(())
     }
 
-    fn load_execution(
-        &self,
-        batch: &Batch,
-        id: u64,
-    ) -> Result<Option<pb::Execution>, StorageError> {
-        batch
-            .get(&self.db, Cf::State, &keys::execution(id))?
-            .map(|b| decode_execution(&b))
-            .transpose()
-    }
+    // ---- execution reports ----
 
     fn apply_started(
         &mut self,
@@ -599,12 +1097,12 @@ impl StateMachine {
             return Ok(Applied::Execution(None));
         };
         if exec.status == ExecutionStatus::Pending.as_str() {
-            exec.status = status_word(ExecutionStatus::Running);
+            exec.status = word(ExecutionStatus::Running);
             exec.started_at = Some(ts_from_ms(c.started_at_ms));
             if !c.executor.is_empty() {
                 exec.executor = c.executor;
             }
-            self.put_execution(batch, &exec, c.id);
+            self.put_execution(batch, &exec);
         }
         Ok(Applied::Execution(Some(Box::new(exec))))
     }
@@ -626,19 +1124,33 @@ impl StateMachine {
         let Some(mut exec) = self.load_execution(batch, c.id)? else {
             return Ok(Ok(Applied::Execution(None)));
         };
-        let current: ExecutionStatus = exec
-            .status
-            .parse()
-            .map_err(|e| StorageError::corrupt(format!("execution {}: {e}", c.id)))?;
+        let current = parse_status(&exec.status, c.id)?;
         if current.is_final() {
-            // A late or repeated report: the first final outcome stands.
+            // The first final outcome stands. A lost attempt keeps what the process
+            // really did, as a late result.
+            if current == ExecutionStatus::Lost
+                && exec.late_status.is_empty()
+                && status != ExecutionStatus::Lost
+            {
+                exec.late_status = word(status);
+                exec.exit_code = c.exit_code;
+                exec.output = c.output;
+                exec.output_truncated = c.output_truncated;
+                if exec.started_at.is_none() && c.started_at_ms != 0 {
+                    exec.started_at = Some(ts_from_ms(c.started_at_ms));
+                }
+                self.put_execution(batch, &exec);
+            }
             return Ok(Ok(Applied::Execution(Some(Box::new(exec)))));
         }
-        exec.status = status_word(status);
+        let Some(entry) = self.jobs.get(&exec.job).cloned() else {
+            // An execution outliving its job cannot happen (delete removes both).
+            return Ok(Ok(Applied::Execution(None)));
+        };
+        let mut entry = (*entry).clone();
         exec.exit_code = c.exit_code;
         exec.output = c.output;
         exec.output_truncated = c.output_truncated;
-        exec.error = c.error;
         if exec.started_at.is_none() && c.started_at_ms != 0 {
             exec.started_at = Some(ts_from_ms(c.started_at_ms));
         }
@@ -646,57 +1158,82 @@ impl StateMachine {
         if !c.executor.is_empty() {
             exec.executor = c.executor;
         }
-        self.put_execution(batch, &exec, c.id);
-        if self.active.remove(&c.id).is_some() {
-            batch.delete(Cf::State, keys::active(c.id));
-            self.active_changed = true;
+        self.finish(
+            batch,
+            &mut entry,
+            &mut exec,
+            status,
+            c.error,
+            c.finished_at_ms,
+        );
+
+        let retryable = matches!(
+            status,
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost
+        );
+        if retryable && c.retry_at_ms > 0 && exec.attempt < entry.spec.retry.max_attempts {
+            let id = c.id;
+            let record = ipb::RetryRecord {
+                job: exec.job.clone(),
+                scheduled_at_ms: exec
+                    .scheduled_at
+                    .as_ref()
+                    .map(crate::time::ms_from_ts)
+                    .unwrap_or(0),
+                attempt: exec.attempt + 1,
+                trigger: exec.trigger.clone(),
+                retry_of: id,
+                previous_executor: exec.executor.clone(),
+                due_ms: c.retry_at_ms,
+            };
+            batch.put(
+                Cf::State,
+                keys::retry(c.retry_at_ms, id),
+                record.encode_to_vec(),
+            );
+            self.retries.insert((c.retry_at_ms, id), record);
+            self.retries_changed = true;
         }
-        if let Some(entry) = self.jobs.get(&exec.job).cloned() {
-            let mut entry = (*entry).clone();
-            let job = entry
-                .record
-                .job
-                .as_mut()
-                .expect("invariant: records hold a job");
-            let st = job.status.get_or_insert_with(Default::default);
-            st.running = st.running.saturating_sub(1);
-            *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
-            st.last_outcome = exec.status.clone();
-            st.last_finished_at = exec.finished_at;
-            self.put_record(batch, entry);
-        }
+        self.put_record(batch, entry);
         Ok(Ok(Applied::Execution(Some(Box::new(exec)))))
     }
-}
 
-/// The assignment an executor gets for `exec`.
-fn assignment_for(
-    job: &pb::Job,
-    entry: &JobEntry,
-    exec: &pb::Execution,
-    fire: &ipb::Fire,
-    term: u64,
-) -> pb::Assignment {
-    let action = match &job.action {
-        Some(pb::job::Action::Shell(s)) => Some(pb::assignment::Action::Shell(s.clone())),
-        Some(pb::job::Action::Http(h)) => Some(pb::assignment::Action::Http(h.clone())),
-        None => None,
-    };
-    pb::Assignment {
-        execution_id: exec.id.clone(),
-        job: exec.job.clone(),
-        scheduled_at: exec.scheduled_at,
-        attempt: exec.attempt,
-        trigger: exec.trigger.clone(),
-        action,
-        timeout_ms: entry
-            .spec
-            .timeout
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        start_at: Some(ts_from_ms(fire.scheduled_at_ms)),
-        term,
-        max_output_bytes: fire.max_output_bytes,
+    fn apply_cancel(
+        &mut self,
+        batch: &mut Batch,
+        c: ipb::CancelExecution,
+    ) -> Result<crate::Result<Applied>, StorageError> {
+        let Some(mut exec) = self.load_execution(batch, c.id)? else {
+            return Ok(Err(Error::NotFound(format!("execution {}", c.id))));
+        };
+        let Some(active) = self.active.get(&c.id).cloned() else {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "execution {} already ended ({})",
+                c.id, exec.status
+            ))));
+        };
+        let Some(entry) = self.jobs.get(&exec.job).cloned() else {
+            return Ok(Err(Error::NotFound(format!("job {}", exec.job))));
+        };
+        let mut entry = (*entry).clone();
+        let reason = if c.reason.is_empty() {
+            "cancelled on request".to_string()
+        } else {
+            c.reason
+        };
+        self.finish(
+            batch,
+            &mut entry,
+            &mut exec,
+            ExecutionStatus::Cancelled,
+            reason,
+            c.now_ms,
+        );
+        self.put_record(batch, entry);
+        Ok(Ok(Applied::Cancelled {
+            execution: Box::new(exec),
+            active,
+        }))
     }
 }
 
@@ -722,12 +1259,13 @@ impl crate::raft::StateMachine for StateMachine {
         };
         use ipb::command::Kind;
         Ok(match kind {
-            Kind::PutJob(c) => self.apply_put_job(batch, index, c),
+            Kind::PutJob(c) => self.apply_put_job(batch, index, c)?,
             Kind::DeleteJob(c) => self.apply_delete_job(batch, c)?,
-            Kind::SetPaused(c) => self.apply_set_paused(batch, index, c),
+            Kind::SetPaused(c) => self.apply_set_paused(batch, index, c)?,
             Kind::FireBatch(c) => Ok(self.apply_fire_batch(batch, c)?),
             Kind::ExecutionStarted(c) => Ok(self.apply_started(batch, c)?),
             Kind::ExecutionFinished(c) => self.apply_finished(batch, c)?,
+            Kind::CancelExecution(c) => self.apply_cancel(batch, c)?,
             Kind::SetMemberAddrs(c) => {
                 for (id, addr) in c.addrs {
                     if id != 0 && !addr.is_empty() {
@@ -782,6 +1320,11 @@ impl crate::raft::StateMachine for StateMachine {
         } else {
             None
         };
+        let retries = if std::mem::take(&mut self.retries_changed) {
+            Some(self.retries.clone())
+        } else {
+            None
+        };
         let executions = std::mem::take(&mut self.changed_executions);
         if std::mem::take(&mut self.members_changed) {
             for (id, addr) in &self.members {
@@ -789,6 +1332,6 @@ impl crate::raft::StateMachine for StateMachine {
             }
             self.view.set_members(self.members.clone());
         }
-        self.view.publish(changed, active, executions);
+        self.view.publish(changed, active, retries, executions);
     }
 }

@@ -10,6 +10,7 @@
 //! | `m/applied`                  | u64 BE: the applied index     |
 //! | `m/next_execution_id`        | u64 BE                        |
 //! | `m/members`                  | `Members`: schedulers' addresses |
+//! | `r/<due ms BE><id u64 BE>`   | `RetryRecord`: a pending retry |
 //!
 //! Job names cannot contain `\0`, so `x/<job>\0` never prefixes another job's keys.
 
@@ -19,6 +20,13 @@ pub const ACTIVE_PREFIX: &[u8] = b"a/";
 pub const APPLIED: &[u8] = b"m/applied";
 pub const NEXT_EXECUTION_ID: &[u8] = b"m/next_execution_id";
 pub const MEMBERS: &[u8] = b"m/members";
+pub const RETRY_PREFIX: &[u8] = b"r/";
+
+/// A pending retry of execution `id`, due at `due_ms` (keys sort by due time).
+pub fn retry(due_ms: i64, id: u64) -> Vec<u8> {
+    let due = u64::try_from(due_ms).unwrap_or(0);
+    [RETRY_PREFIX, &due.to_be_bytes(), &id.to_be_bytes()].concat()
+}
 
 pub fn job(name: &str) -> Vec<u8> {
     [JOB_PREFIX, name.as_bytes()].concat()

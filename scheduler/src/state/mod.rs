@@ -1,26 +1,71 @@
-//! The replicated state machine: jobs, fire intents, executions and per-job cursors.
+//! The replicated state machine: jobs, fire intents, executions, per-job cursors,
+//! pending retries and queued starts.
 //!
 //! Every scheduler applies the same committed commands in the same order and ends in
 //! the same state. To keep that true:
-//! - `apply` is deterministic: times and choices (which executors, which instant) come
-//!   inside the command from the leader; ids are assigned here, in apply order, from a
-//!   replicated counter. No clock, no randomness, no network.
+//! - `apply` is deterministic: times and choices (which executors, which instant,
+//!   when a retry is due) come inside the command from the leader; ids are assigned
+//!   here, in apply order, from a replicated counter. No clock, no randomness, no
+//!   network.
 //! - A command is judged against the state alone, so a refusal (unknown job, stale
-//!   version, an instant already handled) is the same on every replica and is
-//!   returned to the proposer instead of changing anything.
-//! - **Exactly one fire per scheduled instant**: each job has a durable cursor, the
-//!   last scheduled instant handled. A scheduled fire is accepted only for an instant
-//!   strictly after the cursor, and moves the cursor to it. Replays of a fire (a new
-//!   leader re-planning, a retried proposal) are therefore refused, whatever the
-//!   clocks say. Creating a job, changing its schedule, and resuming it move the
-//!   cursor to "now" (the leader's time in the command): instants before that are not
-//!   owed.
-//! - History is bounded: a job keeps at most `history.keep` executions; the oldest
-//!   finished ones are deleted in the same apply that adds a new one.
+//!   version, an instant already handled, a retry already taken) is the same on every
+//!   replica and is returned to the proposer instead of changing anything.
 //!
-//! Jobs live in memory (the schedule loop needs all of them) and in RocksDB;
-//! executions live only in RocksDB. Changes are staged in the raft loop's batch and
-//! published to readers ([`StateView`]) after the batch is on disk.
+//! # Exactly one outcome per scheduled instant
+//! Each job has a durable *cursor*: scheduled instants at or before it are handled.
+//! A scheduled or catch-up fire, and a miss, are accepted only for instants strictly
+//! after the cursor, and move it. A fire planned twice (two leaders, a retried
+//! proposal, a replayed log) is therefore refused, whatever the clocks say. Creating
+//! a job, changing its schedule, and resuming it move the cursor to "now" (the
+//! leader's time in the command): instants before that are not owed. Every accepted
+//! instant ends with exactly one final record: run (then `succeeded`, `failed`,
+//! `timed_out`, `lost` or `cancelled`), or `missed`, `skipped_overlap`,
+//! `skipped_paused`, `no_target`. Retries are further *attempts* of the same
+//! instant (same `scheduled_at`, `attempt` + 1), each its own execution.
+//!
+//! # Misses
+//! A `Miss` records instants that passed while no leader could fire them and that the
+//! job's misfire policy does not run: it moves the cursor to the last of them and
+//! counts them all as `missed`; execution records are written for the newest ones
+//! only (as many as history keeps — older ones would be pruned at once anyway).
+//!
+//! # Concurrency, decided here for every start
+//! Scheduled, catch-up, manual, dependency and retry starts all pass the job's
+//! `concurrency` against its active (pending or running) executions, atomically:
+//! `allow` starts; `forbid` records the fire `skipped_overlap`; `queue` keeps the
+//! fire as the job's one queued start (a second one while queued is
+//! `skipped_overlap`) — when the last active execution ends, the leader is told (the
+//! job changes) and proposes the queued start, which then bypasses the cursor;
+//! `replace` records the active ones `cancelled` (the leader then kills them) and
+//! starts the new one.
+//!
+//! # Retries
+//! When an attempt ends `failed`, `timed_out` or `lost` and the job allows more
+//! attempts, the leader writes the retry's due time into the finishing command; apply
+//! records a pending retry (key `r/…`), which survives leader changes. The leader
+//! fires it when due with trigger `retry`, and apply accepts it once (the record is
+//! consumed), so a retry also happens exactly once.
+//!
+//! # Late and repeated reports
+//! The first final status of an execution stands. A report that arrives after the
+//! lease expired (the attempt is `lost`) is kept on the record as `late_status` with
+//! its output, without reviving the attempt or cancelling its retry.
+//!
+//! # Fires ahead of their instant
+//! The leader commits fires a little before their instant; the executor waits for
+//! `start_at`. What happens in that window is decided here: a pause records the
+//! not-yet-started executions `skipped_paused`; an update deletes them and rewinds the
+//! cursor so the instant fires again under the new definition (or, if the schedule
+//! changed, moves the cursor to now); a delete removes them with the job. Each of
+//! these returns the executions the leader must cancel on their executors.
+//!
+//! History is bounded: a job keeps at most `history.keep` executions; the oldest
+//! finished ones are deleted in the same apply that adds a new one.
+//!
+//! Jobs, active executions and pending retries live in memory (the leader needs all
+//! of them) and in RocksDB; executions live only in RocksDB. Changes are staged in the
+//! raft loop's batch and published to readers ([`StateView`]) after the batch is on
+//! disk.
 //!
 //! Deliberately absent: picking executors, reading clocks, talking to executors —
 //! the leader does those and records its decisions through commands.
@@ -29,7 +74,9 @@ mod apply;
 pub mod keys;
 mod view;
 
-pub use apply::{Applied, Dispatch, FireResult, PutResult, StateMachine};
+pub use apply::{
+    Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine, assignment_for,
+};
 pub use view::{ExecutionPage, StateView};
 
 use kairos_common::job::Job;
@@ -58,6 +105,9 @@ pub struct ActiveExecution {
     pub id: u64,
     pub job: String,
     pub executor: String,
+    /// The instant it stands for (fires committed ahead have it in the future).
+    pub scheduled_at_ms: i64,
+    pub attempt: u32,
 }
 
 #[cfg(test)]

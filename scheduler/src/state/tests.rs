@@ -7,6 +7,7 @@ use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
 
+use super::apply::FireOutcome;
 use super::*;
 use crate::raft::StateMachine as _;
 use crate::storage::{Batch, Db};
@@ -99,6 +100,9 @@ fn fire(job: &str, at_ms: i64, version: u64, executors: &[&str]) -> ipb::Fire {
         job_version: version,
         no_target_reason: String::new(),
         max_output_bytes: 1024,
+        retry_of: 0,
+        dequeue: false,
+        start_at_ms: at_ms,
     }
 }
 
@@ -107,6 +111,7 @@ fn fire_batch(fires: Vec<ipb::Fire>) -> ipb::command::Kind {
         fires,
         term: 1,
         now_ms: 10_000,
+        misses: Vec::new(),
     })
 }
 
@@ -124,7 +129,7 @@ fn finished(id: u64, status: &str) -> ipb::command::Kind {
 
 fn fired(r: crate::Result<Applied>) -> Vec<FireResult> {
     match r.unwrap() {
-        Applied::Fired(v) => v,
+        Applied::Fired { results, .. } => results,
         other => panic!("{other:?}"),
     }
 }
@@ -136,6 +141,7 @@ fn put_job_creates_then_updates_then_is_unchanged() {
     let Applied::Job {
         job: created,
         result,
+        ..
     } = r
     else {
         panic!()
@@ -151,6 +157,7 @@ fn put_job_creates_then_updates_then_is_unchanged() {
     let Applied::Job {
         job: updated,
         result,
+        ..
     } = f.apply(put(job("a", "@every 2s"), 3_000)).unwrap()
     else {
         panic!()
@@ -474,4 +481,413 @@ fn listing_all_executions_pages_newest_first() {
         ["1"]
     );
     assert_eq!(p3.next_after, None);
+}
+
+// ---- firing guarantees ----
+
+fn job_with(name: &str, f: impl FnOnce(&mut pb::Job)) -> pb::Job {
+    let mut j = job(name, "@every 1s");
+    f(&mut j);
+    j
+}
+
+fn finished_with(id: u64, status: &str, retry_at_ms: i64) -> ipb::command::Kind {
+    ipb::command::Kind::ExecutionFinished(ipb::ExecutionFinished {
+        id,
+        executor: "e1".into(),
+        status: status.into(),
+        finished_at_ms: 20_000,
+        retry_at_ms,
+        ..Default::default()
+    })
+}
+
+fn outcome(r: crate::Result<Applied>) -> FireOutcome {
+    fired(r).pop().unwrap().outcome.unwrap()
+}
+
+fn status_of(f: &Fixture, id: u64) -> String {
+    f.view.execution(id).unwrap().unwrap().status
+}
+
+#[test]
+fn forbid_records_an_overlapping_fire_as_skipped_overlap() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.concurrency = "forbid".into()), 0))
+        .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    let first = outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    assert_eq!(first.dispatches.len(), 1);
+    let second = outcome(f.apply(fire_batch(vec![fire("a", 2_000, v, &["e1"])])));
+    assert!(second.dispatches.is_empty());
+    assert_eq!(second.executions[0].status, "skipped_overlap");
+    assert!(second.executions[0].error.contains("forbid"));
+    // The overlapping instant is handled: it does not fire again later.
+    assert_eq!(f.view.job("a").unwrap().record.cursor_ms, 2_000);
+    // Once the first ends, the next instant starts normally.
+    f.apply(finished(1, "succeeded")).unwrap();
+    let third = outcome(f.apply(fire_batch(vec![fire("a", 3_000, v, &["e1"])])));
+    assert_eq!(third.dispatches.len(), 1);
+}
+
+#[test]
+fn queue_buffers_one_start_and_releases_it_when_the_run_ends() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.concurrency = "queue".into()), 0))
+        .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    let queued = outcome(f.apply(fire_batch(vec![fire("a", 2_000, v, &["e1"])])));
+    assert!(queued.queued);
+    assert!(queued.executions.is_empty());
+    let overflow = outcome(f.apply(fire_batch(vec![fire("a", 3_000, v, &["e1"])])));
+    assert_eq!(
+        overflow.executions[0].status, "skipped_overlap",
+        "only one start is buffered"
+    );
+    let entry = f.view.job("a").unwrap();
+    assert_eq!(entry.record.queued.as_ref().unwrap().scheduled_at_ms, 2_000);
+    // A dequeue before the run ended would not pass concurrency… but the leader only
+    // proposes it once the job has nothing running.
+    f.apply(finished(1, "succeeded")).unwrap();
+    let mut dq = fire("a", 2_000, 0, &["e2"]);
+    dq.dequeue = true;
+    let started = outcome(f.apply(fire_batch(vec![dq.clone()])));
+    assert_eq!(started.dispatches.len(), 1);
+    assert_eq!(
+        started.executions[0]
+            .scheduled_at
+            .as_ref()
+            .map(crate::time::ms_from_ts),
+        Some(2_000)
+    );
+    assert!(f.view.job("a").unwrap().record.queued.is_none());
+    // The queued start happens once.
+    assert!(
+        fired(f.apply(fire_batch(vec![dq])))
+            .pop()
+            .unwrap()
+            .outcome
+            .is_err()
+    );
+}
+
+#[test]
+fn replace_cancels_the_running_execution_and_starts_the_new_one() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.concurrency = "replace".into()), 0))
+        .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    let second = outcome(f.apply(fire_batch(vec![fire("a", 2_000, v, &["e2"])])));
+    assert_eq!(second.cancels.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+    assert_eq!(second.dispatches.len(), 1);
+    assert_eq!(status_of(&f, 1), "cancelled");
+    assert_eq!(status_of(&f, 2), "pending");
+    // The replaced run's late report does not change its outcome.
+    f.apply(finished(1, "succeeded")).unwrap();
+    assert_eq!(status_of(&f, 1), "cancelled");
+}
+
+#[test]
+fn a_manual_start_obeys_concurrency_too() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.concurrency = "forbid".into()), 0))
+        .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    let mut manual = fire("a", 1_500, v, &["e1"]);
+    manual.trigger = "manual".into();
+    let o = outcome(f.apply(fire_batch(vec![manual])));
+    assert_eq!(o.executions[0].status, "skipped_overlap");
+    assert_eq!(o.executions[0].trigger, "manual");
+    assert_eq!(
+        f.view.job("a").unwrap().record.cursor_ms,
+        1_000,
+        "manual runs do not move the cursor"
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_retried_once_as_its_own_execution() {
+    let mut f = Fixture::new();
+    f.apply(put(
+        job_with("a", |j| {
+            j.retry = Some(pb::RetryPolicy {
+                max_attempts: 2,
+                backoff: "1s".into(),
+                max_backoff: "1m".into(),
+            })
+        }),
+        0,
+    ))
+    .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    f.apply(finished_with(1, "failed", 21_000)).unwrap();
+    let retries = f.view.retries();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(
+        (retries[0].attempt, retries[0].retry_of, retries[0].due_ms),
+        (2, 1, 21_000)
+    );
+    assert_eq!(retries[0].previous_executor, "e1");
+
+    let mut retry = fire("a", 1_000, 0, &["e2"]);
+    retry.trigger = "retry".into();
+    retry.attempt = 2;
+    retry.retry_of = 1;
+    let o = outcome(f.apply(fire_batch(vec![retry.clone()])));
+    let e = &o.executions[0];
+    assert_eq!(
+        (e.attempt, e.trigger.as_str(), e.previous_attempt.as_str()),
+        (2, "retry", "1")
+    );
+    assert_eq!(
+        e.scheduled_at.as_ref().map(crate::time::ms_from_ts),
+        Some(1_000),
+        "same instant"
+    );
+    assert!(f.view.retries().is_empty());
+    assert!(
+        fired(f.apply(fire_batch(vec![retry])))
+            .pop()
+            .unwrap()
+            .outcome
+            .is_err(),
+        "a retry fires once"
+    );
+    // The last attempt failing asks for no more.
+    f.apply(finished_with(2, "failed", 30_000)).unwrap();
+    assert!(f.view.retries().is_empty(), "attempts are exhausted");
+}
+
+#[test]
+fn success_and_cancellation_are_not_retried() {
+    let mut f = Fixture::new();
+    f.apply(put(
+        job_with("a", |j| {
+            j.retry = Some(pb::RetryPolicy {
+                max_attempts: 3,
+                ..Default::default()
+            })
+        }),
+        0,
+    ))
+    .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![
+        fire("a", 1_000, v, &["e1"]),
+        fire("a", 2_000, v, &["e1"]),
+    ])));
+    f.apply(finished_with(1, "succeeded", 21_000)).unwrap();
+    f.apply(finished_with(2, "cancelled", 21_000)).unwrap();
+    assert!(f.view.retries().is_empty());
+}
+
+#[test]
+fn a_report_after_the_lease_expired_is_kept_without_reviving_the_attempt() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    f.apply(finished_with(1, "lost", 0)).unwrap();
+    f.apply(ipb::command::Kind::ExecutionFinished(
+        ipb::ExecutionFinished {
+            id: 1,
+            executor: "e1".into(),
+            status: "succeeded".into(),
+            exit_code: Some(0),
+            output: "done\n".into(),
+            finished_at_ms: 30_000,
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    let e = f.view.execution(1).unwrap().unwrap();
+    assert_eq!(e.status, "lost");
+    assert_eq!(e.late_status, "succeeded");
+    assert_eq!(e.output, "done\n");
+    let counts = f
+        .view
+        .job("a")
+        .unwrap()
+        .record
+        .job
+        .clone()
+        .unwrap()
+        .status
+        .unwrap()
+        .outcome_counts;
+    assert_eq!(counts.get("lost"), Some(&1));
+    assert_eq!(counts.get("succeeded"), None);
+}
+
+#[test]
+fn a_miss_moves_the_cursor_counts_every_instant_and_records_the_newest() {
+    let mut f = Fixture::new();
+    f.apply(put(
+        job_with("a", |j| j.history = Some(pb::History { keep: 3 })),
+        0,
+    ))
+    .unwrap();
+    let v = f.view.job("a").unwrap().version();
+    let miss = ipb::Miss {
+        job: "a".into(),
+        job_version: v,
+        up_to_ms: 29_000,
+        total: 29,
+        recorded_ms: (1..=29).map(|s| s * 1_000).collect(),
+        policy: "run_once".into(),
+    };
+    let mut batch = ipb::FireBatch {
+        fires: Vec::new(),
+        term: 1,
+        now_ms: 31_000,
+        misses: vec![miss.clone()],
+    };
+    let mut catchup = fire("a", 30_000, v, &["e1"]);
+    catchup.trigger = "catchup".into();
+    batch.fires.push(catchup);
+    let results = fired(f.apply(ipb::command::Kind::FireBatch(batch)));
+    assert_eq!(
+        results[0].outcome.as_ref().unwrap().executions[0].trigger,
+        "catchup"
+    );
+    let entry = f.view.job("a").unwrap();
+    assert_eq!(entry.record.cursor_ms, 30_000);
+    let status = entry.record.job.clone().unwrap().status.unwrap();
+    assert_eq!(status.outcome_counts.get("missed"), Some(&29));
+    let listed = f
+        .view
+        .executions_page(Some("a"), None, 100)
+        .unwrap()
+        .executions;
+    assert_eq!(listed.len(), 3, "history keeps 3");
+    assert_eq!(listed[0].trigger, "catchup");
+    assert!(listed[1..].iter().all(|e| e.status == "missed"));
+    // The same miss again is refused: those instants are handled.
+    let again = f.apply(ipb::command::Kind::FireBatch(ipb::FireBatch {
+        fires: Vec::new(),
+        term: 1,
+        now_ms: 32_000,
+        misses: vec![miss],
+    }));
+    match again.unwrap() {
+        Applied::Fired { refused_misses, .. } => assert_eq!(refused_misses.len(), 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pausing_skips_the_runs_committed_ahead_and_lets_the_leader_cancel_them() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    // Committed at 9 s for the instant at 10 s; paused at 9.5 s.
+    outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
+    let Applied::Job { cancels, .. } = f
+        .apply(ipb::command::Kind::SetPaused(ipb::SetPaused {
+            name: "a".into(),
+            paused: true,
+            reason: String::new(),
+            now_ms: 9_500,
+        }))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(cancels.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+    assert_eq!(status_of(&f, 1), "skipped_paused");
+    assert!(f.view.active().is_empty());
+}
+
+#[test]
+fn an_update_forgets_the_runs_committed_ahead_so_the_instant_fires_under_the_new_definition() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![
+        fire("a", 9_000, v, &["e1"]),
+        fire("a", 10_000, v, &["e1"]),
+    ])));
+    // The command changes (not the schedule) at 9.5 s: 10 s has not started.
+    let mut changed = job("a", "@every 1s");
+    changed.action = Some(pb::job::Action::Shell(pb::ShellAction {
+        command: "echo v2".into(),
+        ..Default::default()
+    }));
+    let Applied::Job { cancels, .. } = f
+        .apply(ipb::command::Kind::PutJob(ipb::PutJob {
+            job: Some(changed),
+            expected_version: None,
+            now_ms: 9_500,
+        }))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(cancels.iter().map(|a| a.id).collect::<Vec<_>>(), [2]);
+    assert!(
+        f.view.execution(2).unwrap().is_none(),
+        "the forgotten run leaves no record"
+    );
+    assert_eq!(status_of(&f, 1), "pending", "the started one is untouched");
+    let entry = f.view.job("a").unwrap();
+    assert!(entry.record.cursor_ms < 10_000, "the instant is owed again");
+    let again = outcome(f.apply(fire_batch(vec![fire(
+        "a",
+        10_000,
+        entry.version(),
+        &["e1"],
+    )])));
+    match &again.dispatches[0].assignment.action {
+        Some(pb::assignment::Action::Shell(s)) => assert_eq!(s.command, "echo v2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cancelling_records_cancelled_once() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    let cancel = || {
+        ipb::command::Kind::CancelExecution(ipb::CancelExecution {
+            id: 1,
+            reason: String::new(),
+            now_ms: 1_500,
+        })
+    };
+    let Applied::Cancelled { execution, active } = f.apply(cancel()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(execution.status, "cancelled");
+    assert_eq!(active.executor, "e1");
+    assert!(matches!(
+        f.apply(cancel()),
+        Err(crate::Error::FailedPrecondition(_))
+    ));
+    assert!(matches!(
+        f.apply(ipb::command::Kind::CancelExecution(ipb::CancelExecution {
+            id: 99,
+            reason: String::new(),
+            now_ms: 1,
+        })),
+        Err(crate::Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_paused_job_records_a_scheduled_fire_as_skipped_paused_but_runs_a_manual_one() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.paused = true), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    let o = outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    assert_eq!(o.executions[0].status, "skipped_paused");
+    let mut manual = fire("a", 1_500, v, &["e1"]);
+    manual.trigger = "manual".into();
+    let o = outcome(f.apply(fire_batch(vec![manual])));
+    assert_eq!(o.dispatches.len(), 1);
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use tokio::sync::{Notify, broadcast};
 
@@ -27,6 +28,7 @@ pub struct StateView {
     db: Arc<Db>,
     jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
     active: RwLock<BTreeMap<u64, ActiveExecution>>,
+    retries: RwLock<BTreeMap<(i64, u64), ipb::RetryRecord>>,
     /// Jobs changed since the schedule loop last looked.
     dirty_jobs: Mutex<BTreeSet<String>>,
     jobs_changed: Notify,
@@ -46,6 +48,7 @@ impl StateView {
             db,
             jobs: RwLock::new(BTreeMap::new()),
             active: RwLock::new(BTreeMap::new()),
+            retries: RwLock::new(BTreeMap::new()),
             dirty_jobs: Mutex::new(BTreeSet::new()),
             jobs_changed: Notify::new(),
             executions: broadcast::channel(EXECUTION_EVENTS_CAPACITY).0,
@@ -57,8 +60,16 @@ impl StateView {
         &self,
         jobs: Vec<(String, Option<Arc<JobEntry>>)>,
         active: Option<BTreeMap<u64, ActiveExecution>>,
+        retries: Option<BTreeMap<(i64, u64), ipb::RetryRecord>>,
         executions: Vec<pb::Execution>,
     ) {
+        let retries_changed = retries.is_some();
+        if let Some(r) = retries {
+            *self
+                .retries
+                .write()
+                .expect("invariant: view lock is never poisoned") = r;
+        }
         if !jobs.is_empty() {
             let mut map = self
                 .jobs
@@ -84,6 +95,10 @@ impl StateView {
                 .active
                 .write()
                 .expect("invariant: view lock is never poisoned") = active;
+        }
+        if retries_changed {
+            // The schedule loop waits on the same notification for retries.
+            self.jobs_changed.notify_one();
         }
         for e in executions {
             // No receivers is fine: nobody is watching.
@@ -167,6 +182,45 @@ impl StateView {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// One pending or running execution.
+    pub fn active_execution(&self, id: u64) -> Option<ActiveExecution> {
+        self.active
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .get(&id)
+            .cloned()
+    }
+
+    /// Pending retries, earliest due first.
+    pub fn retries(&self) -> Vec<ipb::RetryRecord> {
+        self.retries
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The earliest due time of a pending retry.
+    pub fn next_retry_ms(&self) -> Option<i64> {
+        self.retries
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .keys()
+            .next()
+            .map(|(due, _)| *due)
+    }
+
+    /// Pending retries of one job.
+    pub fn retries_of(&self, job: &str) -> usize {
+        self.retries
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .filter(|r| r.job == job)
+            .count()
     }
 
     pub fn subscribe_executions(&self) -> broadcast::Receiver<pb::Execution> {
