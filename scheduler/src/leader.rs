@@ -12,7 +12,9 @@
 //! Every schedulable job sits in a timer keyed by `instant - LOOKAHEAD`: fires are
 //! committed [`LOOKAHEAD`] before their instant, so raft is off the hot path of a fire;
 //! the assignment carries `start_at` and the executor starts the process on a precise
-//! local timer. Everything due at one wake-up is proposed as ONE `FireBatch` (one raft
+//! local timer. Jobs whose concurrency is not `allow` are committed at the instant
+//! instead: their policy is judged against what runs when the fire is committed.
+//! Everything due at one wake-up is proposed as ONE `FireBatch` (one raft
 //! entry, one fsync). The state machine accepts a scheduled fire only for an instant
 //! after the job's cursor, so a fire planned twice is recorded once.
 //!
@@ -41,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kairos_common::status::{MisfirePolicy, Trigger};
+use kairos_common::status::{Concurrency, MisfirePolicy, Trigger};
 use kairos_proto::internal as ipb;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -243,7 +245,15 @@ impl Duties {
             Some(at) => {
                 self.misfired.remove(&name);
                 let at = at.timestamp_millis();
-                self.timer.set(name, at - LOOKAHEAD.as_millis() as i64, at);
+                // A concurrency policy other than allow is judged when the fire is
+                // committed: commit at the instant itself, so a run that ends just
+                // before it does not count as an overlap.
+                let lookahead = if entry.spec.concurrency == Concurrency::Allow {
+                    LOOKAHEAD.as_millis() as i64
+                } else {
+                    0
+                };
+                self.timer.set(name, at - lookahead, at);
             }
             None => {
                 self.timer.remove(&name);

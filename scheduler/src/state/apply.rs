@@ -885,8 +885,9 @@ impl StateMachine {
                     for a in active {
                         if let Some(mut old) = self.load_execution(batch, a.id)? {
                             let cancelled_by = format!(
-                                "replaced by a new start of the job at {}",
-                                fire.scheduled_at_ms
+                                "replaced by a new start of the job (instant {})",
+                                crate::time::dt_from_ms(fire.scheduled_at_ms)
+                                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                             );
                             self.finish(
                                 batch,
