@@ -16,10 +16,12 @@
 //! - size bounds (command, env, body, metadata, description) keep one job small enough
 //!   to replicate through raft without thought.
 //!
+//! The HTTP body regex is compiled here only to refuse a bad one at apply time; the
+//! domain job keeps its source text and the executor compiles it again for each run.
+//!
 //! Deliberately not here: whether the parent job exists and whether parents form a
-//! cycle (that needs the other jobs; the state machine checks it), compiling the HTTP
-//! body regex (the executor does, and reports a bad one as a failed run), resolving
-//! URLs, and anything the server fills in (version, timestamps, status).
+//! cycle (that needs the other jobs; the state machine checks it), resolving URLs, and
+//! anything the server fills in (version, timestamps, status).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -661,6 +663,8 @@ fn validate_http(http: &pb::HttpAction) -> Result<HttpAction> {
             format!("the expression is longer than {MAX_TEXT_BYTES} bytes"),
         ));
     } else {
+        regex::Regex::new(&http.body_regex)
+            .map_err(|e| Error::invalid("http.body_regex", e.to_string()))?;
         Some(http.body_regex.clone())
     };
 
@@ -1182,12 +1186,44 @@ mod tests {
                 "http.body",
                 "at most",
             ),
+            (
+                http_job(&|h| h.body_regex = "x".repeat(MAX_TEXT_BYTES + 1)),
+                "http.body_regex",
+                "longer than",
+            ),
         ];
         for (job, field, expected) in cases {
             let (f, reason) = refused(&job);
             assert_eq!(f, field, "{reason}");
             assert!(reason.contains(expected), "{field}: {reason}");
         }
+    }
+
+    #[test]
+    fn a_bad_body_regex_is_refused_with_the_regex_error() {
+        let job = |regex: &str| pb::Job {
+            name: "ping".into(),
+            schedule: "@every 30s".into(),
+            action: Some(pb::job::Action::Http(pb::HttpAction {
+                url: "https://example.com/ping".into(),
+                body_regex: regex.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let (field, reason) = refused(&job(r#""status":\s*"(ok"#));
+        assert_eq!(field, "http.body_regex");
+        assert!(reason.contains("unclosed group"), "{reason}");
+
+        let (field, reason) = refused(&job("a{2,1}"));
+        assert_eq!(field, "http.body_regex");
+        assert!(reason.contains("invalid repetition"), "{reason}");
+
+        let accepted = validate(&job(r#"(?i)"status":\s*"ok""#)).unwrap();
+        let Action::Http(http) = &accepted.action else {
+            panic!()
+        };
+        assert_eq!(http.body_regex.as_deref(), Some(r#"(?i)"status":\s*"ok""#));
     }
 
     // ---- the rest of the document -------------------------------------------------

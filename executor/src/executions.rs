@@ -16,19 +16,23 @@
 //! # Life of a run
 //!
 //! Each accepted assignment gets one task, tracked for shutdown, inside one
-//! `execution` span. It validates the action, waits for `start_at` on the precise
-//! [`crate::timer`], runs it, and files the outcome in the [`Outbox`] before it
-//! leaves the registry, so at every moment the id is in one of the two and a
-//! duplicate assignment cannot slip between them. Runs do not depend on the stream:
-//! the session may come and go underneath them.
+//! `execution` span. It validates the action (shell or HTTP), waits for `start_at`
+//! on the precise [`crate::timer`], starts it (spawns the process, or builds the
+//! HTTP client and request), reports `started`, waits for the end, and files the
+//! outcome in the [`Outbox`] before it leaves the registry, so at every moment the
+//! id is in one of the two and a duplicate assignment cannot slip between them. A
+//! run that cannot start (missing cwd, unreadable CA file) is `failed` without a
+//! `started` report. Runs do not depend on the stream: the session may come and go
+//! underneath them.
 //!
 //! # Cancellation
 //!
 //! Every run's token is a child of the executor's shutdown token. A
 //! `CancelAssignment` cancels one run (its reason goes into the error); shutdown
-//! cancels them all. Either way the process group is killed as for a timeout and
-//! the run finishes `cancelled`. A run cancelled while waiting for `start_at` never
-//! starts a process.
+//! cancels them all. Either way the process group is killed as for a timeout (an
+//! HTTP request is dropped, closing its connection) and the run finishes
+//! `cancelled`. A run cancelled while waiting for `start_at` never starts a process
+//! or sends a request.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,25 +47,26 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::outbox::Outbox;
+use crate::runner::http::{self, HttpSpec};
 use crate::runner::shell::{self, OUTPUT_DRAIN, ShellSpec};
-use crate::runner::{
-    DEFAULT_MAX_OUTPUT_BYTES, HTTP_UNSUPPORTED, Identity, Outcome, format_duration,
-};
+use crate::runner::{DEFAULT_MAX_OUTPUT_BYTES, Identity, Outcome, format_duration};
 use crate::timer;
 
-/// Room for started reports on their way to the session. When it is full (the
-/// session is reconnecting and not draining), a started report is dropped: the
-/// running list of the next `Hello` and heartbeats, and the `started_at` of the
-/// finished report, carry the same facts.
-pub(crate) const STARTED_CAPACITY: usize = 256;
+/// Room for progress reports (started, live output) on their way to the session.
+/// When it is full (the session is reconnecting, or output comes faster than the
+/// stream takes it), a report is dropped: the running list of the next `Hello` and
+/// heartbeats, and the finished report (with `started_at` and the output tail), carry
+/// the same facts. Live output is best effort by design.
+pub(crate) const STARTED_CAPACITY: usize = 1024;
 
 /// Extra time shutdown allows runs beyond kill grace and output drain.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 
-/// The channel that carries started reports from runs to the session.
+/// The channel that carries progress reports (started, output) from runs to the
+/// session.
 pub(crate) fn started_channel() -> (
-    mpsc::Sender<pb::ExecutionStarted>,
-    mpsc::Receiver<pb::ExecutionStarted>,
+    mpsc::Sender<pb::executor_message::Kind>,
+    mpsc::Receiver<pb::executor_message::Kind>,
 ) {
     mpsc::channel(STARTED_CAPACITY)
 }
@@ -93,7 +98,7 @@ pub(crate) struct Executions {
     running: Mutex<BTreeMap<String, Entry>>,
     highest_term: AtomicU64,
     outbox: Arc<Outbox>,
-    started: mpsc::Sender<pb::ExecutionStarted>,
+    started: mpsc::Sender<pb::executor_message::Kind>,
     tasks: TaskTracker,
     kill_grace: Duration,
     shutdown: CancellationToken,
@@ -102,7 +107,7 @@ pub(crate) struct Executions {
 impl Executions {
     pub(crate) fn new(
         outbox: Arc<Outbox>,
-        started: mpsc::Sender<pb::ExecutionStarted>,
+        started: mpsc::Sender<pb::executor_message::Kind>,
         kill_grace: Duration,
         shutdown: CancellationToken,
     ) -> Self {
@@ -265,8 +270,24 @@ impl Executions {
             return Outcome::not_started(ExecutionStatus::Cancelled, "cancelled before it started");
         }
         match action {
-            Action::Http => Outcome::not_started(ExecutionStatus::Failed, HTTP_UNSUPPORTED),
-            Action::Shell(spec) => match shell::spawn(&spec) {
+            Action::Http(spec) => {
+                let request = spec.describe();
+                match http::prepare(spec).await {
+                    Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
+                    Ok(prepared) => {
+                        tracing::info!(%request, "execution started");
+                        self.report_started(&id, prepared.started_at());
+                        prepared.send(cancel).await
+                    }
+                }
+            }
+            Action::Shell(spec) => match shell::spawn(
+                &spec,
+                Some(shell::LiveOutput {
+                    execution_id: id.clone(),
+                    tx: self.started.clone(),
+                }),
+            ) {
                 Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
                 Ok(spawned) => {
                     tracing::info!(pid = spawned.pid(), "execution started");
@@ -283,7 +304,11 @@ impl Executions {
             started_at: Some(timer::to_timestamp(started_at)),
         };
         // Full: see STARTED_CAPACITY. Closed: the executor is stopping.
-        if self.started.try_send(report).is_err() {
+        if self
+            .started
+            .try_send(pb::executor_message::Kind::Started(report))
+            .is_err()
+        {
             tracing::debug!("started report dropped, the running list carries it");
         }
     }
@@ -331,7 +356,7 @@ impl Executions {
 /// What an assignment asks for, validated.
 enum Action {
     Shell(ShellSpec),
-    Http,
+    Http(HttpSpec),
 }
 
 impl Action {
@@ -358,7 +383,15 @@ impl Action {
         let timeout = (a.timeout_ms > 0).then(|| Duration::from_millis(a.timeout_ms));
         match a.action {
             None => Err("invalid assignment: missing field action".into()),
-            Some(pb::assignment::Action::Http(_)) => Ok(Action::Http),
+            Some(pb::assignment::Action::Http(action)) => {
+                let spec = HttpSpec::try_new(action, &identity, timeout, max_output_bytes)?;
+                tracing::debug!(
+                    request = %spec.describe(),
+                    timeout = %timeout.map(format_duration).unwrap_or_else(|| "none".into()),
+                    "http action"
+                );
+                Ok(Action::Http(spec))
+            }
             Some(pb::assignment::Action::Shell(shell)) => {
                 if shell.command.trim().is_empty() {
                     return Err("invalid assignment: the shell command is empty".into());
@@ -520,7 +553,71 @@ mod tests {
         executions.assign(a);
         let report = finished(&outbox, "http").await;
         assert_eq!(report.status, "failed");
-        assert_eq!(report.error, HTTP_UNSUPPORTED);
+        assert_eq!(
+            report.error,
+            "invalid assignment: http.url: an http action needs a url"
+        );
+        assert_eq!(report.started_at, None);
+    }
+
+    fn http_assignment(id: &str, url: String) -> pb::Assignment {
+        let mut a = assignment(id, 1, "unused");
+        a.action = Some(pb::assignment::Action::Http(pb::HttpAction {
+            url,
+            ..Default::default()
+        }));
+        a
+    }
+
+    #[tokio::test]
+    async fn an_http_run_is_started_and_finished_like_a_shell_run() {
+        let server = crate::test::FakeHttpServer::start().await;
+        let outbox = Arc::new(Outbox::new());
+        let (started_tx, mut started_rx) = started_channel();
+        let executions = Arc::new(Executions::new(
+            Arc::clone(&outbox),
+            started_tx,
+            Duration::from_millis(200),
+            CancellationToken::new(),
+        ));
+        let start_at = SystemTime::now() + Duration::from_millis(100);
+        let mut a = http_assignment("get", server.url("/ok"));
+        a.start_at = Some(timer::to_timestamp(start_at));
+        assert_eq!(executions.assign(a), Verdict::Accepted);
+
+        let started = tokio::time::timeout(Duration::from_secs(20), started_rx.recv())
+            .await
+            .expect("a started report in time")
+            .expect("the channel is open");
+        let pb::executor_message::Kind::Started(started) = started else {
+            panic!("expected a started report, got {started:?}");
+        };
+        assert_eq!(started.execution_id, "get");
+        let report = finished(&outbox, "get").await;
+        assert_eq!(report.status, "succeeded", "{report:?}");
+        assert_eq!(report.exit_code, None);
+        assert!(report.output.contains("hello from the fake server"));
+        assert_eq!(report.started_at, started.started_at);
+        let started_at = report
+            .started_at
+            .as_ref()
+            .and_then(timer::to_utc)
+            .map(SystemTime::from)
+            .expect("started_at is set");
+        assert!(started_at >= start_at, "sent before start_at");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_stops_an_http_run_waiting_for_its_response() {
+        let server = crate::test::FakeHttpServer::start().await;
+        let (executions, outbox, _) = executions();
+        executions.assign(http_assignment("hang", server.url("/hang")));
+        server.arrived().await;
+        assert!(executions.cancel("hang", "job deleted"));
+        let report = finished(&outbox, "hang").await;
+        assert_eq!(report.status, "cancelled");
+        assert_eq!(report.error, "cancelled: job deleted");
+        assert!(report.started_at.is_some());
     }
 
     #[tokio::test]

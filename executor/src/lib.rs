@@ -10,7 +10,7 @@
 //!          assignments │ cancels                 outbox │ started reports
 //!              ┌───────▼───────────────────────────────┴────────────────┐
 //!              │ executions: fencing, dedup, one task per run            │
-//!              │   timer (start_at) → runner (shell process group)       │
+//!              │   timer (start_at) → runner (shell process | HTTP)      │
 //!              └────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -22,8 +22,8 @@
 //!   `Hello` lists it as still running.
 //! - `outbox` keeps every finished report until the leader acknowledges it, and
 //!   hands all unacknowledged ones to each new connection.
-//! - `runner` turns an assignment into a process and a result; `timer` starts it
-//!   at `start_at` to within a fraction of a millisecond.
+//! - `runner` turns an assignment into a process or an HTTP request and a result;
+//!   `timer` starts it at `start_at` to within a fraction of a millisecond.
 //!
 //! # Invariants
 //!
@@ -40,7 +40,7 @@
 //!
 //! Scheduling, retries, concurrency policies and leases are the leader's business;
 //! `capacity` is advertised and the leader respects it, the executor runs whatever it
-//! is assigned. HTTP jobs are reported as unsupported for now.
+//! is assigned.
 
 mod error;
 mod executions;

@@ -164,7 +164,7 @@ pub(crate) struct Session {
     config: Config,
     executions: Arc<Executions>,
     outbox: Arc<Outbox>,
-    started: mpsc::Receiver<pb::ExecutionStarted>,
+    started: mpsc::Receiver<pb::executor_message::Kind>,
 }
 
 impl Session {
@@ -172,7 +172,7 @@ impl Session {
         config: Config,
         executions: Arc<Executions>,
         outbox: Arc<Outbox>,
-        started: mpsc::Receiver<pb::ExecutionStarted>,
+        started: mpsc::Receiver<pb::executor_message::Kind>,
     ) -> Self {
         Session {
             config,
@@ -390,9 +390,8 @@ impl Session {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ended::Stopped,
-                Some(started) = self.started.recv() => {
-                    let started = pb::executor_message::Kind::Started(started);
-                    if let Err(ended) = conn.send(message(started)).await {
+                                Some(progress) = self.started.recv() => {
+                    if let Err(ended) = conn.send(message(progress)).await {
                         return ended;
                     }
                 }

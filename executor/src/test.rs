@@ -1,11 +1,18 @@
-//! Test fakes: an in-process `ExecutorGateway` the tests drive by hand.
+//! Test fakes: an in-process `ExecutorGateway` the tests drive by hand, and an HTTP
+//! server for HTTP jobs to call.
 //!
 //! [`FakeServer`] listens on 127.0.0.1:0 and hands each incoming `Connect` stream
 //! to the test as a [`FakeConn`], which reads what the executor sends and writes
 //! what a scheduler would answer. Dropping (or [`FakeConn::close`]) ends the stream
 //! from the scheduler's side. Every wait has a deadline, so a broken executor fails
 //! the test instead of hanging it.
+//!
+//! [`FakeHttpServer`] listens on 127.0.0.1:0, over plain HTTP or over TLS with a
+//! test certificate for 127.0.0.1 signed by a test CA ([`TEST_CA_PEM`]).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kairos_proto::v1 as pb;
@@ -143,7 +150,9 @@ impl FakeConn {
     pub async fn recv(&mut self) -> pb::executor_message::Kind {
         loop {
             match self.recv_any().await {
-                pb::executor_message::Kind::Heartbeat(_) => {}
+                // Heartbeats and live output (best effort) are not protocol steps.
+                pb::executor_message::Kind::Heartbeat(_)
+                | pb::executor_message::Kind::Output(_) => {}
                 other => return other,
             }
         }
@@ -234,5 +243,202 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The CA that signed the fake HTTP server's TLS certificate (test only, valid
+/// until 2126, key not kept).
+pub const TEST_CA_PEM: &str = include_str!("runner/testdata/test-ca.pem");
+const TEST_SERVER_CERT_PEM: &str = include_str!("runner/testdata/test-server.pem");
+const TEST_SERVER_KEY_PEM: &str = include_str!("runner/testdata/test-server.key");
+
+/// A local HTTP server with the endpoints HTTP jobs are tested against:
+///
+/// - `GET /ok`: 200, `hello from the fake server\n`
+/// - `/status/{code}`: that status, body `status {code}\n`
+/// - `/hang`: never answers (signals [`FakeHttpServer::arrived`] first)
+/// - `/stall`: 200 and `partial body\n`, then the body never ends (signals too)
+/// - `/large?bytes=N`: 200 and N bytes of 8-byte lines `0000000\n`, `0000001\n`…
+/// - `/echo`, any method: 200 and `METHOD /echo`, the request headers sorted, a
+///   blank line, the request body
+/// - `/redirect/{n}`: 302 to `/redirect/{n-1}`; `/redirect/0` is 200 `landed\n`
+pub struct FakeHttpServer {
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`, without a slash.
+    pub base: String,
+    arrived: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeHttpServer {
+    /// Plain HTTP.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let router = http_routes(Arc::clone(&arrived));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeHttpServer {
+            base,
+            arrived,
+            task,
+        }
+    }
+
+    /// HTTPS with a certificate for 127.0.0.1 signed by [`TEST_CA_PEM`].
+    pub async fn start_tls() -> Self {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certs = CertificateDer::pem_slice_iter(TEST_SERVER_CERT_PEM.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(TEST_SERVER_KEY_PEM.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let listener = TlsListener {
+            tcp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        let base = format!("https://{}", listener.tcp.local_addr().unwrap());
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let router = http_routes(Arc::clone(&arrived));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeHttpServer {
+            base,
+            arrived,
+            task,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until `/hang` or `/stall` was called.
+    pub async fn arrived(&self) {
+        tokio::time::timeout(WAIT, self.arrived.notified())
+            .await
+            .expect("the request arrives in time");
+    }
+}
+
+impl Drop for FakeHttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn http_routes(arrived: Arc<tokio::sync::Notify>) -> axum::Router {
+    use axum::body::Body;
+    use axum::extract::{Path, Query};
+    use axum::http::{HeaderMap, Method, StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::{any, get};
+    use tokio_stream::StreamExt;
+
+    let hang = {
+        let arrived = Arc::clone(&arrived);
+        move || async move {
+            arrived.notify_one();
+            std::future::pending::<&'static str>().await
+        }
+    };
+    let stall = move || async move {
+        arrived.notify_one();
+        let first = tokio_stream::iter([Ok::<_, std::convert::Infallible>("partial body\n")]);
+        Body::from_stream(first.chain(tokio_stream::pending()))
+    };
+    axum::Router::new()
+        .route("/ok", get(|| async { "hello from the fake server\n" }))
+        .route(
+            "/status/{code}",
+            get(|Path(code): Path<u16>| async move {
+                (
+                    StatusCode::from_u16(code).unwrap(),
+                    format!("status {code}\n"),
+                )
+            }),
+        )
+        .route("/hang", get(hang))
+        .route("/stall", get(stall))
+        .route(
+            "/large",
+            get(|Query(query): Query<HashMap<String, String>>| async move {
+                let bytes: usize = query["bytes"].parse().unwrap();
+                let mut body = String::with_capacity(bytes + 8);
+                let mut line = 0;
+                while body.len() < bytes {
+                    body.push_str(&format!("{line:07}\n"));
+                    line += 1;
+                }
+                body.truncate(bytes);
+                body
+            }),
+        )
+        .route(
+            "/echo",
+            any(
+                |method: Method, headers: HeaderMap, body: String| async move {
+                    let mut lines: Vec<String> = headers
+                        .iter()
+                        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("<binary>")))
+                        .collect();
+                    lines.sort();
+                    format!("{method} /echo\n{}\n\n{body}", lines.join("\n"))
+                },
+            ),
+        )
+        .route(
+            "/redirect/{n}",
+            get(|Path(n): Path<u32>| async move {
+                if n == 0 {
+                    "landed\n".into_response()
+                } else {
+                    (
+                        StatusCode::FOUND,
+                        [(header::LOCATION, format!("/redirect/{}", n - 1))],
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}
+
+/// TCP plus a TLS handshake, for `axum::serve`.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A client that refuses the certificate aborts its handshake: next.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }

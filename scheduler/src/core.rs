@@ -49,6 +49,8 @@ pub struct Core {
     pub book: crate::raft::AddressBook,
     /// Channels for handing requests to the leader.
     pub forwarder: crate::grpc::Forwarder,
+    /// Live output of running executions (leader only).
+    pub live: crate::live::LiveOutputs,
     pub clock: Arc<dyn Clock>,
     pub executors: ExecutorRegistry,
     /// When this node last became a ready leader (for lease grace).
@@ -167,13 +169,6 @@ impl Core {
     /// Refuses features the document can express but this version does not run yet,
     /// so that nothing is stored that would silently behave differently.
     fn check_supported(&self, spec: &kairos_common::job::Job) -> Result<()> {
-        use kairos_common::job::Action;
-        if matches!(spec.action, Action::Http(_)) {
-            return Err(Error::invalid(
-                "http",
-                "HTTP jobs are not supported by this version; use shell",
-            ));
-        }
         if spec.parent.is_some() {
             return Err(Error::invalid(
                 "parent",
@@ -523,6 +518,7 @@ impl Core {
         {
             Applied::Execution(e) => {
                 self.executors.note_finished(&executor, id);
+                self.live.end(id);
                 if let Some(e) = &e {
                     self.metrics.finished(&e.status);
                     info!(job = %e.job, execution = %e.id, attempt = e.attempt, status = %e.status, late_status = %e.late_status, executor = %e.executor, "execution finished");
@@ -837,7 +833,8 @@ impl Core {
         Ok(())
     }
 
-    /// Removes a voter (the leader itself included: it steps down once removed).
+    /// Removes a voter. Removing the leader first hands leadership to another voter,
+    /// which then removes it.
     pub async fn remove_scheduler(&self, id: u64) -> Result<()> {
         self.leader_or_wait().await?;
         let s = self.raft.status();
@@ -848,6 +845,24 @@ impl Core {
             return Err(Error::FailedPrecondition(
                 "cannot remove the last scheduler".into(),
             ));
+        }
+        if id == s.id {
+            let next = s
+                .voters
+                .iter()
+                .copied()
+                .find(|v| *v != id)
+                .expect("invariant: more than one voter");
+            info!(
+                to = next,
+                "handing leadership over before removing this node"
+            );
+            self.transfer_leader(next).await?;
+            let addr = self
+                .book
+                .get(next)
+                .ok_or_else(|| Error::Unavailable(format!("no address for scheduler {next}")))?;
+            return crate::grpc::remove_via(&self.forwarder, self.config.node_id, &addr, id).await;
         }
         self.raft
             .change_membership(crate::raft::MemberChange::Remove { id })

@@ -98,6 +98,7 @@ pub async fn watch_leadership(core: Arc<Core>, shutdown: CancellationToken) {
                     let _ = handle.await;
                 }
                 core.executors.clear();
+                core.live.clear();
                 *core
                     .leader_since
                     .lock()

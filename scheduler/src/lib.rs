@@ -26,6 +26,7 @@ pub mod executors;
 pub mod grpc;
 pub mod http;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod raft;
 pub mod state;
@@ -202,6 +203,7 @@ pub async fn start_with_clock(
         leader_since: std::sync::Mutex::new(None),
         metrics: metrics::Metrics::new(),
         forwarder: grpc::Forwarder::default(),
+        live: live::LiveOutputs::default(),
     });
 
     let grpc_task = tokio::spawn(grpc::serve(core.clone(), grpc_listener, node_token.clone()));

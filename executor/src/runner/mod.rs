@@ -1,15 +1,22 @@
-//! Runners turn an assignment's action into a process and an outcome.
+//! Runners turn an assignment's action into a run and an outcome.
 //!
-//! Today there is one, [`shell`]: `sh -c` in its own process group, output
-//! captured, killed as a group on timeout, cancel or exit. HTTP actions are answered
-//! with [`HTTP_UNSUPPORTED`] until an HTTP runner exists (the scheduler refuses
-//! such jobs for now, so this is a guard, not a path anyone should take).
+//! - [`shell`]: `sh -c` in its own process group, output captured, killed as a group
+//!   on timeout, cancel or exit.
+//! - [`http`]: one HTTP request (redirects followed), judged by its status and
+//!   optionally a body regex; the response's status line, headers and body are the
+//!   output.
 //!
-//! This module also holds what every run shares: the run's identity as the
-//! `KAIROS_*` environment, and the words used in errors. Runners know nothing of
-//! the stream, the outbox or fencing; they get a spec and a cancellation token and
-//! return an [`Outcome`].
+//! Both have the same two steps, so that [`crate::executions`] drives them alike:
+//! a fallible start (`shell::spawn`, `http::prepare`) whose error means the run never
+//! started, then a wait that takes the cancellation token and returns the
+//! [`Outcome`]. The caller reports `started` between the two.
+//!
+//! This module also holds what every run shares: the run's identity (as the
+//! `KAIROS_*` environment of a process, as `Kairos-*` headers of a request), the
+//! output cap and the words used in errors. Runners know nothing of the stream, the
+//! outbox or fencing.
 
+pub(crate) mod http;
 pub(crate) mod output;
 pub(crate) mod shell;
 
@@ -18,14 +25,11 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use kairos_common::status::ExecutionStatus;
 
-/// The error an HTTP assignment finishes with.
-pub(crate) const HTTP_UNSUPPORTED: &str = "http jobs are not supported by this executor yet";
-
 /// Output kept when the assignment does not say (`max_output_bytes = 0`).
 pub(crate) const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
-/// Which run this is, as the job sees it in its environment, so that scripts can
-/// be idempotent too.
+/// Which run this is, as the job sees it in its environment or its request
+/// headers, so that scripts and receivers can be idempotent too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub(crate) job: String,
@@ -46,6 +50,17 @@ impl Identity {
             ("KAIROS_SCHEDULED_AT", format_instant(self.scheduled_at)),
             ("KAIROS_ATTEMPT", self.attempt.to_string()),
             ("KAIROS_TRIGGER", self.trigger.clone()),
+        ]
+    }
+
+    /// The same facts as request headers; a job header of the same name wins.
+    pub(crate) fn headers(&self) -> [(&'static str, String); 5] {
+        [
+            ("Kairos-Job", self.job.clone()),
+            ("Kairos-Execution-Id", self.execution_id.clone()),
+            ("Kairos-Scheduled-At", format_instant(self.scheduled_at)),
+            ("Kairos-Attempt", self.attempt.to_string()),
+            ("Kairos-Trigger", self.trigger.clone()),
         ]
     }
 }
@@ -77,25 +92,35 @@ pub(crate) fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one: the timeout arm of a run.
+pub(crate) async fn maybe_sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How a run ended, in the words of `ExecutionFinished`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Outcome {
     pub(crate) status: ExecutionStatus,
-    /// The process's exit code, when it exited rather than died of a signal.
+    /// The process's exit code, when it exited rather than died of a signal;
+    /// always `None` for HTTP.
     pub(crate) exit_code: Option<i32>,
-    /// The tail of stdout and stderr, interleaved as written, lossily UTF-8.
+    /// The tail of what the run produced, lossily UTF-8: stdout and stderr
+    /// interleaved as written, or the HTTP response.
     pub(crate) output: String,
     /// True when the head of the output was dropped to respect the cap.
     pub(crate) output_truncated: bool,
     /// Why it did not succeed, for people; empty on success.
     pub(crate) error: String,
-    /// When the process was spawned; `None` if it never was.
+    /// When the process was spawned or the request sent; `None` if it never was.
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) finished_at: SystemTime,
 }
 
 impl Outcome {
-    /// A run that ended before any process existed.
+    /// A run that ended before any process existed or any request was sent.
     pub(crate) fn not_started(status: ExecutionStatus, error: impl Into<String>) -> Self {
         Outcome {
             status,
@@ -132,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn identity_env_names_the_run() {
+    fn identity_env_and_headers_name_the_run() {
         let identity = Identity {
             job: "nightly".into(),
             execution_id: "e1".into(),
@@ -149,6 +174,17 @@ mod tests {
                 ("KAIROS_SCHEDULED_AT", "2026-11-29T02:30:00Z".to_string()),
                 ("KAIROS_ATTEMPT", "2".to_string()),
                 ("KAIROS_TRIGGER", "retry".to_string()),
+            ]
+        );
+        let headers: Vec<_> = identity.headers().into_iter().collect();
+        assert_eq!(
+            headers,
+            [
+                ("Kairos-Job", "nightly".to_string()),
+                ("Kairos-Execution-Id", "e1".to_string()),
+                ("Kairos-Scheduled-At", "2026-11-29T02:30:00Z".to_string()),
+                ("Kairos-Attempt", "2".to_string()),
+                ("Kairos-Trigger", "retry".to_string()),
             ]
         );
     }

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::output::OutputTail;
-use super::{Identity, Outcome, format_duration};
+use super::{Identity, Outcome, format_duration, maybe_sleep_until};
 
 /// The shell every command runs under.
 const SHELL: &str = "/bin/sh";
@@ -83,7 +83,39 @@ pub(crate) struct Spawned {
 }
 
 /// Starts the process. The error is the reason, worded for the execution's record.
-pub(crate) fn spawn(spec: &ShellSpec) -> Result<Spawned, String> {
+/// Where a run's output goes live, besides its tail: the session, as
+/// `ExecutionOutput` reports (best effort; dropped when the channel is full).
+pub(crate) struct LiveOutput {
+    pub(crate) execution_id: String,
+    pub(crate) tx: tokio::sync::mpsc::Sender<kairos_proto::v1::executor_message::Kind>,
+}
+
+impl LiveOutput {
+    /// Sends what is valid UTF-8 of `carry` + `data`, keeping an incomplete
+    /// trailing character for the next chunk.
+    fn send(&self, carry: &mut Vec<u8>, data: &[u8]) {
+        carry.extend_from_slice(data);
+        let valid = match std::str::from_utf8(carry) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => carry.len(), // invalid bytes: send them lossily
+        };
+        if valid == 0 {
+            return;
+        }
+        let text = String::from_utf8_lossy(&carry[..valid]).into_owned();
+        carry.drain(..valid);
+        let chunk = kairos_proto::v1::ExecutionOutput {
+            execution_id: self.execution_id.clone(),
+            data: text,
+        };
+        let _ = self
+            .tx
+            .try_send(kairos_proto::v1::executor_message::Kind::Output(chunk));
+    }
+}
+
+pub(crate) fn spawn(spec: &ShellSpec, live: Option<LiveOutput>) -> Result<Spawned, String> {
     if !spec.cwd.is_empty() && !Path::new(&spec.cwd).is_dir() {
         return Err(format!(
             "working directory {:?} does not exist or is not a directory",
@@ -133,6 +165,7 @@ pub(crate) fn spawn(spec: &ShellSpec) -> Result<Spawned, String> {
             receiver,
             spec.max_output_bytes,
             stop_reading.clone(),
+            live,
         )),
         Err(e) => {
             // The process runs; only its output is lost. Say so in the output.
@@ -288,20 +321,15 @@ fn signal_group(group: Pid, signal: Signal) {
     }
 }
 
-async fn maybe_sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Reads the pipe into a tail until EOF or until told to stop.
 async fn read_output(
     mut receiver: pipe::Receiver,
     max_output_bytes: usize,
     stop: CancellationToken,
+    live: Option<LiveOutput>,
 ) -> OutputTail {
     let mut tail = OutputTail::new(max_output_bytes);
+    let mut carry = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
         tokio::select! {
@@ -309,7 +337,12 @@ async fn read_output(
             () = stop.cancelled() => break,
             read = receiver.read(&mut chunk) => match read {
                 Ok(0) => break,
-                Ok(n) => tail.push(&chunk[..n]),
+                                Ok(n) => {
+                    tail.push(&chunk[..n]);
+                    if let Some(live) = &live {
+                        live.send(&mut carry, &chunk[..n]);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "reading the job's output failed");
@@ -351,7 +384,7 @@ mod tests {
         let cancel = CancellationToken::new();
         tokio::time::timeout(
             Duration::from_secs(30),
-            spawn(spec).expect("spawns").wait(&cancel),
+            spawn(spec, None).expect("spawns").wait(&cancel),
         )
         .await
         .expect("the run ends")
@@ -422,7 +455,7 @@ mod tests {
     async fn a_missing_cwd_fails_with_the_reason() {
         let mut spec = spec("true");
         spec.cwd = "/definitely/not/here".into();
-        let err = spawn(&spec).expect_err("a missing cwd cannot start");
+        let err = spawn(&spec, None).expect_err("a missing cwd cannot start");
         assert!(err.contains("/definitely/not/here"), "{err}");
         assert!(err.contains("does not exist"), "{err}");
     }
@@ -471,7 +504,7 @@ mod tests {
         ));
         spec.timeout = Some(Duration::from_millis(300));
         spec.kill_grace = Duration::from_millis(200);
-        let spawned = spawn(&spec).unwrap();
+        let spawned = spawn(&spec, None).unwrap();
         let cancel = CancellationToken::new();
         let waiting = tokio::spawn(async move { spawned.wait(&cancel).await });
         let grandchild = wait_for_pid_file(&pid_file).await;
@@ -552,7 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn cancel_stops_the_run() {
-        let spawned = spawn(&spec("echo started; sleep 100")).unwrap();
+        let spawned = spawn(&spec("echo started; sleep 100"), None).unwrap();
         let cancel = CancellationToken::new();
         let waiting = tokio::spawn({
             let cancel = cancel.clone();
@@ -565,5 +598,45 @@ mod tests {
             .unwrap();
         assert_eq!(outcome.status, ExecutionStatus::Cancelled, "{outcome:?}");
         assert_eq!(outcome.error, "cancelled");
+    }
+
+    #[tokio::test]
+    async fn output_is_sent_live_while_the_run_goes_on() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let live = LiveOutput {
+            execution_id: "exec-1".into(),
+            tx,
+        };
+        let spawned = spawn(
+            &spec("echo first; read _ < /dev/null; echo é-second"),
+            Some(live),
+        )
+        .unwrap();
+        let outcome = spawned.wait(&CancellationToken::new()).await;
+        assert_eq!(outcome.status, ExecutionStatus::Succeeded);
+        let mut streamed = String::new();
+        while let Ok(kairos_proto::v1::executor_message::Kind::Output(chunk)) = rx.try_recv() {
+            assert_eq!(chunk.execution_id, "exec-1");
+            streamed.push_str(&chunk.data);
+        }
+        assert_eq!(streamed, "first\né-second\n");
+    }
+
+    #[test]
+    fn a_character_split_across_reads_is_sent_whole() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let live = LiveOutput {
+            execution_id: "x".into(),
+            tx,
+        };
+        let bytes = "é".as_bytes();
+        let mut carry = Vec::new();
+        live.send(&mut carry, &bytes[..1]);
+        assert!(rx.try_recv().is_err(), "half a character is held back");
+        live.send(&mut carry, &bytes[1..]);
+        match rx.try_recv().unwrap() {
+            kairos_proto::v1::executor_message::Kind::Output(c) => assert_eq!(c.data, "é"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -65,6 +65,34 @@ pub async fn leader_executors(
     )
 }
 
+/// Asks the leader at `addr` to remove scheduler `id` (after this node handed it the
+/// leadership).
+pub async fn remove_via(
+    forwarder: &Forwarder,
+    from: u64,
+    addr: &str,
+    id: u64,
+) -> crate::Result<()> {
+    let channel = forwarder
+        .channel(addr)
+        .map_err(|s| crate::Error::Unavailable(s.message().to_string()))?;
+    let mut req = Request::new(pb::RemoveSchedulerRequest { id });
+    if let Ok(v) = from.to_string().parse() {
+        req.metadata_mut()
+            .insert(super::forward::FORWARDED_METADATA_KEY, v);
+    }
+    ClusterServiceClient::new(channel)
+        .remove_scheduler(req)
+        .await
+        .map(|_| ())
+        .map_err(|s| {
+            crate::Error::Unavailable(format!(
+                "the new leader could not remove scheduler {id}: {}",
+                s.message()
+            ))
+        })
+}
+
 impl ClusterApi {
     async fn status(&self) -> pb::ClusterStatus {
         self.0.cluster_status().await
@@ -102,8 +130,7 @@ impl pb::cluster_service_server::ClusterService for ClusterApi {
             })),
             Err(e) => {
                 or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
+                    &self.0,
                     e,
                     forwarded,
                     req.into_inner(),
@@ -123,14 +150,9 @@ impl pb::cluster_service_server::ClusterService for ClusterApi {
         match self.0.add_scheduler(req.id, &req.addr).await {
             Ok(()) => Ok(Response::new(self.status().await)),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { ClusterServiceClient::new(ch).add_scheduler(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    ClusterServiceClient::new(ch).add_scheduler(r).await
+                })
                 .await
             }
         }
@@ -145,14 +167,9 @@ impl pb::cluster_service_server::ClusterService for ClusterApi {
         match self.0.remove_scheduler(req.id).await {
             Ok(()) => Ok(Response::new(self.status().await)),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { ClusterServiceClient::new(ch).remove_scheduler(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    ClusterServiceClient::new(ch).remove_scheduler(r).await
+                })
                 .await
             }
         }
@@ -167,14 +184,9 @@ impl pb::cluster_service_server::ClusterService for ClusterApi {
         match self.0.transfer_leader(req.id).await {
             Ok(()) => Ok(Response::new(self.status().await)),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { ClusterServiceClient::new(ch).transfer_leader(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    ClusterServiceClient::new(ch).transfer_leader(r).await
+                })
                 .await
             }
         }

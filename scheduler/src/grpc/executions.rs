@@ -13,7 +13,7 @@ use crate::core::Core;
 use pb::execution_service_client::ExecutionServiceClient;
 
 #[derive(Debug, Clone)]
-pub struct ExecutionApi(pub Arc<Core>);
+pub struct ExecutionApi(pub Arc<Core>, pub tokio_util::sync::CancellationToken);
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -55,15 +55,12 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         let req = req.into_inner();
         match self.0.cancel_execution(&req.id).await {
             Ok(e) => Ok(Response::new(e)),
-            Err(e) => or_leader(
-                &self.0.forwarder,
-                self.0.config.node_id,
-                e,
-                forwarded,
-                req,
-                |ch, r| async move { ExecutionServiceClient::new(ch).cancel_execution(r).await },
-            )
-            .await,
+            Err(e) => {
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    ExecutionServiceClient::new(ch).cancel_execution(r).await
+                })
+                .await
+            }
         }
     }
 
@@ -71,21 +68,118 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
 
     async fn watch_executions(
         &self,
-        _req: Request<pb::WatchExecutionsRequest>,
+        req: Request<pb::WatchExecutionsRequest>,
     ) -> Result<Response<Self::WatchExecutionsStream>, Status> {
-        Err(Status::unimplemented(
-            "watching executions is not supported by this version",
-        ))
+        let job = req.into_inner().job;
+        if !job.is_empty() {
+            kairos_common::job::JobName::parse(&job)
+                .map_err(|e| super::status::to_status(e.into()))?;
+        }
+        let mut rx = self.0.view.subscribe_executions();
+        let shutdown = self.1.clone();
+        let stream = async_stream::stream! {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = rx.recv() => next,
+                };
+                match next {
+                    Ok(e) => {
+                        if job.is_empty() || e.job == job {
+                            yield Ok(e);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        yield Err(Status::aborted(format!(
+                            "this watcher fell behind and missed {n} changes; list again and watch anew"
+                        )));
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type TailOutputStream = BoxStream<pb::OutputChunk>;
 
     async fn tail_output(
         &self,
-        _req: Request<pb::TailOutputRequest>,
+        req: Request<pb::TailOutputRequest>,
     ) -> Result<Response<Self::TailOutputStream>, Status> {
-        Err(Status::unimplemented(
-            "live output is not supported by this version; see exec get",
-        ))
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        let exec = self.0.get_execution(&req.id).await.or_status()?;
+        let id: u64 = exec
+            .id
+            .parse()
+            .map_err(|_| Status::internal("execution ids are numbers"))?;
+        let ended = !matches!(exec.status.as_str(), "pending" | "running");
+        if ended {
+            // The stored output is the record.
+            let chunk = pb::OutputChunk { data: exec.output };
+            return Ok(Response::new(Box::pin(tokio_stream::iter([Ok(chunk)]))));
+        }
+        if let Err(e) = self.0.require_leader() {
+            // Live output lives on the leader: relay its stream.
+            let crate::Error::NotLeader { leader: Some(addr) } = &e else {
+                return Err(super::status::to_status(e));
+            };
+            if forwarded {
+                return Err(super::status::to_status(e));
+            }
+            let channel = self.0.forwarder.channel(addr)?;
+            let mut fwd = Request::new(req);
+            if let Ok(v) = self.0.config.node_id.to_string().parse() {
+                fwd.metadata_mut()
+                    .insert(super::forward::FORWARDED_METADATA_KEY, v);
+            }
+            let upstream = ExecutionServiceClient::new(channel)
+                .tail_output(fwd)
+                .await?
+                .into_inner();
+            return Ok(Response::new(Box::pin(upstream)));
+        }
+        let max = self.0.config.max_output_bytes as usize;
+        let (tail, mut rx) = self.0.live.get_or_create(id, max).follow();
+        let core = self.0.clone();
+        let shutdown = self.1.clone();
+        let follow = req.follow;
+        let stream = async_stream::stream! {
+            if !tail.is_empty() {
+                yield Ok(pb::OutputChunk { data: tail });
+            }
+            if follow {
+                let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        next = rx.recv() => match next {
+                            Ok(data) => yield Ok(pb::OutputChunk { data: data.to_string() }),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                yield Ok(pb::OutputChunk {
+                                    data: format!("\n[{n} chunks of output skipped: this reader fell behind]\n"),
+                                });
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                        _ = check.tick() => {
+                            let over = core
+                                .view
+                                .execution(id)
+                                .ok()
+                                .flatten()
+                                .is_none_or(|e| !matches!(e.status.as_str(), "pending" | "running"));
+                            if over {
+                                core.live.end(id);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
     }
 }

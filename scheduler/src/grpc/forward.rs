@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::status::to_status;
 use crate::Error;
+use crate::core::Core;
 
 /// Metadata marking a request already forwarded once.
 pub const FORWARDED_METADATA_KEY: &str = "kairos-forwarded";
@@ -54,17 +55,19 @@ pub fn is_forwarded<T>(req: &Request<T>) -> bool {
 }
 
 /// Serves `err` from the leader when it says this node is not the leader; otherwise
-/// turns it into a status.
+/// turns it into a status. If the leader this node knows cannot be reached (it just
+/// died), waits for the group to elect another — up to [`crate::core::LEADER_WAIT`] —
+/// and tries that one once.
 pub async fn or_leader<T, R, F, Fut>(
-    forwarder: &Forwarder,
-    node_id: u64,
+    core: &Core,
     err: Error,
     forwarded: bool,
     msg: T,
     call: F,
 ) -> Result<Response<R>, Status>
 where
-    F: FnOnce(Channel, Request<T>) -> Fut,
+    T: Clone,
+    F: Fn(Channel, Request<T>) -> Fut,
     Fut: Future<Output = Result<Response<R>, Status>>,
 {
     let Error::NotLeader { leader: Some(addr) } = &err else {
@@ -73,23 +76,77 @@ where
     if forwarded {
         return Err(to_status(err));
     }
-    let channel = forwarder.channel(addr)?;
-    let mut req = Request::new(msg);
-    if let Ok(v) = node_id.to_string().parse() {
-        req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
+    let first = forward_once(core, addr, msg.clone(), &call).await;
+    let Err(status) = &first else {
+        return first;
+    };
+    if status.code() != tonic::Code::Unavailable
+        || status
+            .metadata()
+            .contains_key(kairos_proto::LEADER_METADATA_KEY)
+    {
+        return first;
     }
-    match call(channel, req).await {
-        Ok(r) => Ok(r),
-        Err(mut s) => {
-            // Whatever went wrong there, say where the leader is.
-            if s.code() == tonic::Code::Unavailable
-                && !s.metadata().contains_key(kairos_proto::LEADER_METADATA_KEY)
-                && let Ok(v) = addr.parse()
-            {
-                s.metadata_mut()
-                    .insert(kairos_proto::LEADER_METADATA_KEY, v);
-            }
-            Err(s)
+    // The leader did not answer: wait for the next one.
+    let dead = core.status().leader_id;
+    let mut watch = core.raft.watch_status();
+    let deadline = tokio::time::Instant::now() + crate::core::LEADER_WAIT;
+    loop {
+        let s = watch.borrow_and_update().clone();
+        if s.leader_id != 0 && s.leader_id != dead {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, watch.changed())
+            .await
+            .is_err()
+        {
+            return with_leader_hint(first, addr);
         }
     }
+    match core.require_leader() {
+        Err(Error::NotLeader { leader: Some(next) }) => {
+            let second = forward_once(core, &next, msg, &call).await;
+            with_leader_hint(second, &next)
+        }
+        // This node took over: the client should simply retry here.
+        Ok(()) => Err(to_status(Error::Unavailable(
+            "the leader changed while forwarding; retry".into(),
+        ))),
+        Err(e) => Err(to_status(e)),
+    }
+}
+
+async fn forward_once<T, R, F, Fut>(
+    core: &Core,
+    addr: &str,
+    msg: T,
+    call: &F,
+) -> Result<Response<R>, Status>
+where
+    F: Fn(Channel, Request<T>) -> Fut,
+    Fut: Future<Output = Result<Response<R>, Status>>,
+{
+    let channel = core.forwarder.channel(addr)?;
+    let mut req = Request::new(msg);
+    if let Ok(v) = core.config.node_id.to_string().parse() {
+        req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
+    }
+    call(channel, req).await
+}
+
+/// Whatever went wrong at the leader, say where it is.
+fn with_leader_hint<R>(
+    result: Result<Response<R>, Status>,
+    addr: &str,
+) -> Result<Response<R>, Status> {
+    result.map_err(|mut s| {
+        if s.code() == tonic::Code::Unavailable
+            && !s.metadata().contains_key(kairos_proto::LEADER_METADATA_KEY)
+            && let Ok(v) = addr.parse()
+        {
+            s.metadata_mut()
+                .insert(kairos_proto::LEADER_METADATA_KEY, v);
+        }
+        s
+    })
 }

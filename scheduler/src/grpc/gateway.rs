@@ -236,6 +236,13 @@ async fn handle(
                 }
             }
         }
+        Some(Kind::Output(o)) => {
+            if let Ok(id) = o.execution_id.parse::<u64>() {
+                core.live
+                    .push(id, &o.data, core.config.max_output_bytes as usize);
+            }
+            true
+        }
         Some(Kind::Hello(_)) => {
             warn!(%executor, "second hello on one stream; closing it");
             false

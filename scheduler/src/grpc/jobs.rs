@@ -33,14 +33,9 @@ impl pb::job_service_server::JobService for JobApi {
                 result: result.as_str().to_string(),
             })),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { JobServiceClient::new(ch).put_job(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).put_job(r).await
+                })
                 .await
             }
         }
@@ -77,14 +72,9 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.delete_job(&req.name).await {
             Ok(()) => Ok(Response::new(pb::DeleteJobResponse {})),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { JobServiceClient::new(ch).delete_job(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).delete_job(r).await
+                })
                 .await
             }
         }
@@ -99,14 +89,9 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.run_job(&req.name).await {
             Ok((execution, queued)) => Ok(Response::new(pb::RunJobResponse { execution, queued })),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { JobServiceClient::new(ch).run_job(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).run_job(r).await
+                })
                 .await
             }
         }
@@ -121,14 +106,9 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.set_paused(&req.name, true, &req.reason).await {
             Ok(job) => Ok(Response::new(job)),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { JobServiceClient::new(ch).pause_job(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).pause_job(r).await
+                })
                 .await
             }
         }
@@ -143,14 +123,9 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.set_paused(&req.name, false, "").await {
             Ok(job) => Ok(Response::new(job)),
             Err(e) => {
-                or_leader(
-                    &self.0.forwarder,
-                    self.0.config.node_id,
-                    e,
-                    forwarded,
-                    req,
-                    |ch, r| async move { JobServiceClient::new(ch).resume_job(r).await },
-                )
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).resume_job(r).await
+                })
                 .await
             }
         }

@@ -13,7 +13,7 @@ mod jobs;
 mod raft_transport;
 pub mod status;
 
-pub use cluster::{leader_executors, peer_status};
+pub use cluster::{leader_executors, peer_status, remove_via};
 pub use forward::Forwarder;
 
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub async fn serve(
             core.clone(),
         )))
         .add_service(pb::execution_service_server::ExecutionServiceServer::new(
-            executions::ExecutionApi(core.clone()),
+            executions::ExecutionApi(core.clone(), shutdown.clone()),
         ))
         .add_service(pb::cluster_service_server::ClusterServiceServer::new(
             cluster::ClusterApi(core.clone()),

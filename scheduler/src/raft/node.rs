@@ -34,9 +34,12 @@ const INBOX_CAPACITY: usize = 8192;
 /// no quorum, or the entry was lost with a deposed leader.
 pub const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A read barrier not confirmed by the leader within this time fails.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests handled before the loop looks at the Ready again (batches proposals).
 const MAX_REQUESTS_PER_READY: usize = 1024;
+/// The index and term of the initial membership snapshot a new group starts from.
+const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
 /// Entries kept behind the compaction point, so a briefly lagging follower catches
 /// up from the log rather than by snapshot.
 const COMPACTION_MARGIN: u64 = 1000;
@@ -370,7 +373,7 @@ enum Reply<O> {
 
 impl<S: StateMachine, T: Transport> Node<S, T> {
     /// Opens the node over its storage, bootstrapping a new group on first start.
-    pub fn new(options: NodeOptions, db: Arc<Db>, sm: S, transport: T) -> Result<Self> {
+    pub fn new(options: NodeOptions, db: Arc<Db>, mut sm: S, transport: T) -> Result<Self> {
         let applied = Arc::new(AtomicU64::new(sm.applied_index()));
         let store = LogStore::open(db.clone(), options.snapshot_dir.clone(), applied.clone())?;
         if store.is_empty() && !options.join {
@@ -380,15 +383,27 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 options.initial_voters.clone()
             };
             info!(node = options.id, ?voters, "bootstrapping a new raft group");
-            let cs = ConfState {
-                voters,
+            // The initial membership is a snapshot at index 1 (of the empty state), not
+            // a bare conf state: the log starts at 2, so a node that joins later cannot
+            // replay from index 1 without it — it is sent this snapshot, with the
+            // membership in it, and never believes the group is only itself.
+            let mut meta = raft::prelude::SnapshotMetadata {
+                index: BOOTSTRAP_INDEX,
+                term: BOOTSTRAP_TERM,
                 ..Default::default()
             };
+            meta.set_conf_state(ConfState {
+                voters,
+                ..Default::default()
+            });
             let mut batch = Batch::new();
             let mut staged = Staged::default();
-            store.stage_conf_state(&mut batch, &cs, &mut staged);
+            store.stage_snapshot(&mut batch, &meta, &mut staged);
+            sm.stage_applied(&mut batch, BOOTSTRAP_INDEX);
             db.write(batch, true)?;
             store.publish(staged);
+            sm.publish();
+            applied.store(BOOTSTRAP_INDEX, Ordering::Release);
         }
         let config = raft::Config {
             id: options.id,
@@ -838,6 +853,16 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 info!(?change, voters = ?cs.voters, "membership changed");
                 self.store.stage_conf_state(batch, &cs, staged);
                 self.sm.apply_member_change(batch, index, change)?;
+                // raft-rs leaves it to us: a leader that removed itself steps down, so
+                // its heartbeats stop and the remaining voters elect one of their own.
+                // (Kairos hands leadership over before removing a leader; this covers
+                // a removal proposed another way.)
+                if self.raw.raft.state == StateRole::Leader && !cs.voters.contains(&self.options.id)
+                {
+                    info!("removed from the group while leading: stepping down");
+                    let term = self.raw.raft.term;
+                    self.raw.raft.become_follower(term, raft::INVALID_ID);
+                }
             }
             Err(e) => warn!(error = %e, "conf change refused"),
         }

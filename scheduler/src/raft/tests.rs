@@ -675,3 +675,60 @@ async fn the_threaded_loop_commits_and_restarts_without_reapplying() {
         "nothing applied twice or lost"
     );
 }
+
+#[test]
+fn a_joiner_learns_the_whole_membership_even_from_an_uncompacted_group() {
+    let mut sim = Sim::new(3, 10_000);
+    let leader = sim.elect();
+    sim.propose(leader, b"x").unwrap();
+    sim.add_member(4, &[], true, 10_000);
+    sim.change(
+        leader,
+        MemberChange::Add {
+            id: 4,
+            addr: "127.0.0.1:4".into(),
+        },
+    )
+    .unwrap();
+    sim.converge(leader);
+    assert_eq!(
+        sim.node(4).status().voters,
+        vec![1, 2, 3, 4],
+        "never just itself"
+    );
+    // The joiner cannot win alone: with the leader gone, a majority of the rest elects.
+    sim.crash(leader);
+    let rest: Vec<u64> = (1..=4).filter(|id| *id != leader).collect();
+    let mut new = None;
+    for _ in 0..500 {
+        sim.tick();
+        new = sim.leader_among(&rest);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.expect("the remaining three elect a leader");
+    sim.propose(new, b"y").unwrap();
+    sim.converge(new);
+    assert_eq!(sim.items(4), vec![b"x".to_vec(), b"y".to_vec()]);
+}
+
+#[test]
+fn a_leader_that_removes_itself_hands_the_group_over() {
+    let mut sim = Sim::new(3, 10_000);
+    let leader = sim.elect();
+    sim.change(leader, MemberChange::Remove { id: leader })
+        .unwrap();
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let mut new = None;
+    for _ in 0..500 {
+        sim.tick();
+        new = sim.leader_among(&rest);
+        if new.is_some() {
+            break;
+        }
+    }
+    let new = new.expect("a remaining member leads");
+    sim.propose(new, b"after").unwrap();
+    assert!(!sim.node(new).status().voters.contains(&leader));
+}
