@@ -6,11 +6,22 @@
 //! targets of the `kairos` package (see `cli/Cargo.toml`), which is what gives them
 //! the freshly built binary through `env!("CARGO_BIN_EXE_kairos")`.
 //!
-//! Rules the harness keeps for every test: servers bind only to 127.0.0.1 port 0;
-//! every wait polls a condition against a deadline (never a bare sleep); every child
-//! is killed when its handle drops; each test gets its own directory.
+//! Two shapes of deployment:
+//! - [`Dev`]: one `kairos dev` process (a one-node group and a local executor).
+//! - [`Cluster`]: a scheduler group of separate `kairos scheduler` processes plus
+//!   separate `kairos executor` agents, each of which can be killed and restarted on
+//!   its own data directory, grown with `--join` nodes, and driven through any node.
+//!
+//! Rules the harness keeps for every test: servers bind only to 127.0.0.1 (port 0,
+//! except the gRPC ports of group members, which peers must know before anyone
+//! starts: those are picked free by binding port 0 and released just before the
+//! start, accepting the tiny race); every wait polls a condition against a deadline
+//! (never a bare sleep); every loop is bounded; every child is killed (SIGKILL) when
+//! its handle drops; each test gets its own directory.
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,8 +93,24 @@ impl CliOutput {
     }
 }
 
+/// How long a CLI invocation may take before the harness kills it: far above what
+/// any request should take (the slowest answer by design is an `Unavailable` after
+/// the server's own waits of a few seconds), so hitting it means a hang.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Runs the CLI with `args` against `endpoint` and waits for it (bounded).
 pub fn cli(bin: &Path, endpoint: &str, args: &[&str]) -> Result<CliOutput> {
+    cli_within(bin, endpoint, args, CLI_DEADLINE)
+}
+
+/// Runs the CLI with `args` against `endpoint`; kills it and fails if it has not
+/// exited within `deadline`.
+pub fn cli_within(
+    bin: &Path,
+    endpoint: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<CliOutput> {
     let mut child = Command::new(bin)
         .arg("--endpoint")
         .arg(endpoint)
@@ -106,11 +133,9 @@ pub fn cli(bin: &Path, endpoint: &str, args: &[&str]) -> Result<CliOutput> {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let status = wait_until(
-        Duration::from_secs(120),
-        &format!("kairos {}", args.join(" ")),
-        || child.try_wait().ok().flatten(),
-    );
+    let status = wait_until(deadline, &format!("kairos {}", args.join(" ")), || {
+        child.try_wait().ok().flatten()
+    });
     let status = match status {
         Ok(s) => s,
         Err(e) => {
@@ -273,11 +298,19 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> Result<String> {
 
 /// The executions of `job` as the CLI prints them with `-o json`, oldest first.
 pub fn executions(dev: &Dev, job: &str) -> Result<Vec<Value>> {
-    let out = dev
-        .cli(&[
+    executions_at(&dev.bin, &dev.endpoint(), job)
+}
+
+/// The executions of `job` as `endpoint` lists them with `-o json`, oldest first.
+pub fn executions_at(bin: &Path, endpoint: &str, job: &str) -> Result<Vec<Value>> {
+    let out = cli(
+        bin,
+        endpoint,
+        &[
             "exec", "list", "--job", job, "--limit", "1000", "-o", "json",
-        ])?
-        .ok()?;
+        ],
+    )?
+    .ok()?;
     let v = out.json()?;
     let mut list = v
         .get("executions")
@@ -302,4 +335,604 @@ pub fn process_gone(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.chars().next())
             .is_some_and(|state| state == 'Z' || state == 'X'),
     }
+}
+
+/// A number field of a proto3 JSON object: 64-bit integers are printed as strings,
+/// 32-bit ones as numbers, and 0 is omitted, so an absent field reads as 0.
+///
+/// # Panics
+/// When the field holds something that is not an unsigned integer.
+pub fn num(v: &Value, name: &str) -> u64 {
+    match v.get(name) {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(s)) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("field {name} is not a number: {v}")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .unwrap_or_else(|| panic!("field {name} is not an unsigned integer: {v}")),
+        Some(other) => panic!("field {name} is not a number: {other} in {v}"),
+    }
+}
+
+/// The lines of a text file; none while it does not exist yet.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A job document that appends each run's `$KAIROS_SCHEDULED_AT` to `file`, every
+/// second: the file is then the list of instants that really ran.
+pub fn ticker_job(name: &str, file: &Path) -> String {
+    format!(
+        "name: {name}\nschedule: \"@every 1s\"\nshell:\n  command: echo \"$KAIROS_SCHEDULED_AT\" >> '{}'\n",
+        file.display()
+    )
+}
+
+/// `n` distinct ports that were free on 127.0.0.1 a moment ago. The listeners are
+/// released on return, so another process may take a port before its user binds it:
+/// a tiny race, accepted because group members must know each other's addresses
+/// before any of them starts.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("binding 127.0.0.1:0")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// How long a group may take to elect a leader (elections take about a second;
+/// the rest is room for a slow debug build on a busy machine).
+pub const LEADER_DEADLINE: Duration = Duration::from_secs(30);
+/// How long status polls may take per call: a node answers at once, or within the
+/// 0.8 s it gives each unreachable peer.
+const STATUS_CALL_DEADLINE: Duration = Duration::from_secs(15);
+/// Log lines of each process shown when a wait fails.
+const LOG_TAIL_LINES: usize = 30;
+
+/// One child process; killed with SIGKILL (and reaped) when dropped.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    /// Starts `bin args…` with `RUST_LOG=info`, stderr appended to `log_path`, and
+    /// no `KAIROS_*` variable inherited from the test's environment (they would
+    /// override nothing given as a flag, but could add flags the test did not ask for).
+    fn spawn(bin: &Path, args: &[String], log_path: &Path) -> Result<Process> {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        writeln!(log, "--- harness: starting kairos {} ---", args.join(" "))?;
+        let mut cmd = Command::new(bin);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("KAIROS_") {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        Ok(Process { child })
+    }
+
+    /// False once the process has exited (or is a zombie waiting to be reaped).
+    fn alive(&self) -> bool {
+        !process_gone(self.child.id())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let lines = read_lines(path);
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One scheduler node of a [`Cluster`]: its fixed identity (id, gRPC address, data
+/// directory, flags) and the process currently running it, if any.
+struct SchedulerNode {
+    args: Vec<String>,
+    addr: String,
+    addr_file: PathBuf,
+    log_path: PathBuf,
+    process: Option<Process>,
+    http_addr: String,
+}
+
+/// One executor agent of a [`Cluster`].
+struct ExecutorAgent {
+    name: String,
+    args: Vec<String>,
+    log_path: PathBuf,
+    process: Option<Process>,
+}
+
+/// How to start a [`Cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Initial voters, with node ids 1..=schedulers.
+    pub schedulers: u64,
+    /// Executor agents, named `exec-1`, `exec-2`, …; each dials every initial voter.
+    pub executors: usize,
+    /// Extra flags for every `kairos scheduler` (e.g. `--snapshot-interval 20`),
+    /// including nodes started later with [`Cluster::start_joining_scheduler`].
+    pub scheduler_flags: Vec<String>,
+}
+
+impl ClusterOptions {
+    pub fn new(schedulers: u64, executors: usize) -> ClusterOptions {
+        ClusterOptions {
+            schedulers,
+            executors,
+            scheduler_flags: Vec::new(),
+        }
+    }
+
+    /// Adds `--flag value` to every scheduler's command line.
+    pub fn scheduler_flag(mut self, flag: &str, value: &str) -> ClusterOptions {
+        self.scheduler_flags.push(flag.to_string());
+        self.scheduler_flags.push(value.to_string());
+        self
+    }
+}
+
+/// A scheduler group of separate `kairos scheduler` processes plus separate
+/// `kairos executor` agents, all on 127.0.0.1 under one directory.
+///
+/// Schedulers are named by their raft id; each keeps its gRPC address and data
+/// directory across [`kill_scheduler`](Cluster::kill_scheduler) and
+/// [`restart_scheduler`](Cluster::restart_scheduler). Client commands go through any
+/// node with [`cli`](Cluster::cli). Every process's stderr is appended to
+/// `DIR/logs/NAME.log`; the `wait_*` methods put the tail of every log into their
+/// error. Dropping the cluster SIGKILLs every process.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    scheduler_flags: Vec<String>,
+    schedulers: BTreeMap<u64, SchedulerNode>,
+    executors: Vec<ExecutorAgent>,
+}
+
+impl Cluster {
+    /// Starts the group and its executors under `dir` and returns once a leader is
+    /// elected and every executor is connected to it.
+    pub fn start(bin: &Path, dir: &Path, options: ClusterOptions) -> Result<Cluster> {
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let ports = free_ports(usize::try_from(options.schedulers)?)?;
+        let addrs: BTreeMap<u64, String> = (1..=options.schedulers)
+            .zip(&ports)
+            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+            .collect();
+        let peers = addrs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            scheduler_flags: options.scheduler_flags.clone(),
+            schedulers: BTreeMap::new(),
+            executors: Vec::new(),
+        };
+        for (id, addr) in &addrs {
+            let node = cluster.new_scheduler(*id, addr, &["--peers".to_string(), peers.clone()]);
+            cluster.schedulers.insert(*id, node);
+        }
+        // Start them all before waiting for any: a node listens without a quorum,
+        // but starting them together keeps the first election short.
+        for id in addrs.keys() {
+            cluster.spawn_scheduler(*id)?;
+        }
+        for id in addrs.keys() {
+            cluster.wait_listening(*id)?;
+        }
+        let all_addrs = addrs.values().cloned().collect::<Vec<_>>().join(",");
+        for i in 1..=options.executors {
+            let name = format!("exec-{i}");
+            cluster.executors.push(ExecutorAgent {
+                args: vec![
+                    "executor".into(),
+                    "--schedulers".into(),
+                    all_addrs.clone(),
+                    "--id".into(),
+                    name.clone(),
+                ],
+                log_path: dir.join("logs").join(format!("{name}.log")),
+                name,
+                process: None,
+            });
+            cluster.restart_executor(i - 1)?;
+        }
+        cluster.wait_for_leader()?;
+        cluster.wait_for_executors(options.executors)?;
+        Ok(cluster)
+    }
+
+    fn new_scheduler(&self, id: u64, addr: &str, membership: &[String]) -> SchedulerNode {
+        let data_dir = self.dir.join(format!("scheduler-{id}"));
+        let addr_file = self.dir.join(format!("scheduler-{id}.addr"));
+        let mut args: Vec<String> = vec![
+            "scheduler".into(),
+            "--node-id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            data_dir.to_string_lossy().into_owned(),
+            "--grpc-addr".into(),
+            addr.to_string(),
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+            "--addr-file".into(),
+            addr_file.to_string_lossy().into_owned(),
+        ];
+        args.extend(membership.iter().cloned());
+        args.extend(self.scheduler_flags.iter().cloned());
+        SchedulerNode {
+            args,
+            addr: addr.to_string(),
+            addr_file,
+            log_path: self.dir.join("logs").join(format!("scheduler-{id}.log")),
+            process: None,
+            http_addr: String::new(),
+        }
+    }
+
+    fn node(&self, id: u64) -> Result<&SchedulerNode> {
+        self.schedulers
+            .get(&id)
+            .ok_or_else(|| anyhow!("no scheduler {id} in this cluster"))
+    }
+
+    fn node_mut(&mut self, id: u64) -> Result<&mut SchedulerNode> {
+        self.schedulers
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no scheduler {id} in this cluster"))
+    }
+
+    fn spawn_scheduler(&mut self, id: u64) -> Result<()> {
+        let bin = self.bin.clone();
+        let node = self.node_mut(id)?;
+        let _ = std::fs::remove_file(&node.addr_file);
+        node.process = Some(Process::spawn(&bin, &node.args, &node.log_path)?);
+        Ok(())
+    }
+
+    /// Waits until scheduler `id` has written its addr file (it listens).
+    fn wait_listening(&mut self, id: u64) -> Result<()> {
+        let node = self.node(id)?;
+        let http = wait_until(
+            STARTUP_DEADLINE,
+            &format!("scheduler {id} to listen"),
+            || {
+                if !node.process.as_ref().is_some_and(Process::alive) {
+                    return Some(Err(anyhow!("scheduler {id} exited early")));
+                }
+                let text = std::fs::read_to_string(&node.addr_file).ok()?;
+                let grpc = text.lines().find_map(|l| l.strip_prefix("grpc="))?;
+                let http = text.lines().find_map(|l| l.strip_prefix("http="))?;
+                Some(if grpc == node.addr {
+                    Ok(http.to_string())
+                } else {
+                    Err(anyhow!(
+                        "scheduler {id} listens on {grpc}, not {}",
+                        node.addr
+                    ))
+                })
+            },
+        )
+        .and_then(|r| r)
+        .map_err(|e| self.with_logs(e))?;
+        self.node_mut(id)?.http_addr = http;
+        Ok(())
+    }
+
+    /// The path of the `kairos` binary the cluster runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The directory holding every node's data, addr file and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every scheduler id this cluster has started, running or not, in order.
+    pub fn scheduler_ids(&self) -> Vec<u64> {
+        self.schedulers.keys().copied().collect()
+    }
+
+    /// The schedulers whose process is alive, in id order.
+    pub fn running_schedulers(&self) -> Vec<u64> {
+        self.schedulers
+            .iter()
+            .filter(|(_, n)| n.process.as_ref().is_some_and(Process::alive))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Scheduler `id`'s gRPC address (`127.0.0.1:PORT`), fixed for its lifetime.
+    ///
+    /// # Panics
+    /// When there is no scheduler `id`.
+    pub fn addr(&self, id: u64) -> &str {
+        &self.schedulers[&id].addr
+    }
+
+    /// Scheduler `id`'s HTTP address as its current process bound it.
+    ///
+    /// # Panics
+    /// When there is no scheduler `id`.
+    pub fn http_addr(&self, id: u64) -> &str {
+        &self.schedulers[&id].http_addr
+    }
+
+    /// The pid of scheduler `id`'s current process.
+    pub fn scheduler_pid(&self, id: u64) -> Option<u32> {
+        self.schedulers
+            .get(&id)?
+            .process
+            .as_ref()
+            .map(|p| p.child.id())
+    }
+
+    /// Runs the CLI against scheduler `id` (bounded by [`CLI_DEADLINE`]).
+    pub fn cli(&self, id: u64, args: &[&str]) -> Result<CliOutput> {
+        self.cli_within(id, args, CLI_DEADLINE)
+    }
+
+    /// Runs the CLI against scheduler `id`, failing if it takes longer than `deadline`.
+    pub fn cli_within(&self, id: u64, args: &[&str], deadline: Duration) -> Result<CliOutput> {
+        let endpoint = format!("http://{}", self.node(id)?.addr);
+        cli_within(&self.bin, &endpoint, args, deadline)
+    }
+
+    /// `kairos job apply -f FILE` through scheduler `id` for `yaml`, written to a
+    /// file named after `name` in the cluster's directory; fails unless it succeeded.
+    pub fn apply(&self, id: u64, name: &str, yaml: &str) -> Result<CliOutput> {
+        let file = write_file(&self.dir, &format!("{name}.yaml"), yaml)?;
+        self.cli(id, &["job", "apply", "-f", &file])?
+            .ok()
+            .map_err(|e| self.with_logs(e.context(format!("job apply {name} via {id}"))))
+    }
+
+    /// `cluster status -o json` as scheduler `id` answers it.
+    pub fn status(&self, id: u64) -> Result<Value> {
+        self.cli_within(
+            id,
+            &["cluster", "status", "-o", "json"],
+            STATUS_CALL_DEADLINE,
+        )?
+        .ok()?
+        .json()
+    }
+
+    /// Scheduler `id`'s own row (role, term, indexes) as it reports it.
+    pub fn own_status(&self, id: u64) -> Result<Value> {
+        let status = self.status(id)?;
+        if num(&status, "answeredBy") != id {
+            bail!("status asked of {id} was answered by another node: {status}");
+        }
+        scheduler_row(&status, id)
+            .cloned()
+            .ok_or_else(|| anyhow!("scheduler {id} does not list itself: {status}"))
+    }
+
+    /// The leader right now, if the group agrees on one: a running node that says it
+    /// leads (role `leader`, `leaderId` its own id) and that a majority of the running
+    /// nodes name as leader. A node that elected itself alone (split brain) is not
+    /// taken for the leader.
+    pub fn leader(&self) -> Option<u64> {
+        let running = self.running_schedulers();
+        let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut claims = Vec::new();
+        for &id in &running {
+            let Ok(status) = self.status(id) else {
+                continue;
+            };
+            let leader = num(&status, "leaderId");
+            if leader == 0 {
+                continue;
+            }
+            *named.entry(leader).or_default() += 1;
+            if leader == id
+                && num(&status, "answeredBy") == id
+                && scheduler_row(&status, id).is_some_and(|r| field(r, "role") == "leader")
+            {
+                claims.push(id);
+            }
+        }
+        claims
+            .into_iter()
+            .find(|l| named.get(l).copied().unwrap_or(0) * 2 > running.len())
+    }
+
+    /// Waits (up to [`LEADER_DEADLINE`]) until the group agrees on a leader
+    /// ([`leader`](Cluster::leader)).
+    pub fn wait_for_leader(&self) -> Result<u64> {
+        self.wait_for_leader_where("a leader", |_| true)
+    }
+
+    /// Waits (up to [`LEADER_DEADLINE`]) until the leader is a node `accept`s.
+    pub fn wait_for_leader_where(&self, what: &str, accept: impl Fn(u64) -> bool) -> Result<u64> {
+        wait_until(LEADER_DEADLINE, what, || {
+            self.leader().filter(|&id| accept(id))
+        })
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// Waits until at least `n` executors are connected to the leader.
+    pub fn wait_for_executors(&self, n: usize) -> Result<()> {
+        wait_until(
+            LEADER_DEADLINE,
+            &format!("{n} executor(s) connected to the leader"),
+            || {
+                let leader = self.leader()?;
+                let status = self.status(leader).ok()?;
+                let connected =
+                    status
+                        .get("executors")
+                        .and_then(Value::as_array)
+                        .map_or(0, |list| {
+                            list.iter()
+                                .filter(|e| num(e, "schedulerId") == leader)
+                                .count()
+                        });
+                (connected >= n).then_some(())
+            },
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// Waits until scheduler `id` has applied everything the leader had committed
+    /// when this call began, and returns `id`'s own status row.
+    pub fn wait_caught_up(&self, id: u64) -> Result<Value> {
+        let leader = self.wait_for_leader()?;
+        let target = num(&self.own_status(leader)?, "commitIndex");
+        wait_until(
+            LEADER_DEADLINE,
+            &format!("scheduler {id} to apply up to index {target} (leader {leader}'s commit)"),
+            || {
+                let row = self.own_status(id).ok()?;
+                (num(&row, "appliedIndex") >= target).then_some(row)
+            },
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// SIGKILLs scheduler `id` and reaps it (nothing happens if it is not running).
+    pub fn kill_scheduler(&mut self, id: u64) -> Result<()> {
+        self.node_mut(id)?.process = None;
+        Ok(())
+    }
+
+    /// Starts scheduler `id` again, on the same data directory, address and flags
+    /// (killing it first if it runs), and waits until it listens.
+    pub fn restart_scheduler(&mut self, id: u64) -> Result<()> {
+        self.kill_scheduler(id)?;
+        self.spawn_scheduler(id)?;
+        self.wait_listening(id)
+    }
+
+    /// Starts a new scheduler `id` with `--join` (no `--peers`, empty data
+    /// directory) on a free port, waits until it listens, and returns its gRPC
+    /// address, for `kairos cluster add-scheduler ID ADDR`.
+    pub fn start_joining_scheduler(&mut self, id: u64) -> Result<String> {
+        if self.schedulers.contains_key(&id) {
+            bail!("scheduler {id} already exists");
+        }
+        let port = free_ports(1)?[0];
+        let addr = format!("127.0.0.1:{port}");
+        let node = self.new_scheduler(id, &addr, &["--join".to_string()]);
+        self.schedulers.insert(id, node);
+        self.spawn_scheduler(id)?;
+        self.wait_listening(id)?;
+        Ok(addr)
+    }
+
+    /// The executors' names, in the order they were started (`exec-1`, …).
+    pub fn executor_names(&self) -> Vec<String> {
+        self.executors.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// SIGKILLs the executor at `index` and reaps it.
+    pub fn kill_executor(&mut self, index: usize) -> Result<()> {
+        let agent = self
+            .executors
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no executor #{index}"))?;
+        agent.process = None;
+        Ok(())
+    }
+
+    /// Starts the executor at `index` again (killing it first if it runs). It
+    /// connects on its own; [`wait_for_executors`](Cluster::wait_for_executors) waits
+    /// for that.
+    pub fn restart_executor(&mut self, index: usize) -> Result<()> {
+        let bin = self.bin.clone();
+        let agent = self
+            .executors
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no executor #{index}"))?;
+        agent.process = None;
+        agent.process = Some(Process::spawn(&bin, &agent.args, &agent.log_path)?);
+        Ok(())
+    }
+
+    /// The executions of `job` as scheduler `id` lists them, oldest first.
+    pub fn executions(&self, id: u64, job: &str) -> Result<Vec<Value>> {
+        executions_at(&self.bin, &format!("http://{}", self.node(id)?.addr), job)
+    }
+
+    /// The last lines of scheduler `id`'s log.
+    pub fn log_tail(&self, id: u64) -> String {
+        self.schedulers
+            .get(&id)
+            .map(|n| tail(&n.log_path, LOG_TAIL_LINES))
+            .unwrap_or_default()
+    }
+
+    /// The last lines of every process's log, labelled, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for (id, node) in &self.schedulers {
+            text.push_str(&format!(
+                "--- scheduler {id} ({}) ---\n{}\n",
+                node.log_path.display(),
+                tail(&node.log_path, LOG_TAIL_LINES)
+            ));
+        }
+        for agent in &self.executors {
+            text.push_str(&format!(
+                "--- executor {} ---\n{}\n",
+                agent.name,
+                tail(&agent.log_path, LOG_TAIL_LINES)
+            ));
+        }
+        text
+    }
+
+    /// `e` with every process's log tail appended.
+    pub fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
+        anyhow!("{e:#}\n{}", self.logs())
+    }
+}
+
+/// The row of scheduler `id` in a `cluster status -o json` answer.
+pub fn scheduler_row(status: &Value, id: u64) -> Option<&Value> {
+    status
+        .get("schedulers")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|s| num(s, "id") == id)
+}
+
+/// The ids of the schedulers a `cluster status -o json` answer lists, in order.
+pub fn scheduler_ids(status: &Value) -> Vec<u64> {
+    status
+        .get("schedulers")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().map(|s| num(s, "id")).collect())
+        .unwrap_or_default()
 }

@@ -1,0 +1,78 @@
+//! `kairos-bench`: benchmarks that run a built `kairos` binary as separate processes
+//! on 127.0.0.1 and print figures (not pass/fail). BENCHMARKS.md records what they
+//! measure and the figures they gave.
+//!
+//! The bench builds nothing: it runs the binary given with `--kairos`, by default
+//! the workspace's release build if there is one, else the debug build.
+//!
+//! ```text
+//! kairos-bench failover [--kairos PATH] [--kills N] [--keep]
+//! ```
+
+mod failover;
+mod stats;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kairos-bench", about = "Benchmarks for Kairos")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// SIGKILL the leader of a 3-scheduler group again and again while a job fires
+    /// every second, and measure how long firing stops.
+    Failover {
+        /// The `kairos` binary to run [default: the workspace's
+        /// target/x86_64-unknown-linux-gnu/release/kairos if it exists, else the
+        /// debug one].
+        #[arg(long, value_name = "PATH")]
+        kairos: Option<PathBuf>,
+        /// How many times to kill the leader.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        kills: u32,
+        /// Keep the directory with every node's data and log (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// The workspace's own build of `kairos`: release if present, else debug.
+fn default_kairos() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap_or(root);
+    let target = root.join("target").join("x86_64-unknown-linux-gnu");
+    let release = target.join("release").join("kairos");
+    if release.is_file() {
+        release
+    } else {
+        target.join("debug").join("kairos")
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Failover {
+            kairos,
+            kills,
+            keep,
+        } => {
+            let kairos = kairos.unwrap_or_else(default_kairos);
+            anyhow::ensure!(
+                kairos.is_file(),
+                "no kairos binary at {} (build it with `cargo build -p kairos`, or pass --kairos)",
+                kairos.display()
+            );
+            failover::run(&failover::Options {
+                kairos,
+                kills,
+                keep,
+            })
+        }
+    }
+}
