@@ -5,7 +5,7 @@
 //!   dev        one-node scheduler group plus a local executor, in one process
 //!   scheduler  one node of a scheduler group
 //!   executor   an agent that runs jobs
-//!   job        apply | get | list | delete | run | pause | resume | preview
+//!   job        apply | diff | get | list | delete | run | pause | resume | preview | backfill
 //!   exec       list | get | logs | cancel
 //!   cluster    status | add-scheduler | remove-scheduler | transfer-leader
 //!   executors  the connected executors
@@ -172,6 +172,24 @@ pub struct DevArgs {
     /// Time between SIGTERM and SIGKILL for a timed-out or cancelled run [default: 2s].
     #[arg(long, env = "KAIROS_KILL_GRACE", value_name = "DURATION", value_parser = values::duration)]
     pub kill_grace: Option<Duration>,
+
+    /// Executions kept across all jobs; beyond it the oldest finished ones are
+    /// dropped, whatever each job's `history.keep`; 0 = no global cap
+    /// [default: 1000000].
+    #[arg(long, env = "KAIROS_MAX_EXECUTIONS", value_name = "N")]
+    pub max_executions: Option<u64>,
+
+    /// Webhook (http or https URL) told about every job's successes and failures,
+    /// besides each job's own `notify`; repeat for several (KAIROS_NOTIFY:
+    /// comma-separated).
+    #[arg(
+        long = "notify",
+        env = "KAIROS_NOTIFY",
+        value_name = "URL",
+        value_delimiter = ',',
+        value_parser = values::webhook_url
+    )]
+    pub notify: Vec<String>,
 }
 
 /// `kairos scheduler`: one node of the raft group.
@@ -240,6 +258,24 @@ pub struct SchedulerArgs {
     /// catches up by snapshot [default: 10000].
     #[arg(long, env = "KAIROS_SNAPSHOT_INTERVAL", value_name = "N")]
     pub snapshot_interval: Option<u64>,
+
+    /// Executions kept across all jobs; beyond it the oldest finished ones are
+    /// dropped, whatever each job's `history.keep`; 0 = no global cap
+    /// [default: 1000000].
+    #[arg(long, env = "KAIROS_MAX_EXECUTIONS", value_name = "N")]
+    pub max_executions: Option<u64>,
+
+    /// Webhook (http or https URL) told about every job's successes and failures,
+    /// besides each job's own `notify`; repeat for several (KAIROS_NOTIFY:
+    /// comma-separated).
+    #[arg(
+        long = "notify",
+        env = "KAIROS_NOTIFY",
+        value_name = "URL",
+        value_delimiter = ',',
+        value_parser = values::webhook_url
+    )]
+    pub notify: Vec<String>,
 }
 
 /// `kairos executor`: a stateless agent.
@@ -294,17 +330,50 @@ pub enum JobCommand {
         )]
         file: String,
     },
+    /// Show what `apply -f FILE` would change, without changing anything
+    ///
+    /// Each job in the file is checked and normalized as the server would (defaults
+    /// written out), then compared with the stored job, output-only fields left out.
+    /// Per job, one of:
+    ///
+    ///   job/NAME unchanged
+    ///   job/NAME would be created    then the whole document, each line `+ `
+    ///   job/NAME                     then the document as a line diff: `- ` stored,
+    ///                                `+ ` from the file, two spaces for the same
+    ///
+    /// The exit code is 0 whether or not anything differs; it is non-zero only for
+    /// an error (an unreadable file, a job the server would refuse, no connection).
+    #[command(verbatim_doc_comment)]
+    Diff {
+        /// File with one job, several YAML documents, or a list; `-` reads stdin.
+        #[arg(
+            short = 'f',
+            long = "file",
+            visible_alias = "filename",
+            value_name = "FILE"
+        )]
+        file: String,
+    },
     /// Show one job.
     Get {
         /// The job's name.
         name: String,
     },
-    /// List every job.
-    List,
+    /// List every job, or those whose metadata matches a selector.
+    List {
+        /// Only jobs whose metadata matches this selector, e.g.
+        /// `team=billing,tier in (1,2)` (the grammar of executor selectors).
+        #[arg(long, value_name = "SELECTOR")]
+        filter: Option<String>,
+    },
     /// Delete a job (its history goes with it).
     Delete {
         /// The job's name.
         name: String,
+        /// Also delete the jobs that depend on it (their dependents too); without
+        /// it, a job with dependents is not deleted.
+        #[arg(long)]
+        cascade: bool,
     },
     /// Start a run now, whatever the schedule says.
     Run {
@@ -352,6 +421,29 @@ pub enum JobCommand {
         /// At most this many instants [default: the server's, 10].
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
+    },
+    /// Run a job for every instant its schedule had in a past range.
+    ///
+    /// The instants are those strictly after --from and at or before --to; each run
+    /// has trigger `backfill`. --to may not be in the future.
+    Backfill {
+        /// The job's name.
+        name: String,
+        /// Start of the range, exclusive (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
+        from: DateTime<Utc>,
+        /// End of the range, inclusive (RFC 3339); not in the future.
+        #[arg(long, value_name = "TIME", value_parser = values::rfc3339)]
+        to: DateTime<Utc>,
+        /// Only list the instants; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Runs at once [default: 1].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        parallel: Option<u32>,
+        /// Starts per second at most, e.g. 0.5 or 10 [default: 1].
+        #[arg(long, value_name = "PER_SECOND", value_parser = values::rate)]
+        rate: Option<f64>,
     },
 }
 
@@ -434,6 +526,140 @@ mod tests {
         assert!(Cli::try_parse_from(["kairos", "job", "preview", "a", "-f", "x.yaml"]).is_err());
         assert!(Cli::try_parse_from(["kairos", "job", "preview", "-f", "x.yaml"]).is_ok());
         assert!(Cli::try_parse_from(["kairos", "job", "preview", "a", "--limit", "3"]).is_ok());
+    }
+
+    fn job_command(argv: &[&str]) -> anyhow::Result<JobCommand> {
+        match Cli::try_parse_from(argv)?.command {
+            Command::Job { command } => Ok(command),
+            other => anyhow::bail!("parsed as another command: {other:?}"),
+        }
+    }
+
+    /// clap's message for a refused command line, on one line.
+    fn refusal(argv: &[&str]) -> String {
+        Cli::try_parse_from(argv)
+            .err()
+            .map(|e| {
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn delete_cascades_only_when_asked() -> anyhow::Result<()> {
+        let JobCommand::Delete { name, cascade } = job_command(&["kairos", "job", "delete", "a"])?
+        else {
+            anyhow::bail!("not a delete");
+        };
+        assert_eq!((name.as_str(), cascade), ("a", false));
+        let command = job_command(&["kairos", "job", "delete", "a", "--cascade"])?;
+        assert!(matches!(command, JobCommand::Delete { cascade: true, .. }));
+        Ok(())
+    }
+
+    #[test]
+    fn list_takes_a_filter() -> anyhow::Result<()> {
+        let command = job_command(&["kairos", "job", "list"])?;
+        assert!(matches!(command, JobCommand::List { filter: None }));
+        let JobCommand::List { filter } = job_command(&[
+            "kairos",
+            "job",
+            "list",
+            "--filter",
+            "team=billing,tier in (1,2)",
+        ])?
+        else {
+            anyhow::bail!("not a list");
+        };
+        assert_eq!(filter.as_deref(), Some("team=billing,tier in (1,2)"));
+        Ok(())
+    }
+
+    #[test]
+    fn diff_needs_a_file() -> anyhow::Result<()> {
+        assert!(refusal(&["kairos", "job", "diff"]).contains("--file <FILE>"));
+        let command = job_command(&["kairos", "job", "diff", "-f", "jobs.yaml"])?;
+        assert!(matches!(command, JobCommand::Diff { file } if file == "jobs.yaml"));
+        Ok(())
+    }
+
+    #[test]
+    fn backfill_flags() -> anyhow::Result<()> {
+        let JobCommand::Backfill {
+            name,
+            from,
+            to,
+            dry_run,
+            parallel,
+            rate,
+        } = job_command(&[
+            "kairos",
+            "job",
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-03-01T00:00:00Z",
+            "--to",
+            "2026-03-08T02:00:00+02:00",
+            "--dry-run",
+            "--parallel",
+            "4",
+            "--rate",
+            "0.5",
+        ])?
+        else {
+            anyhow::bail!("not a backfill");
+        };
+        assert_eq!(name, "nightly");
+        assert_eq!(
+            from,
+            values::rfc3339("2026-03-01T00:00:00Z").map_err(anyhow::Error::msg)?
+        );
+        assert_eq!(
+            to,
+            values::rfc3339("2026-03-08T00:00:00Z").map_err(anyhow::Error::msg)?,
+            "read in UTC"
+        );
+        assert!(dry_run);
+        assert_eq!((parallel, rate), (Some(4), Some(0.5)));
+
+        let base = [
+            "kairos",
+            "job",
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-03-01T00:00:00Z",
+        ];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            base.iter().chain(extra).copied().collect()
+        };
+        let command = job_command(&with(&["--to", "2026-03-02T00:00:00Z"]))?;
+        assert!(matches!(
+            command,
+            JobCommand::Backfill {
+                dry_run: false,
+                parallel: None,
+                rate: None,
+                ..
+            }
+        ));
+        assert!(refusal(&base).contains("--to <TIME>"), "--to is required");
+        let err = refusal(&with(&["--to", "yesterday"]));
+        assert!(
+            err.contains("--to <TIME>") && err.contains("RFC 3339"),
+            "{err}"
+        );
+        let err = refusal(&with(&["--to", "2026-03-02T00:00:00Z", "--parallel", "0"]));
+        assert!(err.contains("--parallel <N>"), "{err}");
+        for rate in ["--rate=0", "--rate=-2", "--rate=fast"] {
+            let err = refusal(&with(&["--to", "2026-03-02T00:00:00Z", rate]));
+            assert!(err.contains("--rate <PER_SECOND>"), "{rate}: {err}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod args;
 mod client;
 mod config_file;
 mod errors;
+mod line_diff;
 mod logging;
 mod output;
 mod roles;

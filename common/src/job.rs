@@ -166,6 +166,77 @@ pub struct Job {
     pub history_keep: u32,
     /// Free text shown in listings.
     pub description: String,
+    /// No fire before this instant.
+    pub starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// No fire after this instant.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Deleted after its first successful execution.
+    pub ephemeral: bool,
+    /// Webhooks told about its executions.
+    pub notify: Vec<Notify>,
+}
+
+/// Most webhooks one job may have.
+pub const MAX_NOTIFY: usize = 10;
+
+/// A webhook and the events it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub url: String,
+    /// Empty in the document means success and failure.
+    pub events: std::collections::BTreeSet<NotifyEvent>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a webhook can be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NotifyEvent {
+    /// An execution started.
+    Start,
+    /// An execution succeeded.
+    Success,
+    /// An execution failed, timed out or was lost.
+    Failure,
+}
+
+impl NotifyEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Start => "start",
+            NotifyEvent::Success => "success",
+            NotifyEvent::Failure => "failure",
+        }
+    }
+
+    fn parse(s: &str) -> Option<NotifyEvent> {
+        match s {
+            "start" => Some(NotifyEvent::Start),
+            "success" => Some(NotifyEvent::Success),
+            "failure" => Some(NotifyEvent::Failure),
+            _ => None,
+        }
+    }
+}
+
+impl Job {
+    /// True when `at` lies inside the job's active period (`starts_at`..=`expires_at`).
+    pub fn active_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.starts_at.is_none_or(|s| at >= s) && self.expires_at.is_none_or(|e| at <= e)
+    }
+
+    /// The first instant the job fires at strictly after `after`, inside its active
+    /// period.
+    pub fn next_fire_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let from = match self.starts_at {
+            Some(s) if s > after => s - chrono::Duration::milliseconds(1),
+            _ => after,
+        };
+        let next = self.schedule.next_after(from)?;
+        self.expires_at.is_none_or(|e| next <= e).then_some(next)
+    }
 }
 
 /// What a run does.
@@ -384,6 +455,18 @@ impl Job {
                 keep: self.history_keep,
             }),
             description: self.description.clone(),
+            starts_at: self.starts_at.map(kairos_proto::Timestamp::from),
+            expires_at: self.expires_at.map(kairos_proto::Timestamp::from),
+            ephemeral: self.ephemeral,
+            notify: self
+                .notify
+                .iter()
+                .map(|n| pb::Notify {
+                    url: n.url.clone(),
+                    events: n.events.iter().map(|e| e.as_str().to_string()).collect(),
+                    headers: to_hash_map(&n.headers),
+                })
+                .collect(),
             version: 0,
             created_at: None,
             updated_at: None,
@@ -507,6 +590,28 @@ pub fn validate(job: &pb::Job) -> Result<Job> {
         ));
     }
 
+    let starts_at = job
+        .starts_at
+        .map(|t| timestamp("starts_at", &t))
+        .transpose()?;
+    let expires_at = job
+        .expires_at
+        .map(|t| timestamp("expires_at", &t))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (starts_at, expires_at)
+        && e <= s
+    {
+        return Err(Error::invalid(
+            "expires_at",
+            format!(
+                "{} is not after starts_at {}",
+                e.to_rfc3339(),
+                s.to_rfc3339()
+            ),
+        ));
+    }
+    let notify = validate_notify(&job.notify)?;
+
     Ok(Job {
         name,
         schedule,
@@ -521,6 +626,10 @@ pub fn validate(job: &pb::Job) -> Result<Job> {
         paused: job.paused,
         history_keep,
         description: job.description.clone(),
+        starts_at,
+        expires_at,
+        ephemeral: job.ephemeral,
+        notify,
     })
 }
 
@@ -530,6 +639,76 @@ pub fn validate(job: &pb::Job) -> Result<Job> {
 pub fn normalize(job: &pb::Job) -> Result<(pb::Job, Job)> {
     let domain = validate(job)?;
     Ok((domain.to_proto(), domain))
+}
+
+fn timestamp(field: &str, t: &kairos_proto::Timestamp) -> Result<chrono::DateTime<chrono::Utc>> {
+    t.to_datetime().ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("{}s {}ns is not a valid time", t.seconds, t.nanos),
+        )
+    })
+}
+
+fn validate_notify(notify: &[pb::Notify]) -> Result<Vec<Notify>> {
+    if notify.len() > MAX_NOTIFY {
+        return Err(Error::invalid(
+            "notify",
+            format!("{} webhooks; at most {MAX_NOTIFY}", notify.len()),
+        ));
+    }
+    notify
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let field = |f: &str| format!("notify[{i}].{f}");
+            let url = n.url.trim();
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            let host_ok = url
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+            if !scheme_ok || !host_ok || url.chars().any(char::is_whitespace) {
+                return Err(Error::invalid(
+                    field("url"),
+                    format!("{:?} is not an absolute http(s) URL", n.url),
+                ));
+            }
+            let mut events = std::collections::BTreeSet::new();
+            for e in &n.events {
+                let event = NotifyEvent::parse(e).ok_or_else(|| {
+                    Error::invalid(
+                        field("events"),
+                        format!("{e:?} is not one of: start, success, failure"),
+                    )
+                })?;
+                events.insert(event);
+            }
+            if events.is_empty() {
+                events.insert(NotifyEvent::Success);
+                events.insert(NotifyEvent::Failure);
+            }
+            for (k, v) in &n.headers {
+                let valid_name = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                if !valid_name || v.chars().any(|c| c == '\r' || c == '\n') {
+                    return Err(Error::invalid(
+                        field("headers"),
+                        format!("{k:?} is not a valid header"),
+                    ));
+                }
+            }
+            Ok(Notify {
+                url: url.to_string(),
+                events,
+                headers: n
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 fn validate_shell(shell: &pb::ShellAction) -> Result<ShellAction> {
@@ -1591,5 +1770,56 @@ mod tests {
         let delays: Vec<u64> = (1..=6).map(|a| retry.delay_before(a).as_secs()).collect();
         assert_eq!(delays, vec![0, 2, 4, 8, 10, 10]);
         assert_eq!(retry.delay_before(200), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn lifecycle_bounds_the_fires() {
+        let mut doc = shell_job("j", "@every 10s");
+        doc.schedule = "@every 10s".into();
+        doc.starts_at = Some(kairos_proto::Timestamp {
+            seconds: 100,
+            nanos: 0,
+        });
+        doc.expires_at = Some(kairos_proto::Timestamp {
+            seconds: 130,
+            nanos: 0,
+        });
+        let job = validate(&doc).unwrap();
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        assert_eq!(
+            job.next_fire_after(at(0)),
+            Some(at(100)),
+            "starts_at itself may fire"
+        );
+        assert_eq!(
+            job.next_fire_after(at(120)),
+            Some(at(130)),
+            "expires_at itself may fire"
+        );
+        assert_eq!(job.next_fire_after(at(130)), None, "nothing after expiry");
+        assert!(job.active_at(at(115)) && !job.active_at(at(131)) && !job.active_at(at(99)));
+        doc.expires_at = Some(kairos_proto::Timestamp {
+            seconds: 100,
+            nanos: 0,
+        });
+        assert_eq!(validate(&doc).unwrap_err().field(), "expires_at");
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_default_to_success_and_failure() {
+        let mut doc = shell_job("j", "@every 10s");
+        doc.notify = vec![pb::Notify {
+            url: "https://hooks.example/kairos".into(),
+            events: vec![],
+            headers: Default::default(),
+        }];
+        let (normalized, job) = normalize(&doc).unwrap();
+        assert_eq!(job.notify[0].events.len(), 2);
+        assert_eq!(normalized.notify[0].events, vec!["success", "failure"]);
+        doc.notify[0].events = vec!["finish".into()];
+        assert_eq!(validate(&doc).unwrap_err().field(), "notify[0].events");
+        doc.notify[0].events = vec![];
+        doc.notify[0].url = "ftp://x".into();
+        assert_eq!(validate(&doc).unwrap_err().field(), "notify[0].url");
     }
 }

@@ -42,6 +42,12 @@ pub struct Config {
     pub heartbeat_ticks: usize,
     /// Output kept per execution (the tail), in bytes.
     pub max_output_bytes: u64,
+    /// Executions kept across all jobs; beyond it the oldest finished ones go, whatever
+    /// each job's `history.keep` (0 = no global cap).
+    pub max_executions: u64,
+    /// Webhooks told about every job's successes and failures (besides each job's own
+    /// `notify`).
+    pub notify: Vec<String>,
 }
 
 impl Config {
@@ -61,6 +67,8 @@ impl Config {
             election_ticks: 10,
             heartbeat_ticks: 2,
             max_output_bytes: 64 * 1024,
+            max_executions: 1_000_000,
+            notify: Vec::new(),
         }
     }
 }

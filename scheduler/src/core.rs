@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use kairos_common::clock::Clock;
 use kairos_common::ids::ExecutionId;
-use kairos_common::job::JobName;
+use kairos_common::job::{JobName, NotifyEvent};
 use kairos_common::schedule::Schedule;
 use kairos_common::status::{ExecutionStatus, Trigger};
 use kairos_proto::internal as ipb;
@@ -55,7 +55,9 @@ pub struct Core {
     pub executors: ExecutorRegistry,
     /// When this node last became a ready leader (for lease grace).
     pub leader_since: std::sync::Mutex<Option<Instant>>,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Webhook deliveries (leader only).
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::fmt::Debug for Core {
@@ -169,18 +171,7 @@ impl Core {
     /// Refuses features the document can express but this version does not run yet,
     /// so that nothing is stored that would silently behave differently.
     fn check_supported(&self, spec: &kairos_common::job::Job) -> Result<()> {
-        if spec.parent.is_some() {
-            return Err(Error::invalid(
-                "parent",
-                "job chaining is not supported by this version",
-            ));
-        }
-        if spec.target.wait.is_some() {
-            return Err(Error::invalid(
-                "target.wait",
-                "waiting for a target is not supported by this version",
-            ));
-        }
+        let _ = spec;
         Ok(())
     }
 
@@ -192,9 +183,15 @@ impl Core {
             if !job.paused {
                 let after = dt_from_ms(entry.record.cursor_ms)
                     .max(self.clock.now() - chrono::Duration::seconds(1));
-                status.next_fire_at = entry.spec.schedule.next_after(after).map(ts_from_dt);
+                status.next_fire_at = entry.spec.next_fire_after(after).map(ts_from_dt);
             }
             status.pending_retries = self.view.retries_of(&job.name) as u32;
+            status.backfills = self
+                .view
+                .backfills()
+                .iter()
+                .filter(|b| b.job == job.name)
+                .count() as u32;
         }
         job
     }
@@ -217,54 +214,148 @@ impl Core {
         &self,
         page_size: u32,
         page_token: &str,
+        filter: &str,
     ) -> Result<(Vec<pb::Job>, String)> {
         self.read_barrier().await?;
-        self.list_jobs_local(page_size, page_token)
+        self.list_jobs_local(page_size, page_token, filter)
     }
 
-    /// Jobs as this node has them, without a read barrier (status page).
+    /// Jobs as this node has them, without a read barrier (status page); `filter` is
+    /// a selector over the jobs' metadata.
     pub fn list_jobs_local(
         &self,
         page_size: u32,
         page_token: &str,
+        filter: &str,
     ) -> Result<(Vec<pb::Job>, String)> {
         let limit = page_size_or(page_size, DEFAULT_JOB_PAGE)?;
-        let after = if page_token.is_empty() {
+        let selector = kairos_common::selector::Selector::parse(filter)
+            .map_err(|reason| Error::invalid("filter", reason))?;
+        let mut after = if page_token.is_empty() {
             None
         } else {
-            Some(page_token)
+            Some(page_token.to_string())
         };
-        let mut entries = self.view.jobs_page(after, limit + 1);
-        let more = entries.len() > limit;
-        entries.truncate(limit);
+        let mut matched: Vec<std::sync::Arc<crate::state::JobEntry>> = Vec::new();
+        // Scan in name order, a chunk at a time, until a page (and one more) matched.
+        loop {
+            let chunk = self.view.jobs_page(after.as_deref(), 1000);
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.name().to_string());
+            matched.extend(
+                chunk
+                    .into_iter()
+                    .filter(|e| selector.matches(&e.spec.metadata)),
+            );
+            if matched.len() > limit {
+                break;
+            }
+        }
+        let more = matched.len() > limit;
+        matched.truncate(limit);
         let next = if more {
-            entries
+            matched
                 .last()
                 .map(|e| e.name().to_string())
                 .unwrap_or_default()
         } else {
             String::new()
         };
-        let jobs = entries
+        let jobs = matched
             .iter()
             .map(|e| self.decorate(e.record.job.clone().expect("invariant: records hold a job")))
             .collect();
         Ok((jobs, next))
     }
 
-    pub async fn delete_job(&self, name: &str) -> Result<()> {
+    /// Deletes a job with its history; with `cascade`, also every job that depends on
+    /// it. Returns the jobs deleted.
+    pub async fn delete_job(&self, name: &str, cascade: bool) -> Result<Vec<String>> {
         JobName::parse(name)?;
         self.leader_or_wait().await?;
         match self
             .propose(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
                 name: name.to_string(),
+                cascade,
             }))
             .await?
         {
-            Applied::JobDeleted { cancelled } => {
-                info!(job = %name, cancelled = cancelled.len(), "job deleted");
+            Applied::JobDeleted { deleted, cancelled } => {
+                info!(job = %name, deleted = ?deleted, cancelled = cancelled.len(), "job deleted");
                 self.cancel_on_executors(&cancelled, "job deleted");
-                Ok(())
+                Ok(deleted)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `name` for every instant in (`from`, `to`] — or, with `dry_run`, only lists
+    /// them. Returns the instants and the backfill's id.
+    pub async fn backfill(
+        &self,
+        name: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        dry_run: bool,
+        parallel: u32,
+        rate: f64,
+    ) -> Result<(Vec<DateTime<Utc>>, Option<u64>)> {
+        JobName::parse(name)?;
+        let from = from.ok_or_else(|| Error::invalid("from", "required"))?;
+        let to = to.ok_or_else(|| Error::invalid("to", "required"))?;
+        if to <= from {
+            return Err(Error::invalid("to", "is not after from"));
+        }
+        if to > self.clock.now() {
+            return Err(Error::invalid(
+                "to",
+                "is in the future; a backfill covers the past",
+            ));
+        }
+        if parallel > 1000 {
+            return Err(Error::invalid("parallel", "at most 1000"));
+        }
+        if !rate.is_finite() || !(0.0..=1000.0).contains(&rate) {
+            return Err(Error::invalid(
+                "rate",
+                "must be between 0 (= default 1/s) and 1000 per second",
+            ));
+        }
+        self.read_barrier().await?;
+        let entry = self
+            .view
+            .job(name)
+            .ok_or_else(|| Error::NotFound(format!("job {name}")))?;
+        let instants =
+            entry
+                .spec
+                .schedule
+                .instants(from, Some(to), crate::state::MAX_BACKFILL_INSTANTS + 1);
+        if instants.len() > crate::state::MAX_BACKFILL_INSTANTS {
+            return Err(Error::invalid(
+                "from",
+                format!(
+                    "the range holds more than {} instants; split it",
+                    crate::state::MAX_BACKFILL_INSTANTS
+                ),
+            ));
+        }
+        if dry_run || instants.is_empty() {
+            return Ok((instants, None));
+        }
+        self.leader_or_wait().await?;
+        let cmd = ipb::command::Kind::StartBackfill(ipb::StartBackfill {
+            job: name.to_string(),
+            from_ms: from.timestamp_millis(),
+            to_ms: to.timestamp_millis(),
+            parallel,
+            rate,
+            now_ms: now_ms(self.clock.as_ref()),
+        });
+        match self.propose(cmd).await? {
+            Applied::Backfill { id } => {
+                info!(job = %name, backfill = id, instants = instants.len(), "backfill started");
+                Ok((instants, Some(id)))
             }
             other => Err(unexpected(other)),
         }
@@ -377,6 +468,9 @@ impl Core {
         };
         let now = now_ms(self.clock.as_ref());
         ipb::Fire {
+            parent_execution: 0,
+            backfill: 0,
+            group: count != 1,
             job: entry.name().to_string(),
             scheduled_at_ms: at_ms,
             trigger: trigger.as_str().to_string(),
@@ -407,6 +501,7 @@ impl Core {
             term,
             now_ms: now_ms(self.clock.as_ref()),
             misses,
+            global_keep: self.config.max_executions,
         });
         let (results, refused_misses) = match self.propose(cmd).await? {
             Applied::Fired {
@@ -493,12 +588,34 @@ impl Core {
     }
 
     pub async fn report_started(&self, c: ipb::ExecutionStarted) -> Result<Option<pb::Execution>> {
+        let started_at_ms = c.started_at_ms;
         match self
             .propose(ipb::command::Kind::ExecutionStarted(c))
             .await?
         {
-            Applied::Execution(e) => Ok(e.map(|e| *e)),
+            Applied::Execution(e) => {
+                if let Some(e) = &e
+                    && e.started_at.as_ref().map(ms_from_ts) == Some(started_at_ms)
+                {
+                    self.notify(self.view.job(&e.job).as_deref(), NotifyEvent::Start, e);
+                }
+                Ok(e.map(|e| *e))
+            }
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Tells the webhooks that want it about an execution's start or end. `entry` is
+    /// the job as it was before the change (an ephemeral job is gone after it).
+    fn notify(
+        &self,
+        entry: Option<&crate::state::JobEntry>,
+        event: NotifyEvent,
+        exec: &pb::Execution,
+    ) {
+        if let Some(entry) = entry {
+            self.notifier
+                .notify(&entry.spec, &self.config.notify, event, exec);
         }
     }
 
@@ -511,6 +628,11 @@ impl Core {
     ) -> Result<Option<pb::Execution>> {
         let id = c.id;
         let executor = c.executor.clone();
+        let (reported, finished_at_ms) = (c.status.clone(), c.finished_at_ms);
+        let job_before = self
+            .view
+            .active_execution(id)
+            .and_then(|a| self.view.job(&a.job));
         c.retry_at_ms = self.retry_at_ms(&c);
         match self
             .propose(ipb::command::Kind::ExecutionFinished(c))
@@ -519,6 +641,21 @@ impl Core {
             Applied::Execution(e) => {
                 self.executors.note_finished(&executor, id);
                 self.live.end(id);
+                if let Some(e) = &e
+                    && e.status == reported
+                    && e.finished_at.as_ref().map(ms_from_ts) == Some(finished_at_ms)
+                {
+                    let event = if e.status == ExecutionStatus::Succeeded.as_str() {
+                        Some(NotifyEvent::Success)
+                    } else if matches!(e.status.as_str(), "failed" | "timed_out" | "lost") {
+                        Some(NotifyEvent::Failure)
+                    } else {
+                        None
+                    };
+                    if let Some(event) = event {
+                        self.notify(job_before.as_deref(), event, e);
+                    }
+                }
                 if let Some(e) = &e {
                     self.metrics.finished(&e.status);
                     info!(job = %e.job, execution = %e.id, attempt = e.attempt, status = %e.status, late_status = %e.late_status, executor = %e.executor, "execution finished");
@@ -599,6 +736,7 @@ impl Core {
                 executor: executor.to_string(),
                 scheduled_at_ms: 0,
                 attempt: 0,
+                backfill: 0,
             })
             .collect();
         if !over.is_empty() {

@@ -97,7 +97,7 @@ async fn index(State(core): State<Arc<Core>>) -> Html<String> {
     );
     h.push_str("<h2>Jobs</h2><table><tr><th>name</th><th>schedule</th><th>zone</th><th>paused</th><th>next fire (UTC)</th><th>last outcome</th></tr>");
     let (jobs, _) = core
-        .list_jobs_local(crate::core::MAX_PAGE, "")
+        .list_jobs_local(crate::core::MAX_PAGE, "", "")
         .unwrap_or_default();
     for j in &jobs {
         let st = j.status.clone().unwrap_or_default();

@@ -120,6 +120,8 @@ pub async fn watch_leadership(core: Arc<Core>, shutdown: CancellationToken) {
 }
 
 struct Duties {
+    /// When each backfill last started a run (its rate limit).
+    backfill_starts: BTreeMap<u64, Instant>,
     core: Arc<Core>,
     timer: Timer,
     /// Jobs with instants missed before the takeover, to handle by misfire policy.
@@ -139,6 +141,7 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
         timer: Timer::default(),
         misfired: BTreeMap::new(),
         started: Instant::now(),
+        backfill_starts: BTreeMap::new(),
     };
     for entry in core.view.all_jobs() {
         d.update(&entry);
@@ -187,6 +190,17 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
             d.fire_retries(now_ms).await;
             worked = true;
         }
+        let dependencies = core.view.dependencies();
+        if !dependencies.is_empty() {
+            worked |= d.start_dependencies(dependencies).await;
+        }
+        let backfills = core.view.backfills();
+        let mut backfill_wake = None;
+        if !backfills.is_empty() {
+            let (fired, wake) = d.advance_backfills(backfills).await;
+            worked |= fired;
+            backfill_wake = wake;
+        }
         if last_lease_check.elapsed() >= Duration::from_secs(1) {
             check_leases(&core).await;
             last_lease_check = Instant::now();
@@ -198,8 +212,11 @@ async fn run_duties(core: Arc<Core>, token: CancellationToken) {
         if let Some(retry) = core.view.next_retry_ms() {
             wake = wake.min(retry - LOOKAHEAD.as_millis() as i64);
         }
-        if !d.misfired.is_empty() {
+        if !d.misfired.is_empty() || !core.view.dependencies().is_empty() {
             wake = wake.min(now_ms + HOLD_RETRY.as_millis() as i64);
+        }
+        if let Some(b) = backfill_wake {
+            wake = wake.min(b);
         }
         let wait = Duration::from_millis(wake.saturating_sub(now_ms).max(0) as u64).min(MAX_IDLE);
         tokio::select! {
@@ -236,8 +253,7 @@ impl Duties {
         }
         match entry
             .spec
-            .schedule
-            .next_after(dt_from_ms(entry.record.cursor_ms))
+            .next_fire_after(dt_from_ms(entry.record.cursor_ms))
         {
             Some(at) if at.timestamp_millis() < self.leader_since_ms => {
                 self.timer.remove(&name);
@@ -332,8 +348,14 @@ impl Duties {
                 continue;
             };
             let fire = core.plan_fire(&entry, at_ms, Trigger::Schedule, None);
-            if fire.executors.is_empty() && self.in_grace() {
-                // Executors are probably still finding this new leader: hold the fire.
+            // Executors are probably still finding this new leader, or the job asked to
+            // wait for a matching one (`target.wait`): hold the fire.
+            let waiting = entry
+                .spec
+                .target
+                .wait
+                .is_some_and(|w| now_ms < at_ms + w.as_millis() as i64);
+            if fire.executors.is_empty() && (self.in_grace() || waiting) {
                 self.timer
                     .set(name, now_ms + HOLD_RETRY.as_millis() as i64, at_ms);
                 continue;
@@ -399,6 +421,85 @@ impl Duties {
         }
     }
 
+    /// Starts the children whose parent's run ended as they asked. Returns whether
+    /// anything was proposed.
+    async fn start_dependencies(&mut self, pending: Vec<ipb::DependencyRecord>) -> bool {
+        let core = self.core.clone();
+        let mut fires = Vec::new();
+        for d in pending {
+            let Some(entry) = core.view.job(&d.child) else {
+                continue;
+            };
+            let mut fire = core.plan_fire(&entry, d.scheduled_at_ms, Trigger::Dependency, None);
+            if fire.executors.is_empty() && self.in_grace() {
+                continue;
+            }
+            fire.parent_execution = d.parent_execution;
+            fire.job_version = 0;
+            fire.start_at_ms = core.clock.now().timestamp_millis();
+            fires.push(fire);
+        }
+        if fires.is_empty() {
+            return false;
+        }
+        if let Err(e) = core.fire(fires, Vec::new()).await {
+            warn!(error = %e, "dependency starts not committed");
+        }
+        true
+    }
+
+    /// Starts the next instant of each backfill that has room (fewer than `parallel`
+    /// runs active) and whose rate allows it. Returns whether anything was proposed
+    /// and when to look again.
+    async fn advance_backfills(
+        &mut self,
+        backfills: Vec<ipb::BackfillRecord>,
+    ) -> (bool, Option<i64>) {
+        let core = self.core.clone();
+        let now_ms = core.clock.now().timestamp_millis();
+        let active = core.view.active();
+        let mut fires = Vec::new();
+        let mut wake: Option<i64> = None;
+        for b in &backfills {
+            let running = active.iter().filter(|a| a.backfill == b.id).count() as u32;
+            if running >= b.parallel {
+                continue;
+            }
+            let period = Duration::from_secs_f64(1.0 / b.rate.max(0.001));
+            if let Some(last) = self.backfill_starts.get(&b.id)
+                && last.elapsed() < period
+            {
+                let left = (period - last.elapsed()).as_millis() as i64;
+                wake = Some(wake.map_or(now_ms + left, |w| w.min(now_ms + left)));
+                continue;
+            }
+            let Some(entry) = core.view.job(&b.job) else {
+                continue;
+            };
+            let Some(at) = entry.spec.schedule.next_after(dt_from_ms(b.cursor_ms)) else {
+                continue;
+            };
+            let mut fire = core.plan_fire(&entry, at.timestamp_millis(), Trigger::Backfill, None);
+            if fire.executors.is_empty() && self.in_grace() {
+                continue;
+            }
+            fire.backfill = b.id;
+            fire.job_version = 0;
+            fire.start_at_ms = now_ms;
+            self.backfill_starts.insert(b.id, Instant::now());
+            fires.push(fire);
+        }
+        let live: std::collections::BTreeSet<u64> = backfills.iter().map(|b| b.id).collect();
+        self.backfill_starts.retain(|id, _| live.contains(id));
+        if fires.is_empty() {
+            return (false, wake);
+        }
+        if let Err(e) = core.fire(fires, Vec::new()).await {
+            warn!(error = %e, "backfill starts not committed");
+        }
+        (true, wake)
+    }
+
     /// Starts the queued start of each job whose running execution ended.
     async fn start_queued(&mut self, entries: Vec<Arc<JobEntry>>) {
         let core = self.core.clone();
@@ -432,7 +533,7 @@ fn plan_misfire(entry: &JobEntry, leader_since_ms: i64, now_ms: i64) -> MisfireP
     let mut instants: Vec<i64> = Vec::new();
     let mut after: DateTime<Utc> = dt_from_ms(entry.record.cursor_ms);
     while instants.len() < MAX_MISSED_SCAN {
-        match spec.schedule.next_after(after) {
+        match spec.next_fire_after(after) {
             Some(at) if at.timestamp_millis() < leader_since_ms => {
                 instants.push(at.timestamp_millis());
                 after = at;

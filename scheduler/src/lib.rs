@@ -28,6 +28,7 @@ pub mod http;
 pub mod leader;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod raft;
 pub mod state;
 pub mod storage;
@@ -191,6 +192,7 @@ pub async fn start_with_clock(
         inbox,
         node_token.clone(),
     )?;
+    let metrics = Arc::new(metrics::Metrics::new());
     let core = Arc::new(Core {
         executors: ExecutorRegistry::new(config.node_id),
         config: config.clone(),
@@ -201,7 +203,8 @@ pub async fn start_with_clock(
         book,
         clock,
         leader_since: std::sync::Mutex::new(None),
-        metrics: metrics::Metrics::new(),
+        notifier: notify::Notifier::start(metrics.clone(), node_token.clone()),
+        metrics,
         forwarder: grpc::Forwarder::default(),
         live: live::LiveOutputs::default(),
     });

@@ -8,6 +8,7 @@ pub struct Metrics {
     registry: Registry,
     fires: IntCounterVec,
     finished: IntCounterVec,
+    webhooks: IntCounterVec,
     pub jobs: IntGauge,
     pub executors: IntGauge,
     pub active_executions: IntGauge,
@@ -48,12 +49,21 @@ impl Metrics {
             &["status"],
         )
         .expect("invariant: metric definitions are valid");
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "kairos_webhooks_total",
+                "Webhook notifications by result: delivered, failed (after retries), dropped (queue full)",
+            ),
+            &["result"],
+        )
+        .expect("invariant: metric definitions are valid");
         let gauge = |name: &str, help: &str| {
             IntGauge::new(name, help).expect("invariant: metric definitions are valid")
         };
         let m = Metrics {
             fires,
             finished,
+            webhooks,
             jobs: gauge("kairos_jobs", "Jobs stored"),
             executors: gauge(
                 "kairos_executors_connected",
@@ -66,7 +76,7 @@ impl Metrics {
             is_leader: gauge("kairos_raft_is_leader", "1 when this node is the leader"),
             registry,
         };
-        for c in [&m.fires, &m.finished] {
+        for c in [&m.fires, &m.finished, &m.webhooks] {
             m.registry
                 .register(Box::new(c.clone()))
                 .expect("invariant: metric names are unique");
@@ -89,6 +99,10 @@ impl Metrics {
 
     pub fn fired(&self, status: &str) {
         self.fires.with_label_values(&[status]).inc();
+    }
+
+    pub fn webhook(&self, result: &str) {
+        self.webhooks.with_label_values(&[result]).inc();
     }
 
     pub fn finished(&self, status: &str) {

@@ -346,6 +346,15 @@ pub fn executions_table(executions: &[pb::Execution], now: DateTime<Utc>) -> Str
     table.render()
 }
 
+/// What the process reported after its lease had expired, said as such.
+fn late_status(status: &str) -> String {
+    if status.is_empty() {
+        String::new()
+    } else {
+        format!("{status} (reported after the lease expired)")
+    }
+}
+
 /// `exec get` (and `job run --wait`): the fields, then the output.
 pub fn execution_detail(e: &pb::Execution, now: DateTime<Utc>) -> String {
     let mut fields = Fields::new();
@@ -353,8 +362,13 @@ pub fn execution_detail(e: &pb::Execution, now: DateTime<Utc>) -> String {
         .add("ID", e.id.as_str())
         .add("Job", e.job.as_str())
         .add("Status", output::or_none(&e.status))
+        .add_nonempty("Late status", late_status(&e.late_status))
         .add("Trigger", output::or_none(&e.trigger))
         .add("Attempt", e.attempt.to_string())
+        .add_nonempty("Previous attempt", e.previous_attempt.as_str())
+        .add_nonempty("Group", e.group.as_str())
+        .add_nonempty("Parent execution", e.parent_execution.as_str())
+        .add_nonempty("Backfill", e.backfill.as_str())
         .add("Scheduled", output::utc(e.scheduled_at.as_ref()))
         .add("Executor", output::or_none(&e.executor));
     if let Some(code) = e.exit_code {
@@ -461,6 +475,41 @@ mod tests {
         assert!(text.contains("Exit code:  3"), "{text}");
         assert!(text.contains("Duration:   1m30s"), "{text}");
         assert!(text.ends_with("\nOutput:\nline one\nline two\n"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn detail_shows_where_an_execution_came_from() -> anyhow::Result<()> {
+        let mut e = execution(
+            "lost",
+            Some("2026-11-29T01:30:00Z"),
+            Some("2026-11-29T01:31:00Z"),
+        )?;
+        e.late_status = "succeeded".into();
+        e.previous_attempt = "41".into();
+        e.group = "40".into();
+        e.parent_execution = "39".into();
+        e.backfill = "bf-3".into();
+        let text = execution_detail(&e, Utc::now());
+        for line in [
+            "Late status:       succeeded (reported after the lease expired)",
+            "Previous attempt:  41",
+            "Group:             40",
+            "Parent execution:  39",
+            "Backfill:          bf-3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let plain = execution_detail(&execution("succeeded", None, None)?, Utc::now());
+        for label in [
+            "Late status:",
+            "Previous attempt:",
+            "Group:",
+            "Parent execution:",
+            "Backfill:",
+        ] {
+            assert!(!plain.contains(label), "{label} shown unset:\n{plain}");
+        }
         Ok(())
     }
 

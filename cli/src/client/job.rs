@@ -7,31 +7,43 @@
 //!   before the failure and which were not tried, so a partial apply is never a
 //!   surprise. The file is read and checked completely before the first call, and
 //!   two jobs with the same name in one file are refused.
-//! - `list` follows `next_page_token` to the end and prints one merged
-//!   `ListJobsResponse` (empty token) in JSON/YAML mode.
+//! - `diff -f FILE` shows what `apply` would change; see [`super::job_diff`].
+//! - `list [--filter SELECTOR]` follows `next_page_token` to the end and prints one
+//!   merged `ListJobsResponse` (empty token) in JSON/YAML mode; the server applies
+//!   the metadata selector.
+//! - `delete NAME [--cascade]` prints `job/NAME deleted` for every job the server
+//!   deleted (with `--cascade`, the dependents too), the named one first.
 //! - `run --wait` polls the execution (see [`super::exec::wait`]) and exits non-zero
 //!   unless it, or one of its retries, succeeded.
 //! - `preview` shows each instant in UTC and in the job's zone.
+//! - `backfill NAME --from T --to T` checks that the range is not empty, then asks
+//!   the server to run (or, with `--dry-run`, list) the instants in (from, to];
+//!   table mode prints the count and the first [`BACKFILL_LISTED`] instants in UTC.
 //!
 //! Not here: validation of job fields; the server owns it and its
-//! `InvalidArgument` messages are passed on untouched.
+//! `InvalidArgument` messages are passed on untouched (`diff`, which must not
+//! write, runs the same checks locally through `kairos_common::job::normalize`).
 
 use std::collections::BTreeMap;
 
 use anyhow::bail;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kairos_proto::v1 as pb;
 
-use super::{Client, exec, job_file, unary};
+use super::{Client, exec, job_diff, job_file, unary};
 use crate::args::JobCommand;
 use crate::output::{self, Fields, OutputFormat, Table};
 
 /// Jobs asked for per `ListJobs` page.
 const LIST_PAGE_SIZE: u32 = 500;
 
+/// Instants `job backfill` lists in table mode; the rest are counted.
+const BACKFILL_LISTED: usize = 50;
+
 pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Apply { file } => apply(client, &file).await,
+        JobCommand::Diff { file } => job_diff::run(client, &file).await,
         JobCommand::Get { name } => {
             let job = client
                 .jobs()
@@ -40,18 +52,47 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
                 .into_inner();
             output::emit(client.output(), &job, |job| job_detail(job, Utc::now()))
         }
-        JobCommand::List => {
-            let list = list_all(client).await?;
+        JobCommand::List { filter } => {
+            let list = list_all(client, filter.unwrap_or_default()).await?;
             output::emit(client.output(), &list, |list| jobs_table(&list.jobs))
         }
-        JobCommand::Delete { name } => {
+        JobCommand::Delete { name, cascade } => {
             let response = client
                 .jobs()
-                .delete_job(unary(pb::DeleteJobRequest { name: name.clone() }))
-                .await?
+                .delete_job(unary(pb::DeleteJobRequest {
+                    name: name.clone(),
+                    cascade,
+                }))
+                .await
+                .map_err(|status| {
+                    let refused = status.code() == tonic::Code::FailedPrecondition && !cascade;
+                    let err = anyhow::Error::new(status);
+                    if refused {
+                        // The usual reason: the job has dependents.
+                        err.context(format!(
+                            "job/{name} not deleted (--cascade deletes its dependents too)"
+                        ))
+                    } else {
+                        err
+                    }
+                })?
                 .into_inner();
-            output::emit(client.output(), &response, |_| {
-                format!("job/{name} deleted\n")
+            output::emit(client.output(), &response, |response| {
+                deleted_text(&name, response)
+            })
+        }
+        JobCommand::Backfill {
+            name,
+            from,
+            to,
+            dry_run,
+            parallel,
+            rate,
+        } => {
+            let request = backfill_request(name, from, to, dry_run, parallel, rate)?;
+            let response = client.jobs().backfill(unary(request)).await?.into_inner();
+            output::emit(client.output(), &response, |response| {
+                backfill_text(response, dry_run)
             })
         }
         JobCommand::Run {
@@ -148,22 +189,7 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
 async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
     let (source, text) = job_file::read(file).await?;
     let docs = job_file::parse(&source, &text)?;
-    if docs.is_empty() {
-        bail!("{source}: no jobs found");
-    }
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for doc in &docs {
-        if doc.job.name.is_empty() {
-            bail!("{source}: {}: the job has no name", doc.origin);
-        }
-        if let Some(first) = seen.insert(&doc.job.name, &doc.origin) {
-            bail!(
-                "{source}: job {} appears twice ({first} and {})",
-                doc.job.name,
-                doc.origin
-            );
-        }
-    }
+    check_documents(&source, &docs)?;
 
     let table = client.output() == OutputFormat::Table;
     let mut jobs = client.jobs();
@@ -212,6 +238,28 @@ async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file-level rules of `apply` and `diff`: at least one job, every job named,
+/// no name twice.
+pub(super) fn check_documents(source: &str, docs: &[job_file::JobDoc]) -> anyhow::Result<()> {
+    if docs.is_empty() {
+        bail!("{source}: no jobs found");
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for doc in docs {
+        if doc.job.name.is_empty() {
+            bail!("{source}: {}: the job has no name", doc.origin);
+        }
+        if let Some(first) = seen.insert(&doc.job.name, &doc.origin) {
+            bail!(
+                "{source}: job {} appears twice ({first} and {})",
+                doc.job.name,
+                doc.origin
+            );
+        }
+    }
+    Ok(())
+}
+
 fn print_responses(format: OutputFormat, responses: &[pb::PutJobResponse]) -> anyhow::Result<()> {
     output::emit(format, &responses, |_| String::new())
 }
@@ -237,8 +285,9 @@ async fn single_job(file: &str) -> anyhow::Result<pb::Job> {
     }
 }
 
-/// Every job, following pages to the end, as one response.
-async fn list_all(client: &Client) -> anyhow::Result<pb::ListJobsResponse> {
+/// Every job (whose metadata matches `filter`, when not empty), following pages to
+/// the end, as one response.
+async fn list_all(client: &Client, filter: String) -> anyhow::Result<pb::ListJobsResponse> {
     let mut jobs = client.jobs();
     let mut all = pb::ListJobsResponse::default();
     let mut token = String::new();
@@ -247,6 +296,7 @@ async fn list_all(client: &Client) -> anyhow::Result<pb::ListJobsResponse> {
             .list_jobs(unary(pb::ListJobsRequest {
                 page_size: LIST_PAGE_SIZE,
                 page_token: token.clone(),
+                filter: filter.clone(),
             }))
             .await?
             .into_inner();
@@ -259,6 +309,82 @@ async fn list_all(client: &Client) -> anyhow::Result<pb::ListJobsResponse> {
         }
         token = page.next_page_token;
     }
+}
+
+/// `job delete` in table mode: one line per deleted job, the named one first.
+fn deleted_text(name: &str, response: &pb::DeleteJobResponse) -> String {
+    if response.deleted.is_empty() {
+        // A scheduler that does not list what it deleted deleted the one job.
+        return format!("job/{name} deleted\n");
+    }
+    response
+        .deleted
+        .iter()
+        .map(|job| format!("job/{job} deleted\n"))
+        .collect()
+}
+
+/// The `Backfill` request for `job backfill`, after the checks the flags cannot make
+/// alone.
+fn backfill_request(
+    name: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    dry_run: bool,
+    parallel: Option<u32>,
+    rate: Option<f64>,
+) -> anyhow::Result<pb::BackfillRequest> {
+    if to <= from {
+        bail!(
+            "--to ({}) must be after --from ({}): a backfill runs the instants after --from, up to and including --to",
+            output::format_utc(to),
+            output::format_utc(from)
+        );
+    }
+    if parallel == Some(0) {
+        bail!("--parallel must be at least 1");
+    }
+    if let Some(rate) = rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a number above 0, not {rate}");
+    }
+    Ok(pb::BackfillRequest {
+        name,
+        from: Some(output::timestamp(from)),
+        to: Some(output::timestamp(to)),
+        dry_run,
+        // 0 asks for the server's defaults (one at a time, one start per second).
+        parallel: parallel.unwrap_or(0),
+        rate: rate.unwrap_or(0.0),
+    })
+}
+
+/// `job backfill` in table mode: the count, then the instants (at most
+/// [`BACKFILL_LISTED`] of them).
+fn backfill_text(response: &pb::BackfillResponse, dry_run: bool) -> String {
+    let count = response.instants.len();
+    let instants = if count == 1 { "instant" } else { "instants" };
+    let mut text = if dry_run {
+        format!("would run {count} {instants}")
+    } else {
+        format!(
+            "backfill {} started: {count} {instants}",
+            output::or_none(&response.id)
+        )
+    };
+    if count == 0 {
+        text.push('\n');
+        return text;
+    }
+    text.push_str(":\n");
+    for instant in response.instants.iter().take(BACKFILL_LISTED) {
+        text.push_str(&format!("  {}\n", output::utc(Some(instant))));
+    }
+    if count > BACKFILL_LISTED {
+        text.push_str(&format!("  … and {} more\n", count - BACKFILL_LISTED));
+    }
+    text
 }
 
 /// `job list` as a table.
@@ -292,7 +418,14 @@ pub fn job_detail(job: &pb::Job, now: chrono::DateTime<Utc>) -> String {
         .add("Name", job.name.as_str())
         .add_nonempty("Description", job.description.as_str())
         .add("Schedule", output::or_none(&job.schedule))
-        .add("Timezone", zone(&job.timezone))
+        .add("Timezone", zone(&job.timezone));
+    if job.starts_at.is_some() {
+        fields.add("Starts", output::utc(job.starts_at.as_ref()));
+    }
+    if job.expires_at.is_some() {
+        fields.add("Expires", output::utc(job.expires_at.as_ref()));
+    }
+    fields
         .add("Action", action(job))
         .add("Target", target(job.target.as_ref()));
     fields
@@ -307,6 +440,12 @@ pub fn job_detail(job: &pb::Job, now: chrono::DateTime<Utc>) -> String {
             job.parent_on.as_str()
         };
         fields.add("Parent", format!("{} (on {on})", job.parent));
+    }
+    if job.ephemeral {
+        fields.add("Ephemeral", "yes (deleted after its first success)");
+    }
+    if !job.notify.is_empty() {
+        fields.add("Webhooks", job.notify.len().to_string());
     }
     if !job.metadata.is_empty() {
         fields.add("Metadata", output::pairs(&job.metadata));
@@ -350,6 +489,15 @@ pub fn job_detail(job: &pb::Job, now: chrono::DateTime<Utc>) -> String {
         fields
             .add("Last outcome", last)
             .add("Running", status.running.to_string());
+        if status.queued_at.is_some() {
+            fields.add("Queued at", output::utc(status.queued_at.as_ref()));
+        }
+        if status.pending_retries > 0 {
+            fields.add("Pending retries", status.pending_retries.to_string());
+        }
+        if status.backfills > 0 {
+            fields.add("Backfills", format!("{} running", status.backfills));
+        }
         if !status.outcome_counts.is_empty() {
             let mut counts: Vec<(&String, &u64)> = status.outcome_counts.iter().collect();
             counts.sort();
@@ -513,6 +661,200 @@ mod tests {
             "UTC                    Europe/Berlin\n\
              2026-03-29T01:00:00Z   2026-03-29T03:00:00+02:00 CEST\n"
         );
+        Ok(())
+    }
+
+    fn at(s: &str) -> anyhow::Result<DateTime<Utc>> {
+        Ok(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc))
+    }
+
+    #[test]
+    fn a_backfill_range_must_not_be_empty() -> anyhow::Result<()> {
+        let from = at("2026-03-08T00:00:00Z")?;
+        for to in [at("2026-03-01T00:00:00Z")?, from] {
+            let err = backfill_request("nightly".into(), from, to, false, None, None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with(&format!(
+                    "--to ({}) must be after --from (2026-03-08T00:00:00Z)",
+                    output::format_utc(to)
+                )),
+                "{err}"
+            );
+        }
+        let request = backfill_request(
+            "nightly".into(),
+            from,
+            at("2026-03-09T00:00:00Z")?,
+            true,
+            Some(3),
+            Some(2.5),
+        )?;
+        assert_eq!(request.from, Some(ts("2026-03-08T00:00:00Z")?));
+        assert_eq!(request.to, Some(ts("2026-03-09T00:00:00Z")?));
+        assert!(request.dry_run);
+        assert_eq!((request.parallel, request.rate), (3, 2.5));
+        let defaults = backfill_request(
+            "nightly".into(),
+            from,
+            at("2026-03-09T00:00:00Z")?,
+            false,
+            None,
+            None,
+        )?;
+        assert_eq!(
+            (defaults.parallel, defaults.rate),
+            (0, 0.0),
+            "the server's defaults"
+        );
+        assert!(
+            backfill_request(
+                "n".into(),
+                from,
+                at("2026-03-09T00:00:00Z")?,
+                false,
+                Some(0),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            backfill_request(
+                "n".into(),
+                from,
+                at("2026-03-09T00:00:00Z")?,
+                false,
+                None,
+                Some(f64::NAN)
+            )
+            .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn backfill_lists_the_instants() -> anyhow::Result<()> {
+        let response = pb::BackfillResponse {
+            instants: vec![
+                ts("2026-03-01T02:30:00Z")?,
+                ts("2026-03-02T02:30:00Z")?,
+                ts("2026-03-03T02:30:00Z")?,
+            ],
+            id: String::new(),
+        };
+        assert_eq!(
+            backfill_text(&response, true),
+            "would run 3 instants:\n  2026-03-01T02:30:00Z\n  2026-03-02T02:30:00Z\n  2026-03-03T02:30:00Z\n"
+        );
+        let started = pb::BackfillResponse {
+            instants: vec![ts("2026-03-01T02:30:00Z")?],
+            id: "bf-17".into(),
+        };
+        assert_eq!(
+            backfill_text(&started, false),
+            "backfill bf-17 started: 1 instant:\n  2026-03-01T02:30:00Z\n"
+        );
+        let empty = pb::BackfillResponse::default();
+        assert_eq!(backfill_text(&empty, true), "would run 0 instants\n");
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_backfill_list_is_cut() -> anyhow::Result<()> {
+        let start = at("2026-01-01T00:00:00Z")?;
+        let response = pb::BackfillResponse {
+            instants: (0..120)
+                .map(|h| output::timestamp(start + chrono::Duration::hours(h)))
+                .collect(),
+            id: "bf-2".into(),
+        };
+        let text = backfill_text(&response, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + BACKFILL_LISTED + 1, "{text}");
+        assert_eq!(lines[0], "backfill bf-2 started: 120 instants:");
+        assert_eq!(lines[1], "  2026-01-01T00:00:00Z");
+        assert_eq!(lines[BACKFILL_LISTED], "  2026-01-03T01:00:00Z");
+        assert_eq!(lines[BACKFILL_LISTED + 1], "  … and 70 more");
+        Ok(())
+    }
+
+    #[test]
+    fn delete_names_every_job_it_deleted() {
+        let response = pb::DeleteJobResponse {
+            deleted: vec!["extract".into(), "transform".into(), "load".into()],
+        };
+        assert_eq!(
+            deleted_text("extract", &response),
+            "job/extract deleted\njob/transform deleted\njob/load deleted\n"
+        );
+        assert_eq!(
+            deleted_text("extract", &pb::DeleteJobResponse::default()),
+            "job/extract deleted\n"
+        );
+    }
+
+    #[test]
+    fn job_detail_shows_lifetime_webhooks_and_pending_work() -> anyhow::Result<()> {
+        let job = pb::Job {
+            name: "load".into(),
+            schedule: "@hourly".into(),
+            parent: "transform".into(),
+            parent_on: "always".into(),
+            starts_at: Some(ts("2026-04-01T00:00:00Z")?),
+            expires_at: Some(ts("2026-05-01T00:00:00Z")?),
+            ephemeral: true,
+            notify: vec![
+                pb::Notify {
+                    url: "https://a.example".into(),
+                    ..Default::default()
+                },
+                pb::Notify {
+                    url: "https://b.example".into(),
+                    ..Default::default()
+                },
+            ],
+            status: Some(pb::JobStatus {
+                queued_at: Some(ts("2026-04-02T10:00:00Z")?),
+                pending_retries: 2,
+                backfills: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = job_detail(&job, Utc::now());
+        for line in [
+            "Starts:           2026-04-01T00:00:00Z",
+            "Expires:          2026-05-01T00:00:00Z",
+            "Parent:           transform (on always)",
+            "Ephemeral:        yes (deleted after its first success)",
+            "Webhooks:         2",
+            "Queued at:        2026-04-02T10:00:00Z",
+            "Pending retries:  2",
+            "Backfills:        1 running",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let plain = job_detail(
+            &pb::Job {
+                name: "a".into(),
+                status: Some(pb::JobStatus::default()),
+                ..Default::default()
+            },
+            Utc::now(),
+        );
+        for label in [
+            "Starts:",
+            "Expires:",
+            "Ephemeral:",
+            "Webhooks:",
+            "Queued at:",
+            "Pending retries:",
+            "Backfills:",
+        ] {
+            assert!(!plain.contains(label), "{label} shown unset:\n{plain}");
+        }
         Ok(())
     }
 

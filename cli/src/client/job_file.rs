@@ -144,11 +144,17 @@ fn to_job(value: Value) -> anyhow::Result<pb::Job> {
         bail!("a job must be a mapping of fields, found {}", kind(&value));
     }
     let mut job: pb::Job = serde_json::from_value(value)?;
+    strip_output_only(&mut job);
+    Ok(job)
+}
+
+/// Clears the fields the server fills in (`version`, `createdAt`, `updatedAt`,
+/// `status`), leaving what a user writes.
+pub fn strip_output_only(job: &mut pb::Job) {
     job.version = 0;
     job.created_at = None;
     job.updated_at = None;
     job.status = None;
-    Ok(job)
 }
 
 fn kind(value: &Value) -> &'static str {

@@ -5,7 +5,9 @@
 //! serve reads and forward writes to the leader; when one cannot, its `Unavailable`
 //! answer names the leader and the error line passes that on.
 //!
-//! - [`job`]: `kairos job ...` (apply, get, list, delete, run, pause, resume, preview)
+//! - [`job`]: `kairos job ...` (apply, get, list, delete, run, pause, resume, preview,
+//!   backfill)
+//! - [`job_diff`]: `kairos job diff`, what `apply` would change
 //! - [`exec`]: `kairos exec ...` (list, get, logs, cancel) and waiting for a run
 //! - [`cluster`]: `kairos cluster ...` and `kairos executors`
 //! - [`job_file`]: reading job documents (YAML or JSON, one or many)
@@ -22,6 +24,7 @@
 pub mod cluster;
 pub mod exec;
 pub mod job;
+pub mod job_diff;
 pub mod job_file;
 
 use std::net::Ipv6Addr;

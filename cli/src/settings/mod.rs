@@ -3,8 +3,8 @@
 //! Precedence, for every role flag: command line, then `KAIROS_<FLAG>`, then the
 //! `--config` file, then the built-in default. clap resolves the first two (a flag declared with `env`), and
 //! this module applies the last two. A list-valued flag (`--tag`, `--peers`,
-//! `--schedulers`) is taken whole from the first source that has it: a `--tag` on the
-//! command line replaces the file's tags rather than adding to them.
+//! `--schedulers`, `--notify`) is taken whole from the first source that has it: a
+//! `--tag` on the command line replaces the file's tags rather than adding to them.
 //!
 //! The whole config file is checked even where a flag overrides an entry, so a bad
 //! file fails on the first start rather than on the first start without that flag.
@@ -14,13 +14,13 @@
 //! Cross-field rules enforced here, before anything starts: a scheduler needs
 //! `--node-id` and `--data-dir`; `--peers`, when given, lists this node among the
 //! voters, with distinct ids; election ticks exceed heartbeat ticks; tags and peers
-//! are not given twice; an executor needs `--schedulers` and `--id`; capacity is at
-//! least 1. Everything else (ports in use, an unreadable data dir) is the
-//! libraries' to report when they start.
+//! are not given twice, nor are `--notify` URLs; an executor needs `--schedulers`
+//! and `--id`; capacity is at least 1. Everything else (ports in use, an unreadable
+//! data dir) is the libraries' to report when they start.
 
 pub mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
@@ -99,6 +99,7 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
         executor.kill_grace = grace;
     }
     check_capacity(executor.capacity)?;
+    history_and_webhooks(&mut scheduler, args.max_executions, &args.notify, &file)?;
 
     Ok(DevSettings {
         scheduler,
@@ -177,6 +178,7 @@ pub fn scheduler(
         }
         config.snapshot_interval = n;
     }
+    history_and_webhooks(&mut config, args.max_executions, &args.notify, &file)?;
     if config.join && config.peers.len() > 1 {
         bail!(
             "--join and --peers exclude each other: a joining node gets its membership from the group"
@@ -233,6 +235,31 @@ pub fn executor(
         config,
         log_format: resolve_log_format(log_format, &file)?,
     })
+}
+
+/// `--max-executions` and `--notify`, which `kairos dev` and `kairos scheduler`
+/// share.
+fn history_and_webhooks(
+    config: &mut kairos_scheduler::Config,
+    max_executions: Option<u64>,
+    notify: &[String],
+    file: &Layer,
+) -> anyhow::Result<()> {
+    if let Some(n) = pick(
+        max_executions,
+        file.value("max-executions", values::number)?,
+    ) {
+        config.max_executions = n;
+    }
+    let urls = pick_list(notify.to_vec(), file.list("notify", values::webhook_url)?);
+    let mut seen = BTreeSet::new();
+    for url in &urls {
+        if !seen.insert(url.as_str()) {
+            bail!("--notify lists {url} twice");
+        }
+    }
+    config.notify = urls;
+    Ok(())
 }
 
 /// The config file of one role, or nothing when `--config` was not given.
@@ -562,6 +589,123 @@ log-format = "json"
     }
 
     #[test]
+    fn history_cap_and_webhooks_come_from_flag_file_or_default() -> anyhow::Result<()> {
+        let defaults =
+            scheduler_from(&["kairos", "scheduler", "--node-id", "1", "--data-dir", "d"])?;
+        assert_eq!(defaults.config.max_executions, 1_000_000);
+        assert!(defaults.config.notify.is_empty());
+
+        let file = config_file(
+            "node-id = 1\ndata-dir = \"d\"\nmax-executions = 5000\nnotify = [\"https://a.example/hook\", \"http://b.example:8080/x\"]\n",
+        )?;
+        let path = file.path().to_string_lossy().to_string();
+        let from_file = scheduler_from(&["kairos", "scheduler", "--config", &path])?;
+        assert_eq!(from_file.config.max_executions, 5000);
+        assert_eq!(
+            from_file.config.notify,
+            ["https://a.example/hook", "http://b.example:8080/x"]
+        );
+
+        let flagged = scheduler_from(&[
+            "kairos",
+            "scheduler",
+            "--config",
+            &path,
+            "--max-executions",
+            "0",
+            "--notify",
+            "https://c.example/1,https://c.example/2",
+            "--notify",
+            "https://c.example/3",
+        ])?;
+        assert_eq!(
+            flagged.config.max_executions, 0,
+            "flag beats file; 0 = no cap"
+        );
+        assert_eq!(
+            flagged.config.notify,
+            [
+                "https://c.example/1",
+                "https://c.example/2",
+                "https://c.example/3"
+            ],
+            "the flag's list replaces the file's"
+        );
+
+        let dev = dev_from(&[
+            "kairos",
+            "dev",
+            "--max-executions",
+            "20",
+            "--notify",
+            "http://127.0.0.1:9000/hook",
+        ])?;
+        assert_eq!(dev.scheduler.max_executions, 20);
+        assert_eq!(dev.scheduler.notify, ["http://127.0.0.1:9000/hook"]);
+        assert_eq!(
+            dev_from(&["kairos", "dev"])?.scheduler.max_executions,
+            1_000_000
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_webhooks_and_history_caps_are_refused_naming_the_flag() -> anyhow::Result<()> {
+        let err = |argv: &[&str], dev: bool| {
+            let result = if dev {
+                dev_from(argv).map(|_| ())
+            } else {
+                scheduler_from(argv).map(|_| ())
+            };
+            result.err().map(|e| format!("{e:#}")).unwrap_or_default()
+        };
+        let base = ["kairos", "scheduler", "--node-id", "1", "--data-dir", "d"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            base.iter().chain(extra).copied().collect()
+        };
+        let message = err(&with(&["--notify", "ftp://a.example/x"]), false);
+        assert!(
+            message.contains("--notify <URL>") && message.contains("not http or https"),
+            "{message}"
+        );
+        let message = err(&["kairos", "dev", "--notify", "hooks.example.com"], true);
+        assert!(message.contains("--notify <URL>"), "{message}");
+        let message = err(&with(&["--max-executions", "lots"]), false);
+        assert!(message.contains("--max-executions <N>"), "{message}");
+        let message = err(
+            &with(&["--notify", "https://a.example/x,https://a.example/x"]),
+            false,
+        );
+        assert!(
+            message.contains("--notify lists https://a.example/x twice"),
+            "{message}"
+        );
+
+        let file = config_file("notify = [\"https://ok.example\", \"mailto:ops@example.com\"]\n")?;
+        let path = file.path().to_string_lossy().to_string();
+        let message = err(
+            &[
+                "kairos",
+                "scheduler",
+                "--node-id",
+                "1",
+                "--data-dir",
+                "d",
+                "--config",
+                &path,
+            ],
+            false,
+        );
+        assert!(
+            message.contains("`notify`"),
+            "the file's key is named: {message}"
+        );
+        let message = err(&["kairos", "dev", "--config", &path], true);
+        assert!(message.contains("`notify`"), "{message}");
+        Ok(())
+    }
+
+    #[test]
     fn config_keys_are_the_flags() {
         let keys = config_keys::<SchedulerArgs>();
         for key in [
@@ -571,6 +715,8 @@ log-format = "json"
             "http-addr",
             "peers",
             "addr-file",
+            "max-executions",
+            "notify",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
         }
@@ -585,7 +731,7 @@ log-format = "json"
     #[test]
     fn environment_sits_between_flags_and_the_file() -> anyhow::Result<()> {
         let file = config_file(
-            "node-id = 2\ndata-dir = \"/from/file\"\ngrpc-addr = \"127.0.0.1:9100\"\nhttp-addr = \"127.0.0.1:9200\"\n",
+            "node-id = 2\ndata-dir = \"/from/file\"\ngrpc-addr = \"127.0.0.1:9100\"\nhttp-addr = \"127.0.0.1:9200\"\nmax-executions = 10\nnotify = \"https://file.example/hook\"\n",
         )?;
         let output = std::process::Command::new(std::env::current_exe()?)
             .args([
@@ -600,6 +746,11 @@ log-format = "json"
             .env("KAIROS_GRPC_ADDR", "127.0.0.1:9101")
             .env("KAIROS_HTTP_ADDR", "127.0.0.1:9201")
             .env("KAIROS_PEERS", "5=10.0.0.5:7070,6=10.0.0.6:7070")
+            .env("KAIROS_MAX_EXECUTIONS", "30")
+            .env(
+                "KAIROS_NOTIFY",
+                "https://env.example/a,https://env.example/b",
+            )
             .env_remove("KAIROS_DATA_DIR")
             .output()?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -642,6 +793,24 @@ log-format = "json"
             "flag beats environment"
         );
         assert_eq!(config.peers.keys().copied().collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(config.max_executions, 30, "environment beats file");
+        assert_eq!(
+            config.notify,
+            ["https://env.example/a", "https://env.example/b"],
+            "environment beats file"
+        );
+        let flagged = scheduler_from(&[
+            "kairos",
+            "scheduler",
+            "--config",
+            &path,
+            "--max-executions",
+            "40",
+            "--notify",
+            "https://flag.example/hook",
+        ])?;
+        assert_eq!(flagged.config.max_executions, 40, "flag beats environment");
+        assert_eq!(flagged.config.notify, ["https://flag.example/hook"]);
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
+use tonic::codegen::http::Uri;
 
 use crate::args::LogFormat;
 
@@ -97,7 +98,7 @@ pub fn name(s: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// A non-negative integer.
+/// `true`/`false` (also `yes`/`no`, `1`/`0`).
 pub fn boolean(s: &str) -> Result<bool, String> {
     match s.trim() {
         "true" | "yes" | "1" => Ok(true),
@@ -106,10 +107,45 @@ pub fn boolean(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A non-negative integer.
 pub fn number<T: FromStr>(s: &str) -> Result<T, String> {
     s.trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a non-negative integer in range"))
+}
+
+/// A webhook: an absolute `http://` or `https://` URL with a host, taken as written
+/// (trimmed).
+pub fn webhook_url(s: &str) -> Result<String, String> {
+    let text = s.trim();
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(format!(
+                "{text:?}: the scheme {other:?} is not http or https"
+            ));
+        }
+        None => return Err(format!("{text:?} is not an absolute http(s) URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok(text.to_string())
+}
+
+/// A rate per second: a finite number above 0 (`0.5` is one every two seconds).
+pub fn rate(s: &str) -> Result<f64, String> {
+    let text = s.trim();
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!("{text:?}: the rate must be above 0"));
+    }
+    Ok(rate)
 }
 
 /// `text` or `json`.
@@ -147,6 +183,33 @@ mod tests {
         assert!(peer("x=a:1").is_err());
         assert!(peer("1=").is_err());
         assert!(peer("a:1").is_err());
+    }
+
+    #[test]
+    fn webhook_urls() {
+        assert_eq!(
+            webhook_url(" https://hooks.example.com/kairos?x=1 "),
+            Ok("https://hooks.example.com/kairos?x=1".to_string())
+        );
+        assert!(webhook_url("http://10.0.0.1:8080/hook").is_ok());
+        for bad in [
+            "",
+            "hooks.example.com/kairos",
+            "ftp://hooks.example.com",
+            "http:///path",
+            "https://exa mple.com",
+        ] {
+            assert!(webhook_url(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate("0.5"), Ok(0.5));
+        assert_eq!(rate("10"), Ok(10.0));
+        for bad in ["0", "-1", "NaN", "inf", "fast"] {
+            assert!(rate(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl pb::job_service_server::JobService for JobApi {
         let req = req.into_inner();
         let (jobs, next_page_token) = self
             .0
-            .list_jobs(req.page_size, &req.page_token)
+            .list_jobs(req.page_size, &req.page_token, &req.filter)
             .await
             .or_status()?;
         Ok(Response::new(pb::ListJobsResponse {
@@ -69,8 +69,8 @@ impl pb::job_service_server::JobService for JobApi {
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let forwarded = is_forwarded(&req);
         let req = req.into_inner();
-        match self.0.delete_job(&req.name).await {
-            Ok(()) => Ok(Response::new(pb::DeleteJobResponse {})),
+        match self.0.delete_job(&req.name, req.cascade).await {
+            Ok(deleted) => Ok(Response::new(pb::DeleteJobResponse { deleted })),
             Err(e) => {
                 or_leader(&self.0, e, forwarded, req, |ch, r| async move {
                     JobServiceClient::new(ch).delete_job(r).await
@@ -150,5 +150,36 @@ impl pb::job_service_server::JobService for JobApi {
             instants: instants.into_iter().map(crate::time::ts_from_dt).collect(),
             timezone,
         }))
+    }
+
+    async fn backfill(
+        &self,
+        req: Request<pb::BackfillRequest>,
+    ) -> Result<Response<pb::BackfillResponse>, Status> {
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        let result = self
+            .0
+            .backfill(
+                &req.name,
+                req.from.as_ref().map(dt_from_ts),
+                req.to.as_ref().map(dt_from_ts),
+                req.dry_run,
+                req.parallel,
+                req.rate,
+            )
+            .await;
+        match result {
+            Ok((instants, id)) => Ok(Response::new(pb::BackfillResponse {
+                instants: instants.into_iter().map(crate::time::ts_from_dt).collect(),
+                id: id.map(|i| i.to_string()).unwrap_or_default(),
+            })),
+            Err(e) => {
+                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    JobServiceClient::new(ch).backfill(r).await
+                })
+                .await
+            }
+        }
     }
 }

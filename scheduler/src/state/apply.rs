@@ -70,8 +70,14 @@ pub enum Applied {
         /// Executions committed ahead that will not start (to cancel on executors).
         cancels: Vec<ActiveExecution>,
     },
-    /// A deleted job; the executions it still had running, to cancel.
-    JobDeleted { cancelled: Vec<ActiveExecution> },
+    /// Deleted jobs (the named one first, then its descendants on cascade); the
+    /// executions they still had running, to cancel.
+    JobDeleted {
+        deleted: Vec<String>,
+        cancelled: Vec<ActiveExecution>,
+    },
+    /// A backfill started.
+    Backfill { id: u64 },
     Fired {
         results: Vec<FireResult>,
         /// Misses refused (job gone, changed, or instants already handled).
@@ -88,25 +94,39 @@ pub enum Applied {
     Members(BTreeMap<u64, String>),
 }
 
+/// Executions deleted by the global cap in one apply, at most.
+const MAX_GLOBAL_PRUNE: usize = 1000;
+
 /// Applies committed commands to RocksDB and the in-memory tables.
 pub struct StateMachine {
-    db: Arc<Db>,
-    view: Arc<StateView>,
+    pub(super) db: Arc<Db>,
+    pub(super) view: Arc<StateView>,
     /// Schedulers' addresses (replicated); published to the transport's book.
-    members: BTreeMap<u64, String>,
-    members_changed: bool,
-    book: crate::raft::AddressBook,
-    jobs: BTreeMap<String, Arc<JobEntry>>,
-    active: BTreeMap<u64, ActiveExecution>,
+    pub(super) members: BTreeMap<u64, String>,
+    pub(super) members_changed: bool,
+    pub(super) book: crate::raft::AddressBook,
+    pub(super) jobs: BTreeMap<String, Arc<JobEntry>>,
+    pub(super) active: BTreeMap<u64, ActiveExecution>,
     /// Pending retries by (due, retried execution id).
-    retries: BTreeMap<(i64, u64), ipb::RetryRecord>,
-    applied: u64,
-    next_execution_id: u64,
-    changed_jobs: BTreeSet<String>,
-    active_changed: bool,
-    retries_changed: bool,
+    pub(super) retries: BTreeMap<(i64, u64), ipb::RetryRecord>,
+    pub(super) applied: u64,
+    pub(super) next_execution_id: u64,
+    pub(super) changed_jobs: BTreeSet<String>,
+    pub(super) active_changed: bool,
+    pub(super) retries_changed: bool,
     /// Executions changed since the last publish, for watchers.
-    changed_executions: Vec<pb::Execution>,
+    pub(super) changed_executions: Vec<pb::Execution>,
+    /// Jobs by parent: who to start when a parent's run ends.
+    pub(super) children: BTreeMap<String, BTreeSet<String>>,
+    /// Dependency starts waiting for the leader, by (parent execution, child).
+    pub(super) dependencies: BTreeMap<(u64, String), ipb::DependencyRecord>,
+    pub(super) dependencies_changed: bool,
+    /// Backfills in progress, by id.
+    pub(super) backfills: BTreeMap<u64, ipb::BackfillRecord>,
+    pub(super) backfills_changed: bool,
+    pub(super) next_backfill_id: u64,
+    /// Executions stored across all jobs (for the global cap).
+    pub(super) execution_count: u64,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -136,7 +156,7 @@ fn decode_job_record(bytes: &[u8]) -> Result<JobEntry, StorageError> {
     Ok(JobEntry { record, spec })
 }
 
-pub(crate) fn decode_execution(bytes: &[u8]) -> Result<pb::Execution, StorageError> {
+pub(super) fn decode_execution(bytes: &[u8]) -> Result<pb::Execution, StorageError> {
     pb::Execution::decode(bytes).map_err(|e| StorageError::corrupt(format!("execution: {e}")))
 }
 
@@ -220,6 +240,13 @@ impl StateMachine {
             active_changed: false,
             retries_changed: false,
             changed_executions: Vec::new(),
+            children: BTreeMap::new(),
+            dependencies: BTreeMap::new(),
+            dependencies_changed: false,
+            backfills: BTreeMap::new(),
+            backfills_changed: false,
+            next_backfill_id: 1,
+            execution_count: 0,
         };
         sm.load()?;
         Ok(sm)
@@ -251,7 +278,7 @@ impl StateMachine {
                 .get(Cf::State, &keys::execution(id))?
                 .map(|b| decode_execution(&b))
                 .transpose()?;
-            let (executor, scheduled_at_ms, attempt) = exec
+            let (executor, scheduled_at_ms, attempt, backfill) = exec
                 .map(|e| {
                     (
                         e.executor,
@@ -260,6 +287,7 @@ impl StateMachine {
                             .map(crate::time::ms_from_ts)
                             .unwrap_or(0),
                         e.attempt,
+                        e.backfill.parse().unwrap_or(0),
                     )
                 })
                 .unwrap_or_default();
@@ -273,6 +301,7 @@ impl StateMachine {
                     executor,
                     scheduled_at_ms,
                     attempt,
+                    backfill,
                 },
             );
         }
@@ -282,6 +311,24 @@ impl StateMachine {
                 .map_err(|e| StorageError::corrupt(format!("retry: {e}")))?;
             retries.insert((r.due_ms, r.retry_of), r);
         }
+        let mut dependencies = BTreeMap::new();
+        for (_, value) in
+            db.scan_prefix(Cf::State, keys::DEPENDENCY_PREFIX, false, None, usize::MAX)?
+        {
+            let d = ipb::DependencyRecord::decode(value.as_slice())
+                .map_err(|e| StorageError::corrupt(format!("dependency start: {e}")))?;
+            dependencies.insert((d.parent_execution, d.child.clone()), d);
+        }
+        let mut backfills = BTreeMap::new();
+        for (_, value) in
+            db.scan_prefix(Cf::State, keys::BACKFILL_PREFIX, false, None, usize::MAX)?
+        {
+            let b = ipb::BackfillRecord::decode(value.as_slice())
+                .map_err(|e| StorageError::corrupt(format!("backfill: {e}")))?;
+            backfills.insert(b.id, b);
+        }
+        let next_backfill_id = u64_key(keys::NEXT_BACKFILL_ID, "backfill counter")?.unwrap_or(1);
+        let execution_count = u64_key(keys::EXECUTION_COUNT, "execution count")?.unwrap_or(0);
         let members = match db.get(Cf::State, keys::MEMBERS)? {
             Some(b) => ipb::Members::decode(b.as_slice())
                 .map_err(|e| StorageError::corrupt(format!("members: {e}")))?
@@ -293,6 +340,22 @@ impl StateMachine {
         // Jobs that vanished (a snapshot replaced the state) must be unpublished too.
         let mut changed_jobs: BTreeSet<String> = self.jobs.keys().cloned().collect();
         changed_jobs.extend(jobs.keys().cloned());
+        let mut children: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, entry) in &jobs {
+            if let Some(parent) = &entry.spec.parent {
+                children
+                    .entry(parent.name.to_string())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+        self.children = children;
+        self.dependencies = dependencies;
+        self.dependencies_changed = true;
+        self.backfills = backfills;
+        self.backfills_changed = true;
+        self.next_backfill_id = next_backfill_id;
+        self.execution_count = execution_count;
         self.jobs = jobs;
         self.active = active;
         self.retries = retries;
@@ -383,7 +446,15 @@ impl StateMachine {
             Err(e) => return Ok(Err(e.into())),
         };
         let name = spec.name.as_str().to_string();
+        let new_parent = spec.parent.as_ref().map(|p| p.name.to_string());
+        if let Err(e) = self.check_parent(&name, new_parent.as_deref()) {
+            return Ok(Err(e));
+        }
         let existing = self.jobs.get(&name).cloned();
+        let old_parent = existing
+            .as_ref()
+            .and_then(|e| e.spec.parent.as_ref())
+            .map(|p| p.name.to_string());
         let current_version = existing.as_ref().map(|e| e.version()).unwrap_or(0);
         if let Some(expected) = c.expected_version
             && expected != current_version
@@ -469,6 +540,7 @@ impl StateMachine {
         };
         let job = record.job.clone().expect("invariant: just set");
         self.put_record(batch, JobEntry { record, spec });
+        self.index_parent(&name, old_parent, new_parent);
         Ok(Ok(Applied::Job {
             job: Box::new(job),
             result,
@@ -500,6 +572,7 @@ impl StateMachine {
             batch.delete(Cf::State, keys::execution(a.id));
             batch.delete(Cf::State, keys::job_execution(job, a.id));
             batch.delete(Cf::State, keys::active(a.id));
+            self.count_executions(batch, -1);
             self.active.remove(&a.id);
             self.active_changed = true;
             status.running = status.running.saturating_sub(1);
@@ -517,13 +590,38 @@ impl StateMachine {
         if !self.jobs.contains_key(&c.name) {
             return Ok(Err(Error::NotFound(format!("job {}", c.name))));
         }
-        let prefix = keys::job_executions_prefix(&c.name);
+        let descendants = self.descendants(&c.name);
+        if !descendants.is_empty() && !c.cascade {
+            return Ok(Err(Error::FailedPrecondition(format!(
+                "job {} has dependent jobs ({}); delete them first, or delete with cascade",
+                c.name,
+                descendants.join(", ")
+            ))));
+        }
+        let mut deleted = vec![c.name.clone()];
+        deleted.extend(descendants);
+        let mut cancelled = Vec::new();
+        for name in &deleted {
+            cancelled.extend(self.delete_one_job(batch, name)?);
+        }
+        Ok(Ok(Applied::JobDeleted { deleted, cancelled }))
+    }
+
+    /// Deletes a job with its history, pending retries, dependency starts and
+    /// backfills; returns its active executions (to cancel on executors).
+    pub(super) fn delete_one_job(
+        &mut self,
+        batch: &mut Batch,
+        name: &str,
+    ) -> Result<Vec<ActiveExecution>, StorageError> {
+        let prefix = keys::job_executions_prefix(name);
         let mut cancelled = Vec::new();
         for (key, _) in batch.scan_prefix(&self.db, Cf::State, &prefix, usize::MAX)? {
             let id =
                 keys::id_suffix(&key).ok_or_else(|| StorageError::corrupt("job execution key"))?;
             batch.delete(Cf::State, key);
             batch.delete(Cf::State, keys::execution(id));
+            self.count_executions(batch, -1);
             if let Some(a) = self.active.remove(&id) {
                 batch.delete(Cf::State, keys::active(id));
                 self.active_changed = true;
@@ -533,7 +631,7 @@ impl StateMachine {
         let retries: Vec<(i64, u64)> = self
             .retries
             .iter()
-            .filter(|(_, r)| r.job == c.name)
+            .filter(|(_, r)| r.job == name)
             .map(|(k, _)| *k)
             .collect();
         for (due, id) in retries {
@@ -541,10 +639,66 @@ impl StateMachine {
             batch.delete(Cf::State, keys::retry(due, id));
             self.retries_changed = true;
         }
-        batch.delete(Cf::State, keys::job(&c.name));
-        self.jobs.remove(&c.name);
-        self.changed_jobs.insert(c.name);
-        Ok(Ok(Applied::JobDeleted { cancelled }))
+        self.forget_dependencies_of(batch, name);
+        self.forget_backfills_of(batch, name);
+        let old_parent = self
+            .jobs
+            .get(name)
+            .and_then(|e| e.spec.parent.as_ref())
+            .map(|p| p.name.to_string());
+        self.index_parent(name, old_parent, None);
+        batch.delete(Cf::State, keys::job(name));
+        self.jobs.remove(name);
+        self.changed_jobs.insert(name.to_string());
+        Ok(cancelled)
+    }
+
+    /// Keeps the stored count of executions (for the global cap).
+    pub(super) fn count_executions(&mut self, batch: &mut Batch, delta: i64) {
+        self.execution_count = self.execution_count.saturating_add_signed(delta);
+        batch.put(
+            Cf::State,
+            keys::EXECUTION_COUNT.to_vec(),
+            keys::encode_u64(self.execution_count),
+        );
+    }
+
+    /// Deletes the oldest finished executions across all jobs while more than
+    /// `global_keep` are stored (at most `MAX_GLOBAL_PRUNE` per call).
+    fn prune_globally(&mut self, batch: &mut Batch, global_keep: u64) -> Result<(), StorageError> {
+        if global_keep == 0 || self.execution_count <= global_keep {
+            return Ok(());
+        }
+        let excess = ((self.execution_count - global_keep) as usize).min(MAX_GLOBAL_PRUNE);
+        let oldest = batch.scan_prefix(
+            &self.db,
+            Cf::State,
+            keys::EXECUTION_PREFIX,
+            excess + self.active.len(),
+        )?;
+        let mut removed = 0usize;
+        for (key, value) in oldest {
+            if removed >= excess {
+                break;
+            }
+            let Some(id) = keys::id_suffix(&key) else {
+                continue;
+            };
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            let exec = decode_execution(&value)?;
+            batch.delete(Cf::State, key);
+            batch.delete(Cf::State, keys::job_execution(&exec.job, id));
+            self.count_executions(batch, -1);
+            if let Some(entry) = self.jobs.get(&exec.job).cloned() {
+                let mut entry = (*entry).clone();
+                entry.record.history_len = entry.record.history_len.saturating_sub(1);
+                self.put_record(batch, entry);
+            }
+            removed += 1;
+        }
+        Ok(())
     }
 
     fn apply_set_paused(
@@ -652,6 +806,7 @@ impl StateMachine {
                 outcome,
             });
         }
+        self.prune_globally(batch, c.global_keep)?;
         Ok(Applied::Fired {
             results,
             refused_misses,
@@ -702,6 +857,7 @@ impl StateMachine {
         };
         for at in recorded {
             let id = self.next_id(batch);
+            self.count_executions(batch, 1);
             let exec = pb::Execution {
                 id: id.to_string(),
                 job: miss.job.clone(),
@@ -763,6 +919,8 @@ impl StateMachine {
         }
         let mut entry = (*entry).clone();
         let mut previous_attempt = String::new();
+        // (group, parent execution, backfill) of the executions created.
+        let mut inherited = (String::new(), String::new(), String::new());
         if fire.dequeue {
             match &entry.record.queued {
                 Some(q) if q.scheduled_at_ms == fire.scheduled_at_ms => {
@@ -794,6 +952,22 @@ impl StateMachine {
             batch.delete(Cf::State, keys::retry(key.0, key.1));
             self.retries_changed = true;
             previous_attempt = fire.retry_of.to_string();
+            // A retry stays in its attempt's group, dependency and backfill.
+            if let Some(prev) = self.load_execution(batch, fire.retry_of)? {
+                inherited = (prev.group, prev.parent_execution, prev.backfill);
+            }
+        } else if trigger == Trigger::Dependency {
+            if let Err(reason) = self.take_dependency(batch, fire.parent_execution, &fire.job) {
+                return Ok(Err(reason));
+            }
+            inherited.1 = fire.parent_execution.to_string();
+        } else if trigger == Trigger::Backfill {
+            if let Err(reason) =
+                self.take_backfill_instant(batch, fire.backfill, &fire.job, fire.scheduled_at_ms)
+            {
+                return Ok(Err(reason));
+            }
+            inherited.2 = fire.backfill.to_string();
         } else if matches!(trigger, Trigger::Schedule | Trigger::Catchup) {
             if fire.scheduled_at_ms <= entry.record.cursor_ms {
                 return Ok(Err(format!(
@@ -816,6 +990,9 @@ impl StateMachine {
             created_at: Some(ts_from_ms(now_ms)),
             term,
             previous_attempt,
+            group: inherited.0,
+            parent_execution: inherited.1,
+            backfill: inherited.2,
             ..Default::default()
         };
 
@@ -836,7 +1013,7 @@ impl StateMachine {
                 now_ms,
             );
             outcome.executions.push(exec);
-        } else if !active.is_empty() && !fire.dequeue {
+        } else if !active.is_empty() && !fire.dequeue && trigger != Trigger::Backfill {
             match entry.spec.concurrency {
                 Concurrency::Allow => {}
                 Concurrency::Forbid => {
@@ -945,12 +1122,22 @@ impl StateMachine {
         } else {
             fire.scheduled_at_ms.max(now_ms)
         };
+        // A fan-out fire is one group, named after its first execution.
+        let group = if !base.group.is_empty() {
+            base.group.clone()
+        } else if fire.group || fire.executors.len() > 1 {
+            self.next_execution_id.to_string()
+        } else {
+            String::new()
+        };
         for executor in &fire.executors {
             let id = self.next_id(batch);
+            self.count_executions(batch, 1);
             let exec = pb::Execution {
                 id: id.to_string(),
                 executor: executor.clone(),
                 status: word(ExecutionStatus::Pending),
+                group: group.clone(),
                 ..base.clone()
             };
             let st = entry
@@ -970,6 +1157,7 @@ impl StateMachine {
                     executor: executor.clone(),
                     scheduled_at_ms: fire.scheduled_at_ms,
                     attempt: exec.attempt,
+                    backfill: fire.backfill,
                 },
             );
             self.active_changed = true;
@@ -995,6 +1183,7 @@ impl StateMachine {
         now_ms: i64,
     ) -> pb::Execution {
         let id = self.next_id(batch);
+        self.count_executions(batch, 1);
         let exec = pb::Execution {
             id: id.to_string(),
             status: word(status),
@@ -1081,6 +1270,7 @@ impl StateMachine {
             }
             batch.delete(Cf::State, key);
             batch.delete(Cf::State, keys::execution(id));
+            self.count_executions(batch, -1);
             removed += 1;
         }
         entry.record.history_len -= removed;
@@ -1172,7 +1362,12 @@ impl StateMachine {
             status,
             ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost
         );
-        if retryable && c.retry_at_ms > 0 && exec.attempt < entry.spec.retry.max_attempts {
+        let retrying =
+            retryable && c.retry_at_ms > 0 && exec.attempt < entry.spec.retry.max_attempts;
+        let ephemeral_done = status == ExecutionStatus::Succeeded
+            && entry.spec.ephemeral
+            && !self.children.contains_key(&exec.job);
+        if retrying {
             let id = c.id;
             let record = ipb::RetryRecord {
                 job: exec.job.clone(),
@@ -1196,6 +1391,13 @@ impl StateMachine {
             self.retries_changed = true;
         }
         self.put_record(batch, entry);
+        if !retrying {
+            self.settle(batch, &exec)?;
+        }
+        if ephemeral_done {
+            // An ephemeral job has done its work (jobs that others depend on stay).
+            self.delete_one_job(batch, &exec.job)?;
+        }
         Ok(Ok(Applied::Execution(Some(Box::new(exec)))))
     }
 
@@ -1267,6 +1469,7 @@ impl crate::raft::StateMachine for StateMachine {
             Kind::ExecutionStarted(c) => Ok(self.apply_started(batch, c)?),
             Kind::ExecutionFinished(c) => self.apply_finished(batch, c)?,
             Kind::CancelExecution(c) => self.apply_cancel(batch, c)?,
+            Kind::StartBackfill(c) => self.apply_start_backfill(batch, c)?,
             Kind::SetMemberAddrs(c) => {
                 for (id, addr) in c.addrs {
                     if id != 0 && !addr.is_empty() {
@@ -1332,6 +1535,14 @@ impl crate::raft::StateMachine for StateMachine {
                 self.book.set(*id, addr.clone());
             }
             self.view.set_members(self.members.clone());
+        }
+        if std::mem::take(&mut self.dependencies_changed) {
+            self.view
+                .set_dependencies(self.dependencies.values().cloned().collect());
+        }
+        if std::mem::take(&mut self.backfills_changed) {
+            self.view
+                .set_backfills(self.backfills.values().cloned().collect());
         }
         self.view.publish(changed, active, retries, executions);
     }

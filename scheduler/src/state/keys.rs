@@ -11,6 +11,9 @@
 //! | `m/next_execution_id`        | u64 BE                        |
 //! | `m/members`                  | `Members`: schedulers' addresses |
 //! | `r/<due ms BE><id u64 BE>`   | `RetryRecord`: a pending retry |
+//! | `p/<parent id BE><child>`    | `DependencyRecord`: a child to start |
+//! | `b/<id u64 BE>`              | `BackfillRecord`: a backfill in progress |
+//! | `m/next_backfill_id`, `m/execution_count` | u64 BE counters |
 //!
 //! Job names cannot contain `\0`, so `x/<job>\0` never prefixes another job's keys.
 
@@ -21,6 +24,24 @@ pub const APPLIED: &[u8] = b"m/applied";
 pub const NEXT_EXECUTION_ID: &[u8] = b"m/next_execution_id";
 pub const MEMBERS: &[u8] = b"m/members";
 pub const RETRY_PREFIX: &[u8] = b"r/";
+pub const DEPENDENCY_PREFIX: &[u8] = b"p/";
+pub const BACKFILL_PREFIX: &[u8] = b"b/";
+pub const NEXT_BACKFILL_ID: &[u8] = b"m/next_backfill_id";
+pub const EXECUTION_COUNT: &[u8] = b"m/execution_count";
+
+/// A pending start of `child` after execution `parent_execution` of its parent.
+pub fn dependency(parent_execution: u64, child: &str) -> Vec<u8> {
+    [
+        DEPENDENCY_PREFIX,
+        &parent_execution.to_be_bytes(),
+        child.as_bytes(),
+    ]
+    .concat()
+}
+
+pub fn backfill(id: u64) -> Vec<u8> {
+    [BACKFILL_PREFIX, &id.to_be_bytes()].concat()
+}
 
 /// A pending retry of execution `id`, due at `due_ms` (keys sort by due time).
 pub fn retry(due_ms: i64, id: u64) -> Vec<u8> {

@@ -71,12 +71,16 @@
 //! the leader does those and records its decisions through commands.
 
 mod apply;
+mod backfill;
+mod chain;
 pub mod keys;
 mod view;
 
 pub use apply::{
     Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine, assignment_for,
 };
+pub use backfill::MAX_BACKFILL_INSTANTS;
+pub use chain::group_status;
 pub use view::{ExecutionPage, StateView};
 
 use kairos_common::job::Job;
@@ -108,6 +112,8 @@ pub struct ActiveExecution {
     /// The instant it stands for (fires committed ahead have it in the future).
     pub scheduled_at_ms: i64,
     pub attempt: u32,
+    /// The backfill it belongs to (0 = none).
+    pub backfill: u64,
 }
 
 #[cfg(test)]

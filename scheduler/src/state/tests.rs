@@ -103,6 +103,9 @@ fn fire(job: &str, at_ms: i64, version: u64, executors: &[&str]) -> ipb::Fire {
         retry_of: 0,
         dequeue: false,
         start_at_ms: at_ms,
+        parent_execution: 0,
+        backfill: 0,
+        group: false,
     }
 }
 
@@ -112,6 +115,7 @@ fn fire_batch(fires: Vec<ipb::Fire>) -> ipb::command::Kind {
         term: 1,
         now_ms: 10_000,
         misses: Vec::new(),
+        global_keep: 0,
     })
 }
 
@@ -377,9 +381,10 @@ fn deleting_a_job_removes_its_history_and_reports_what_was_running() {
         fire("b", 1_000, vb, &["e1"]),
     ]))
     .unwrap();
-    let Applied::JobDeleted { cancelled } = f
+    let Applied::JobDeleted { cancelled, .. } = f
         .apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
             name: "a".into(),
+            cascade: false,
         }))
         .unwrap()
     else {
@@ -394,7 +399,8 @@ fn deleting_a_job_removes_its_history_and_reports_what_was_running() {
     );
     assert!(matches!(
         f.apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
-            name: "a".into()
+            name: "a".into(),
+            cascade: false
         })),
         Err(crate::Error::NotFound(_))
     ));
@@ -745,6 +751,7 @@ fn a_miss_moves_the_cursor_counts_every_instant_and_records_the_newest() {
         term: 1,
         now_ms: 31_000,
         misses: vec![miss.clone()],
+        global_keep: 0,
     };
     let mut catchup = fire("a", 30_000, v, &["e1"]);
     catchup.trigger = "catchup".into();
@@ -772,6 +779,7 @@ fn a_miss_moves_the_cursor_counts_every_instant_and_records_the_newest() {
         term: 1,
         now_ms: 32_000,
         misses: vec![miss],
+        global_keep: 0,
     }));
     match again.unwrap() {
         Applied::Fired { refused_misses, .. } => assert_eq!(refused_misses.len(), 1),
@@ -890,4 +898,297 @@ fn a_paused_job_records_a_scheduled_fire_as_skipped_paused_but_runs_a_manual_one
     manual.trigger = "manual".into();
     let o = outcome(f.apply(fire_batch(vec![manual])));
     assert_eq!(o.dispatches.len(), 1);
+}
+
+// ---- chaining, backfill, lifecycle ----
+
+fn child(name: &str, parent: &str, on: &str) -> pb::Job {
+    let mut j = job(name, "");
+    j.parent = parent.into();
+    j.parent_on = on.into();
+    j
+}
+
+fn dependency_fire(child: &str, parent_execution: u64, at_ms: i64) -> ipb::Fire {
+    let mut f = fire(child, at_ms, 0, &["e1"]);
+    f.trigger = "dependency".into();
+    f.parent_execution = parent_execution;
+    f
+}
+
+fn pending_children(f: &Fixture) -> Vec<(String, u64)> {
+    f.view
+        .dependencies()
+        .into_iter()
+        .map(|d| (d.child, d.parent_execution))
+        .collect()
+}
+
+#[test]
+fn a_parent_must_exist_and_a_chain_must_not_loop() {
+    let mut f = Fixture::new();
+    let err = f.apply(put(child("b", "a", "success"), 0)).unwrap_err();
+    assert!(
+        matches!(&err, crate::Error::InvalidArgument { field, .. } if field == "parent"),
+        "{err:?}"
+    );
+    f.apply(put(job("x", "@every 1s"), 0)).unwrap();
+    f.apply(put(child("y", "x", "success"), 0)).unwrap();
+    // x → y → x
+    let mut x = job("x", "@every 1s");
+    x.parent = "y".into();
+    let err = f.apply(put(x, 0)).unwrap_err();
+    match err {
+        crate::Error::InvalidArgument { field, reason } => {
+            assert_eq!(field, "parent");
+            assert!(reason.contains("x → y → x"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn children_start_once_as_their_parent_ended() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    f.apply(put(child("b", "a", "success"), 0)).unwrap();
+    f.apply(put(child("c", "b", "failure"), 0)).unwrap();
+    f.apply(put(child("d", "a", "always"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    f.apply(finished(1, "succeeded")).unwrap();
+    assert_eq!(pending_children(&f), vec![("b".into(), 1), ("d".into(), 1)]);
+    // b runs (trigger dependency, the parent's instant) and fails: c starts.
+    let o = outcome(f.apply(fire_batch(vec![dependency_fire("b", 1, 1_000)])));
+    let b = &o.executions[0];
+    assert_eq!(
+        (b.trigger.as_str(), b.parent_execution.as_str()),
+        ("dependency", "1")
+    );
+    assert_eq!(
+        b.scheduled_at.as_ref().map(crate::time::ms_from_ts),
+        Some(1_000)
+    );
+    assert!(
+        fired(f.apply(fire_batch(vec![dependency_fire("b", 1, 1_000)])))
+            .pop()
+            .unwrap()
+            .outcome
+            .is_err(),
+        "a child starts once per parent run"
+    );
+    let b_id: u64 = b.id.parse().unwrap();
+    f.apply(finished(b_id, "failed")).unwrap();
+    assert!(pending_children(&f).contains(&("c".into(), b_id)));
+}
+
+#[test]
+fn a_failure_child_waits_for_the_last_attempt() {
+    let mut f = Fixture::new();
+    f.apply(put(
+        job_with("a", |j| {
+            j.retry = Some(pb::RetryPolicy {
+                max_attempts: 2,
+                ..Default::default()
+            })
+        }),
+        0,
+    ))
+    .unwrap();
+    f.apply(put(child("on-fail", "a", "failure"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1"])])));
+    f.apply(finished_with(1, "failed", 21_000)).unwrap();
+    assert!(
+        pending_children(&f).is_empty(),
+        "a retry follows: not settled yet"
+    );
+    let mut retry = fire("a", 1_000, 0, &["e2"]);
+    retry.trigger = "retry".into();
+    retry.attempt = 2;
+    retry.retry_of = 1;
+    outcome(f.apply(fire_batch(vec![retry])));
+    f.apply(finished_with(2, "failed", 0)).unwrap();
+    assert_eq!(pending_children(&f), vec![("on-fail".into(), 2)]);
+}
+
+#[test]
+fn a_fan_out_group_starts_its_children_once_when_all_members_ended() {
+    let mut f = Fixture::new();
+    f.apply(put(
+        job_with("a", |j| {
+            j.target = Some(pb::Target {
+                count: Some(0),
+                ..Default::default()
+            })
+        }),
+        0,
+    ))
+    .unwrap();
+    f.apply(put(child("after", "a", "failure"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    let mut fan = fire("a", 1_000, v, &["e1", "e2"]);
+    fan.group = true;
+    let o = outcome(f.apply(fire_batch(vec![fan])));
+    assert!(
+        o.executions.iter().all(|e| e.group == "1"),
+        "{:?}",
+        o.executions
+    );
+    f.apply(finished(1, "succeeded")).unwrap();
+    assert!(pending_children(&f).is_empty(), "the group is not over");
+    f.apply(finished(2, "failed")).unwrap();
+    // One succeeded, one failed: partially failed counts as a failure.
+    assert_eq!(pending_children(&f), vec![("after".into(), 1)]);
+}
+
+#[test]
+fn deleting_a_parent_needs_cascade_which_takes_the_descendants() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    f.apply(put(child("b", "a", "success"), 0)).unwrap();
+    f.apply(put(child("c", "b", "success"), 0)).unwrap();
+    let refused = f.apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
+        name: "a".into(),
+        cascade: false,
+    }));
+    assert!(
+        matches!(&refused, Err(crate::Error::FailedPrecondition(m)) if m.contains('b')),
+        "{refused:?}"
+    );
+    let Applied::JobDeleted { deleted, .. } = f
+        .apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
+            name: "a".into(),
+            cascade: true,
+        }))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(deleted, ["a", "b", "c"]);
+    assert_eq!(f.view.job_count(), 0);
+    // A leaf can go alone.
+    f.apply(put(job("p", "@every 1s"), 0)).unwrap();
+    f.apply(put(child("q", "p", "success"), 0)).unwrap();
+    f.apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
+        name: "q".into(),
+        cascade: false,
+    }))
+    .unwrap();
+    // And then its parent has no children any more.
+    f.apply(ipb::command::Kind::DeleteJob(ipb::DeleteJob {
+        name: "p".into(),
+        cascade: false,
+    }))
+    .unwrap();
+}
+
+fn start_backfill(job: &str, from_ms: i64, to_ms: i64) -> ipb::command::Kind {
+    ipb::command::Kind::StartBackfill(ipb::StartBackfill {
+        job: job.into(),
+        from_ms,
+        to_ms,
+        parallel: 2,
+        rate: 5.0,
+        now_ms: 100_000,
+    })
+}
+
+fn backfill_fire(job: &str, id: u64, at_ms: i64) -> ipb::Fire {
+    let mut f = fire(job, at_ms, 0, &["e1"]);
+    f.trigger = "backfill".into();
+    f.backfill = id;
+    f
+}
+
+#[test]
+fn a_backfill_runs_each_instant_of_its_range_once_and_ends() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("a", |j| j.concurrency = "forbid".into()), 0))
+        .unwrap();
+    let Applied::Backfill { id } = f.apply(start_backfill("a", 10_000, 13_000)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(f.view.backfills().len(), 1);
+    // Instants 11, 12, 13 s; concurrency forbid does not apply to backfill runs.
+    let first = outcome(f.apply(fire_batch(vec![backfill_fire("a", id, 11_000)])));
+    let second = outcome(f.apply(fire_batch(vec![backfill_fire("a", id, 12_000)])));
+    assert_eq!(
+        second.dispatches.len(),
+        1,
+        "its own parallelism, not the job's policy"
+    );
+    assert_eq!(first.executions[0].trigger, "backfill");
+    assert_eq!(first.executions[0].backfill, id.to_string());
+    assert!(
+        fired(f.apply(fire_batch(vec![backfill_fire("a", id, 12_000)])))
+            .pop()
+            .unwrap()
+            .outcome
+            .is_err()
+    );
+    outcome(f.apply(fire_batch(vec![backfill_fire("a", id, 13_000)])));
+    assert!(f.view.backfills().is_empty(), "over after the last instant");
+    assert_eq!(
+        f.view.job("a").unwrap().record.cursor_ms,
+        0,
+        "the schedule's cursor is untouched"
+    );
+    // A range without an instant is refused.
+    assert!(matches!(
+        f.apply(start_backfill("a", 10_100, 10_200)),
+        Err(crate::Error::FailedPrecondition(_))
+    ));
+}
+
+#[test]
+fn an_ephemeral_job_goes_after_its_first_success() {
+    let mut f = Fixture::new();
+    f.apply(put(job_with("once", |j| j.ephemeral = true), 0))
+        .unwrap();
+    let v = f.view.job("once").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("once", 1_000, v, &["e1"])])));
+    f.apply(finished(1, "failed")).unwrap();
+    assert!(f.view.job("once").is_some(), "a failure keeps it");
+    outcome(f.apply(fire_batch(vec![fire("once", 2_000, v, &["e1"])])));
+    f.apply(finished(2, "succeeded")).unwrap();
+    assert!(f.view.job("once").is_none());
+}
+
+#[test]
+fn the_global_cap_drops_the_oldest_finished_executions_of_any_job() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    f.apply(put(job("b", "@every 1s"), 0)).unwrap();
+    let (va, vb) = (
+        f.view.job("a").unwrap().version(),
+        f.view.job("b").unwrap().version(),
+    );
+    for at in 1..=3 {
+        outcome(f.apply(fire_batch(vec![
+            fire("a", at * 1_000, va, &["e1"]),
+            fire("b", at * 1_000, vb, &["e1"]),
+        ])));
+    }
+    for id in 1..=6 {
+        f.apply(finished(id, "succeeded")).unwrap();
+    }
+    let mut capped = fire_batch(vec![fire("a", 4_000, va, &["e1"])]);
+    if let ipb::command::Kind::FireBatch(b) = &mut capped {
+        b.global_keep = 4;
+    }
+    outcome(f.apply(capped));
+    let left: Vec<String> = f
+        .view
+        .executions_page(None, None, 100)
+        .unwrap()
+        .executions
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ["7", "6", "5", "4"]);
+    assert_eq!(
+        f.view.job("a").unwrap().record.history_len + f.view.job("b").unwrap().record.history_len,
+        4
+    );
 }

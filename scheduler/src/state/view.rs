@@ -29,6 +29,8 @@ pub struct StateView {
     jobs: RwLock<BTreeMap<String, Arc<JobEntry>>>,
     active: RwLock<BTreeMap<u64, ActiveExecution>>,
     retries: RwLock<BTreeMap<(i64, u64), ipb::RetryRecord>>,
+    dependencies: RwLock<Vec<ipb::DependencyRecord>>,
+    backfills: RwLock<Vec<ipb::BackfillRecord>>,
     /// Jobs changed since the schedule loop last looked.
     dirty_jobs: Mutex<BTreeSet<String>>,
     jobs_changed: Notify,
@@ -49,6 +51,8 @@ impl StateView {
             jobs: RwLock::new(BTreeMap::new()),
             active: RwLock::new(BTreeMap::new()),
             retries: RwLock::new(BTreeMap::new()),
+            dependencies: RwLock::new(Vec::new()),
+            backfills: RwLock::new(Vec::new()),
             dirty_jobs: Mutex::new(BTreeSet::new()),
             jobs_changed: Notify::new(),
             executions: broadcast::channel(EXECUTION_EVENTS_CAPACITY).0,
@@ -182,6 +186,38 @@ impl StateView {
             .values()
             .cloned()
             .collect()
+    }
+
+    pub(super) fn set_dependencies(&self, d: Vec<ipb::DependencyRecord>) {
+        *self
+            .dependencies
+            .write()
+            .expect("invariant: view lock is never poisoned") = d;
+        self.jobs_changed.notify_one();
+    }
+
+    pub(super) fn set_backfills(&self, b: Vec<ipb::BackfillRecord>) {
+        *self
+            .backfills
+            .write()
+            .expect("invariant: view lock is never poisoned") = b;
+        self.jobs_changed.notify_one();
+    }
+
+    /// Children waiting to start after their parent's run.
+    pub fn dependencies(&self) -> Vec<ipb::DependencyRecord> {
+        self.dependencies
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .clone()
+    }
+
+    /// Backfills in progress.
+    pub fn backfills(&self) -> Vec<ipb::BackfillRecord> {
+        self.backfills
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .clone()
     }
 
     /// One pending or running execution.
