@@ -823,9 +823,14 @@ impl Core {
     pub async fn get_execution(&self, id: &str) -> Result<pb::Execution> {
         let id: ExecutionId = id.parse()?;
         self.read_barrier().await?;
-        self.view
+        let mut e = self
+            .view
             .execution(id.0)?
-            .ok_or_else(|| Error::NotFound(format!("execution {id}")))
+            .ok_or_else(|| Error::NotFound(format!("execution {id}")))?;
+        if !e.group.is_empty() {
+            e.group_status = self.view.group_status(&e.job, &e.group)?;
+        }
+        Ok(e)
     }
 
     pub async fn list_executions(
@@ -860,7 +865,16 @@ impl Core {
             JobName::parse(job)?;
             Some(job)
         };
-        let page = self.view.executions_page(job, before, limit)?;
+        let mut page = self.view.executions_page(job, before, limit)?;
+        let mut groups: std::collections::BTreeMap<(String, String), String> = Default::default();
+        for e in page.executions.iter_mut().filter(|e| !e.group.is_empty()) {
+            let key = (e.job.clone(), e.group.clone());
+            if !groups.contains_key(&key) {
+                let status = self.view.group_status(&e.job, &e.group)?;
+                groups.insert(key.clone(), status);
+            }
+            e.group_status = groups[&key].clone();
+        }
         Ok((
             page.executions,
             page.next_after.map(|id| id.to_string()).unwrap_or_default(),

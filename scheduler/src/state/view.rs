@@ -270,6 +270,37 @@ impl StateView {
             .transpose()
     }
 
+    /// The status of a fan-out group of `job` (see `Execution.group_status`).
+    pub fn group_status(&self, job: &str, group: &str) -> Result<String, StorageError> {
+        let first: u64 = group.parse().unwrap_or(0);
+        let prefix = keys::job_executions_prefix(job);
+        let after = keys::job_execution(job, first.saturating_sub(1));
+        let mut members = Vec::new();
+        for (key, _) in self
+            .db
+            .scan_prefix(Cf::State, &prefix, false, Some(&after), usize::MAX)?
+        {
+            if let Some(e) = keys::id_suffix(&key)
+                .map(|id| self.execution(id))
+                .transpose()?
+                .flatten()
+                && e.group == group
+            {
+                members.push(e);
+            }
+        }
+        let superseded: std::collections::BTreeSet<&str> = members
+            .iter()
+            .map(|e| e.previous_attempt.as_str())
+            .collect();
+        let latest: Vec<&str> = members
+            .iter()
+            .filter(|e| !superseded.contains(e.id.as_str()))
+            .map(|e| e.status.as_str())
+            .collect();
+        Ok(super::group_status(&latest).to_string())
+    }
+
     /// Executions newest first, of one job or all, continuing before id `before`.
     pub fn executions_page(
         &self,
