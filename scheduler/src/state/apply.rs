@@ -125,6 +125,8 @@ pub struct StateMachine {
     pub(super) backfills: BTreeMap<u64, ipb::BackfillRecord>,
     pub(super) backfills_changed: bool,
     pub(super) next_backfill_id: u64,
+    /// Active execution ids by job (the concurrency and history checks of a fire).
+    pub(super) active_by_job: BTreeMap<String, BTreeSet<u64>>,
     /// Executions stored across all jobs (for the global cap).
     pub(super) execution_count: u64,
 }
@@ -247,6 +249,7 @@ impl StateMachine {
             backfills_changed: false,
             next_backfill_id: 1,
             execution_count: 0,
+            active_by_job: BTreeMap::new(),
         };
         sm.load()?;
         Ok(sm)
@@ -357,6 +360,11 @@ impl StateMachine {
         self.next_backfill_id = next_backfill_id;
         self.execution_count = execution_count;
         self.jobs = jobs;
+        let mut by_job: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for a in active.values() {
+            by_job.entry(a.job.clone()).or_default().insert(a.id);
+        }
+        self.active_by_job = by_job;
         self.active = active;
         self.retries = retries;
         self.applied = applied;
@@ -423,11 +431,34 @@ impl StateMachine {
     }
 
     fn active_of(&self, job: &str) -> Vec<ActiveExecution> {
-        self.active
-            .values()
-            .filter(|a| a.job == job)
-            .cloned()
+        self.active_by_job
+            .get(job)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.active.get(id).cloned())
             .collect()
+    }
+
+    fn activate(&mut self, id: u64, a: ActiveExecution) {
+        self.active_by_job
+            .entry(a.job.clone())
+            .or_default()
+            .insert(id);
+        self.active.insert(id, a);
+        self.active_changed = true;
+    }
+
+    /// Forgets an active execution (it ended or was removed).
+    pub(super) fn deactivate(&mut self, id: u64) -> Option<ActiveExecution> {
+        let a = self.active.remove(&id)?;
+        if let Some(ids) = self.active_by_job.get_mut(&a.job) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.active_by_job.remove(&a.job);
+            }
+        }
+        self.active_changed = true;
+        Some(a)
     }
 
     // ---- jobs ----
@@ -573,7 +604,7 @@ impl StateMachine {
             batch.delete(Cf::State, keys::job_execution(job, a.id));
             batch.delete(Cf::State, keys::active(a.id));
             self.count_executions(batch, -1);
-            self.active.remove(&a.id);
+            self.deactivate(a.id);
             self.active_changed = true;
             status.running = status.running.saturating_sub(1);
             first = Some(first.map_or(a.scheduled_at_ms, |f: i64| f.min(a.scheduled_at_ms)));
@@ -622,7 +653,7 @@ impl StateMachine {
             batch.delete(Cf::State, key);
             batch.delete(Cf::State, keys::execution(id));
             self.count_executions(batch, -1);
-            if let Some(a) = self.active.remove(&id) {
+            if let Some(a) = self.deactivate(id) {
                 batch.delete(Cf::State, keys::active(id));
                 self.active_changed = true;
                 cancelled.push(a);
@@ -760,7 +791,7 @@ impl StateMachine {
                 *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
                 self.put_execution(batch, &exec);
                 batch.delete(Cf::State, keys::active(a.id));
-                self.active.remove(&a.id);
+                self.deactivate(a.id);
                 self.active_changed = true;
                 cancels.push(a);
             }
@@ -1149,7 +1180,7 @@ impl StateMachine {
                 .get_or_insert_with(Default::default);
             st.running += 1;
             batch.put(Cf::State, keys::active(id), fire.job.as_bytes().to_vec());
-            self.active.insert(
+            self.activate(
                 id,
                 ActiveExecution {
                     id,
@@ -1226,7 +1257,7 @@ impl StateMachine {
             exec.finished_at = Some(ts_from_ms(now_ms));
         }
         self.put_execution(batch, exec);
-        if self.active.remove(&id).is_some() {
+        if self.deactivate(id).is_some() {
             batch.delete(Cf::State, keys::active(id));
             self.active_changed = true;
         }
@@ -1256,7 +1287,7 @@ impl StateMachine {
         let excess = (entry.record.history_len - keep) as usize;
         let name = entry.name().to_string();
         let prefix = keys::job_executions_prefix(&name);
-        let active_here = self.active.values().filter(|a| a.job == name).count();
+        let active_here = self.active_by_job.get(&name).map_or(0, |ids| ids.len());
         let oldest = batch.scan_prefix(&self.db, Cf::State, &prefix, excess + active_here)?;
         let mut removed = 0u64;
         for (key, _) in oldest {
