@@ -171,7 +171,11 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
                                 .ok()
                                 .flatten()
                                 .is_none_or(|e| !matches!(e.status.as_str(), "pending" | "running"));
-                            if over {
+                                                        if over {
+                                // Whatever was queued before the end still goes out.
+                                while let Ok(data) = rx.try_recv() {
+                                    yield Ok(pb::OutputChunk { data: data.to_string() });
+                                }
                                 core.live.end(id);
                                 break;
                             }

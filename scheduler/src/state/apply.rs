@@ -1280,14 +1280,17 @@ impl StateMachine {
         batch: &mut Batch,
         entry: &mut JobEntry,
     ) -> Result<(), StorageError> {
+        // `keep` counts finished executions: running ones are never pruned and do not
+        // push newer finished ones out.
         let keep = u64::from(entry.spec.history_keep.max(1));
-        if entry.record.history_len <= keep {
+        let name = entry.name().to_string();
+        let active_here = self.active_by_job.get(&name).map_or(0, |ids| ids.len());
+        let finished = entry.record.history_len.saturating_sub(active_here as u64);
+        if finished <= keep {
             return Ok(());
         }
-        let excess = (entry.record.history_len - keep) as usize;
-        let name = entry.name().to_string();
+        let excess = (finished - keep) as usize;
         let prefix = keys::job_executions_prefix(&name);
-        let active_here = self.active_by_job.get(&name).map_or(0, |ids| ids.len());
         let oldest = batch.scan_prefix(&self.db, Cf::State, &prefix, excess + active_here)?;
         let mut removed = 0u64;
         for (key, _) in oldest {

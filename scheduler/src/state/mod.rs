@@ -59,8 +59,9 @@
 //! changed, moves the cursor to now); a delete removes them with the job. Each of
 //! these returns the executions the leader must cancel on their executors.
 //!
-//! History is bounded: a job keeps at most `history.keep` executions; the oldest
-//! finished ones are deleted in the same apply that adds a new one.
+//! History is bounded: a job keeps its newest `history.keep` finished executions plus
+//! those still running; the oldest finished ones are deleted in the same apply that
+//! adds a new one.
 //!
 //! Jobs, active executions and pending retries live in memory (the leader needs all
 //! of them) and in RocksDB; executions live only in RocksDB. Changes are staged in the

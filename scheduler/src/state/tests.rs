@@ -349,10 +349,13 @@ fn history_keeps_the_newest_and_never_drops_running_ones() {
         .into_iter()
         .map(|e| e.id)
         .collect();
+    // Pruning happens when an execution is added: when 10 was added, 7..9 were the
+    // newest finished and 1 and 10 were running; 10 finishing since prunes nothing (a
+    // result is never dropped the moment it arrives).
     assert_eq!(
         ids,
-        ["10", "9", "1"],
-        "the running one is kept although it is the oldest"
+        ["10", "9", "8", "7", "1"],
+        "the newest 3 finished, plus the running ones (1 kept although it is the oldest)"
     );
     f.apply(finished(1, "succeeded")).unwrap();
     f.apply(fire_batch(vec![fire("a", 11_000, v, &["e1"])]))
@@ -365,7 +368,11 @@ fn history_keeps_the_newest_and_never_drops_running_ones() {
         .into_iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(ids, ["11", "10", "9"]);
+    assert_eq!(
+        ids,
+        ["11", "10", "9", "8"],
+        "once finished, the old one is the first to go"
+    );
     assert!(f.view.execution(1).unwrap().is_none());
 }
 
@@ -770,7 +777,11 @@ fn a_miss_moves_the_cursor_counts_every_instant_and_records_the_newest() {
         .executions_page(Some("a"), None, 100)
         .unwrap()
         .executions;
-    assert_eq!(listed.len(), 3, "history keeps 3");
+    assert_eq!(
+        listed.len(),
+        4,
+        "history keeps the 3 newest finished, plus the running catch-up"
+    );
     assert_eq!(listed[0].trigger, "catchup");
     assert!(listed[1..].iter().all(|e| e.status == "missed"));
     // The same miss again is refused: those instants are handled.
