@@ -921,7 +921,7 @@ impl StateMachine {
         status.last_scheduled_at = Some(ts_from_ms(miss.up_to_ms));
         status.last_outcome = word(ExecutionStatus::Missed);
         status.last_finished_at = Some(ts_from_ms(now_ms));
-        self.prune_history(batch, &mut entry)?;
+        self.prune_history(batch, &mut entry, None)?;
         self.put_record(batch, entry);
         Ok(Ok(()))
     }
@@ -1115,7 +1115,7 @@ impl StateMachine {
         if !blocked {
             self.start(batch, &mut entry, base, &fire, now_ms, &mut outcome);
         }
-        self.prune_history(batch, &mut entry)?;
+        self.prune_history(batch, &mut entry, None)?;
         self.put_record(batch, entry);
         Ok(Ok(outcome))
     }
@@ -1275,10 +1275,13 @@ impl StateMachine {
     }
 
     /// Deletes the job's oldest finished executions beyond `history.keep`.
+    /// `spare` is an execution that just finished: never the one pruned, so a result
+    /// is not dropped the moment it arrives (it goes with the next addition).
     fn prune_history(
         &mut self,
         batch: &mut Batch,
         entry: &mut JobEntry,
+        spare: Option<u64>,
     ) -> Result<(), StorageError> {
         // `keep` counts finished executions: running ones are never pruned and do not
         // push newer finished ones out.
@@ -1291,7 +1294,7 @@ impl StateMachine {
         }
         let excess = (finished - keep) as usize;
         let prefix = keys::job_executions_prefix(&name);
-        let oldest = batch.scan_prefix(&self.db, Cf::State, &prefix, excess + active_here)?;
+        let oldest = batch.scan_prefix(&self.db, Cf::State, &prefix, excess + active_here + 1)?;
         let mut removed = 0u64;
         for (key, _) in oldest {
             if removed as usize >= excess {
@@ -1299,7 +1302,7 @@ impl StateMachine {
             }
             let id =
                 keys::id_suffix(&key).ok_or_else(|| StorageError::corrupt("job execution key"))?;
-            if self.active.contains_key(&id) {
+            if self.active.contains_key(&id) || spare == Some(id) {
                 continue;
             }
             batch.delete(Cf::State, key);
@@ -1398,6 +1401,7 @@ impl StateMachine {
         );
         let retrying =
             retryable && c.retry_at_ms > 0 && exec.attempt < entry.spec.retry.max_attempts;
+        self.prune_history(batch, &mut entry, Some(c.id))?;
         let ephemeral_done = status == ExecutionStatus::Succeeded
             && entry.spec.ephemeral
             && !self.children.contains_key(&exec.job);

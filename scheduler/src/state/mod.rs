@@ -60,8 +60,8 @@
 //! these returns the executions the leader must cancel on their executors.
 //!
 //! History is bounded: a job keeps its newest `history.keep` finished executions plus
-//! those still running; the oldest finished ones are deleted in the same apply that
-//! adds a new one.
+//! those still running; the oldest finished ones are deleted in the applies that add
+//! or finish one (never the one just finished).
 //!
 //! Jobs, active executions and pending retries live in memory (the leader needs all
 //! of them) and in RocksDB; executions live only in RocksDB. Changes are staged in the

@@ -341,38 +341,25 @@ fn history_keeps_the_newest_and_never_drops_running_ones() {
             f.apply(finished(at as u64, "succeeded")).unwrap();
         }
     }
-    let ids: Vec<String> = f
-        .view
-        .executions_page(Some("a"), None, 100)
-        .unwrap()
-        .executions
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    // Pruning happens when an execution is added: when 10 was added, 7..9 were the
-    // newest finished and 1 and 10 were running; 10 finishing since prunes nothing (a
-    // result is never dropped the moment it arrives).
-    assert_eq!(
-        ids,
-        ["10", "9", "8", "7", "1"],
-        "the newest 3 finished, plus the running ones (1 kept although it is the oldest)"
-    );
+    let ids = |f: &Fixture| -> Vec<String> {
+        f.view
+            .executions_page(Some("a"), None, 100)
+            .unwrap()
+            .executions
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    // The newest 3 finished, plus the running one, kept although it is the oldest.
+    assert_eq!(ids(&f), ["10", "9", "8", "1"]);
+    // When the old one finishes, its result stays (a newer one makes room)...
     f.apply(finished(1, "succeeded")).unwrap();
+    assert_eq!(ids(&f), ["10", "9", "1"]);
+    // ... until the next execution is added and finishes: then it is the oldest.
     f.apply(fire_batch(vec![fire("a", 11_000, v, &["e1"])]))
         .unwrap();
-    let ids: Vec<String> = f
-        .view
-        .executions_page(Some("a"), None, 100)
-        .unwrap()
-        .executions
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(
-        ids,
-        ["11", "10", "9", "8"],
-        "once finished, the old one is the first to go"
-    );
+    f.apply(finished(11, "succeeded")).unwrap();
+    assert_eq!(ids(&f), ["11", "10", "9"]);
     assert!(f.view.execution(1).unwrap().is_none());
 }
 
