@@ -1,4 +1,5 @@
-//! The HTTP surface: `/healthz`, `/readyz`, `/metrics` and a status page at `/`.
+//! The HTTP surface: `/healthz`, `/readyz`, `/metrics`, a status page at `/`, and
+//! the Dkron-compatible JSON API under `/v1` ([`dkron`]).
 //!
 //! The page is server-rendered HTML (no scripts) listing the cluster, the jobs and
 //! the latest executions; it refreshes itself every few seconds.
@@ -16,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::core::Core;
 use crate::{Error, Result};
 
+pub mod dkron;
+
 pub async fn serve(
     core: Arc<Core>,
     listener: tokio::net::TcpListener,
@@ -26,6 +29,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(dkron::routes())
         .with_state(core);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
