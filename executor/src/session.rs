@@ -71,7 +71,7 @@ pub(crate) const MAX_REDIRECT_HOPS: u32 = 3;
 pub(crate) const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 
 /// Longest reconnect delay.
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Messages queued towards the scheduler on one stream. A report waits for room
 /// (up to the silence limit, after which the stream counts as dead); a heartbeat

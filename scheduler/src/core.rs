@@ -427,8 +427,8 @@ impl Core {
             .ok_or_else(|| Error::Internal("a fire produced no execution".into()))?;
         if exec.status == ExecutionStatus::SkippedOverlap.as_str() {
             return Err(Error::FailedPrecondition(format!(
-                "job {name} is already running and its concurrency is forbid (recorded as execution {}, skipped_overlap): {}",
-                exec.id, exec.error
+                "job {name} is already running and its concurrency is {} (recorded as execution {}, skipped_overlap): {}",
+                entry.spec.concurrency, exec.id, exec.error
             )));
         }
         Ok((Some(exec), false))
@@ -690,42 +690,18 @@ impl Core {
         now_ms(self.clock.as_ref()) + delay_ms.max(1)
     }
 
-    /// After an executor (re)registers with this leader: re-sends the assignments it
-    /// should hold but does not report (a leader died between committing a fire and
-    /// sending it), and stops the runs it reports that the state says are over
-    /// (cancelled, replaced or deleted while it was away).
+    /// After an executor (re)registers with this leader: stops the runs it reports that
+    /// the state says are over (cancelled, replaced or deleted while it was away).
+    ///
+    /// Assignments are never sent twice: a pending execution the executor does not
+    /// report may have been started by an earlier process of that executor (which
+    /// then died before its report was committed), and sending it again could run the
+    /// same attempt twice. Such an execution is left to its lease: it ends `lost`, and
+    /// the job's retry policy runs a new attempt.
     pub fn reconcile_executor(&self, executor: &str, running: &[String]) {
         let running: std::collections::BTreeSet<u64> =
             running.iter().filter_map(|id| id.parse().ok()).collect();
-        let now = now_ms(self.clock.as_ref());
         let active = self.view.active();
-        for a in active
-            .iter()
-            .filter(|a| a.executor == executor && !running.contains(&a.id))
-        {
-            let Ok(Some(exec)) = self.view.execution(a.id) else {
-                continue;
-            };
-            if exec.status != ExecutionStatus::Pending.as_str() {
-                continue; // started: its report is on the way, or the lease decides
-            }
-            let Some(entry) = self.view.job(&exec.job) else {
-                continue;
-            };
-            let assignment = crate::state::assignment_for(
-                &entry,
-                &exec,
-                a.scheduled_at_ms.max(now),
-                self.config.max_output_bytes,
-            );
-            let msg = pb::SchedulerMessage {
-                kind: Some(pb::scheduler_message::Kind::Assignment(assignment)),
-            };
-            if self.executors.send(executor, msg).is_ok() {
-                info!(execution = a.id, %executor, "assignment sent again after a reconnect");
-                self.executors.note_assigned(executor, a.id);
-            }
-        }
         let known: std::collections::BTreeSet<u64> = active.iter().map(|a| a.id).collect();
         let over: Vec<ActiveExecution> = running
             .iter()

@@ -60,7 +60,7 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 pub const LEASE: Duration = Duration::from_secs(10);
 /// After becoming leader, a fire that finds no matching executor waits up to this
 /// long for executors to reconnect instead of being recorded `no_target` at once.
-pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(5);
 /// How often a fire held for reconnecting executors is retried.
 const HOLD_RETRY: Duration = Duration::from_millis(100);
 /// Fires per raft entry; larger due sets are split into several entries.

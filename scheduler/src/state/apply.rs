@@ -513,7 +513,7 @@ impl StateMachine {
         let mut job = normalized;
         job.version = index;
         job.updated_at = Some(ts_from_ms(c.now_ms));
-        let mut cancels = Vec::new();
+        let cancels = Vec::new();
         let (record, result) = match existing {
             None => {
                 job.created_at = Some(ts_from_ms(c.now_ms));
@@ -551,16 +551,9 @@ impl StateMachine {
                     cursor_ms: e.record.cursor_ms,
                     queued: e.record.queued.clone(),
                 };
-                // Fires committed ahead under the old definition never start: they
-                // are forgotten, and their instants fire again under the new one —
-                // unless the schedule changed, whose old instants are not owed.
-                let (forgotten, first_forgotten) =
-                    self.forget_unstarted(batch, &name, c.now_ms, &mut status)?;
-                record.history_len -= forgotten.len() as u64;
-                if let Some(first) = first_forgotten {
-                    record.cursor_ms = record.cursor_ms.min(first - 1);
-                }
-                cancels = forgotten;
+                // Fires committed ahead of their instant keep the definition they
+                // were committed with: their executor may hold them already, so
+                // re-firing them under the new one could run an instant twice.
                 if schedule_changed || resumed {
                     record.cursor_ms = record.cursor_ms.max(c.now_ms);
                 }
@@ -577,40 +570,6 @@ impl StateMachine {
             result,
             cancels,
         }))
-    }
-
-    /// Deletes the job's executions that were committed ahead and have not started
-    /// (pending, scheduled after `now_ms`). Returns them and the earliest instant.
-    fn forget_unstarted(
-        &mut self,
-        batch: &mut Batch,
-        job: &str,
-        now_ms: i64,
-        status: &mut pb::JobStatus,
-    ) -> Result<(Vec<ActiveExecution>, Option<i64>), StorageError> {
-        let mut forgotten = Vec::new();
-        let mut first = None;
-        for a in self.active_of(job) {
-            if a.scheduled_at_ms <= now_ms {
-                continue;
-            }
-            let Some(exec) = self.load_execution(batch, a.id)? else {
-                continue;
-            };
-            if exec.status != ExecutionStatus::Pending.as_str() {
-                continue;
-            }
-            batch.delete(Cf::State, keys::execution(a.id));
-            batch.delete(Cf::State, keys::job_execution(job, a.id));
-            batch.delete(Cf::State, keys::active(a.id));
-            self.count_executions(batch, -1);
-            self.deactivate(a.id);
-            self.active_changed = true;
-            status.running = status.running.saturating_sub(1);
-            first = Some(first.map_or(a.scheduled_at_ms, |f: i64| f.min(a.scheduled_at_ms)));
-            forgotten.push(a);
-        }
-        Ok((forgotten, first))
     }
 
     fn apply_delete_job(
@@ -1354,12 +1313,15 @@ impl StateMachine {
         };
         let current = parse_status(&exec.status, c.id)?;
         if current.is_final() {
-            // The first final outcome stands. A lost attempt keeps what the process
-            // really did, as a late result.
-            if current == ExecutionStatus::Lost
-                && exec.late_status.is_empty()
-                && status != ExecutionStatus::Lost
-            {
+            // The first final outcome stands. When the process really ran after all
+            // (its lease had expired, or a pause or cancel did not reach it in time),
+            // what it did is kept as a late result.
+            // (A `cancelled` report means the executor dropped or killed it: nothing to add.)
+            let ran = matches!(
+                status,
+                ExecutionStatus::Succeeded | ExecutionStatus::Failed | ExecutionStatus::TimedOut
+            );
+            if exec.late_status.is_empty() && status != current && ran {
                 exec.late_status = word(status);
                 exec.exit_code = c.exit_code;
                 exec.output = c.output;

@@ -809,15 +809,12 @@ fn pausing_skips_the_runs_committed_ahead_and_lets_the_leader_cancel_them() {
 }
 
 #[test]
-fn an_update_forgets_the_runs_committed_ahead_so_the_instant_fires_under_the_new_definition() {
+fn an_update_leaves_the_runs_committed_ahead_alone_so_no_instant_runs_twice() {
     let mut f = Fixture::new();
     f.apply(put(job("a", "@every 1s"), 0)).unwrap();
     let v = f.view.job("a").unwrap().version();
-    outcome(f.apply(fire_batch(vec![
-        fire("a", 9_000, v, &["e1"]),
-        fire("a", 10_000, v, &["e1"]),
-    ])));
-    // The command changes (not the schedule) at 9.5 s: 10 s has not started.
+    outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
+    // The command changes at 9.5 s: the executor may hold the 10 s fire already.
     let mut changed = job("a", "@every 1s");
     changed.action = Some(pb::job::Action::Shell(pb::ShellAction {
         command: "echo v2".into(),
@@ -833,24 +830,68 @@ fn an_update_forgets_the_runs_committed_ahead_so_the_instant_fires_under_the_new
     else {
         panic!()
     };
-    assert_eq!(cancels.iter().map(|a| a.id).collect::<Vec<_>>(), [2]);
-    assert!(
-        f.view.execution(2).unwrap().is_none(),
-        "the forgotten run leaves no record"
-    );
-    assert_eq!(status_of(&f, 1), "pending", "the started one is untouched");
+    assert!(cancels.is_empty());
+    assert_eq!(status_of(&f, 1), "pending", "the committed fire stands");
     let entry = f.view.job("a").unwrap();
-    assert!(entry.record.cursor_ms < 10_000, "the instant is owed again");
-    let again = outcome(f.apply(fire_batch(vec![fire(
+    assert_eq!(
+        entry.record.cursor_ms, 10_000,
+        "the instant is not owed again"
+    );
+    let again = fired(f.apply(fire_batch(vec![fire(
         "a",
         10_000,
         entry.version(),
         &["e1"],
     )])));
-    match &again.dispatches[0].assignment.action {
+    assert!(
+        again[0].outcome.is_err(),
+        "the instant cannot fire a second time"
+    );
+    // The next instant runs the new definition.
+    let next = outcome(f.apply(fire_batch(vec![fire(
+        "a",
+        11_000,
+        entry.version(),
+        &["e1"],
+    )])));
+    match &next.dispatches[0].assignment.action {
         Some(pb::assignment::Action::Shell(s)) => assert_eq!(s.command, "echo v2"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_run_that_went_ahead_despite_a_pause_is_kept_as_a_late_result() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
+    f.apply(ipb::command::Kind::SetPaused(ipb::SetPaused {
+        name: "a".into(),
+        paused: true,
+        reason: String::new(),
+        now_ms: 9_500,
+    }))
+    .unwrap();
+    assert_eq!(status_of(&f, 1), "skipped_paused");
+    // A `cancelled` report (the executor dropped it in time) adds nothing.
+    let mut dropped = finished(1, "cancelled");
+    if let ipb::command::Kind::ExecutionFinished(c) = &mut dropped {
+        c.exit_code = None;
+    }
+    let Applied::Execution(Some(e)) = f.apply(dropped).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.late_status, "");
+    // Had the cancel come too late, the executor would report what ran.
+    let Applied::Execution(Some(e)) = f.apply(finished(1, "succeeded")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.status, "skipped_paused", "the first final status stands");
+    assert_eq!(
+        e.late_status, "succeeded",
+        "but what really happened is on the record"
+    );
 }
 
 #[test]
