@@ -7,9 +7,11 @@
 //!
 //! ```text
 //! kairos-bench failover [--kairos PATH] [--kills N] [--keep]
+//! kairos-bench lateness [--kairos PATH] [--jobs N] [--secs S] [--keep]
 //! ```
 
 mod failover;
+mod lateness;
 mod stats;
 
 use std::path::PathBuf;
@@ -40,6 +42,22 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Fire many `@every 1s` jobs on a 3-scheduler group with 2 executors and
+    /// measure how late each process starts after its scheduled instant.
+    Lateness {
+        /// The `kairos` binary to run [default: as for `failover`].
+        #[arg(long, value_name = "PATH")]
+        kairos: Option<PathBuf>,
+        /// How many jobs fire every second.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        jobs: u32,
+        /// How many seconds of instants to measure (after a 5 s warm-up).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        secs: u32,
+        /// Keep the directory with every node's data and log (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// The workspace's own build of `kairos`: release if present, else debug.
@@ -55,24 +73,38 @@ fn default_kairos() -> PathBuf {
     }
 }
 
+/// The binary to run: `--kairos`, else the workspace's build; it must exist.
+fn kairos_binary(kairos: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let kairos = kairos.unwrap_or_else(default_kairos);
+    anyhow::ensure!(
+        kairos.is_file(),
+        "no kairos binary at {} (build it with `cargo build -p kairos`, or pass --kairos)",
+        kairos.display()
+    );
+    Ok(kairos)
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Failover {
             kairos,
             kills,
             keep,
-        } => {
-            let kairos = kairos.unwrap_or_else(default_kairos);
-            anyhow::ensure!(
-                kairos.is_file(),
-                "no kairos binary at {} (build it with `cargo build -p kairos`, or pass --kairos)",
-                kairos.display()
-            );
-            failover::run(&failover::Options {
-                kairos,
-                kills,
-                keep,
-            })
-        }
+        } => failover::run(&failover::Options {
+            kairos: kairos_binary(kairos)?,
+            kills,
+            keep,
+        }),
+        Command::Lateness {
+            kairos,
+            jobs,
+            secs,
+            keep,
+        } => lateness::run(&lateness::Options {
+            kairos: kairos_binary(kairos)?,
+            jobs,
+            secs,
+            keep,
+        }),
     }
 }

@@ -12,6 +12,10 @@
 //!   separate `kairos executor` agents, each of which can be killed and restarted on
 //!   its own data directory, grown with `--join` nodes, and driven through any node.
 //!
+//! [`check`] reads what a job recorded (`exec list -o json`) and what its command
+//! really ran (a file it appends to), and checks the firing guarantees over the two;
+//! the firing and chaos tests share it.
+//!
 //! Rules the harness keeps for every test: servers bind only to 127.0.0.1 (port 0,
 //! except the gRPC ports of group members, which peers must know before anyone
 //! starts: those are picked free by binding port 0 and released just before the
@@ -26,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod check;
 pub mod dynamic;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -281,6 +286,31 @@ impl Dev {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// The path of the `kairos` binary it runs.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Every execution of `job`, oldest first, parsed.
+    pub fn records(&self, job: &str) -> Result<Vec<check::Exec>> {
+        check::Exec::parse_all(&all_executions_at(&self.bin, &self.endpoint(), job)?)
+    }
+
+    /// One execution (`exec get ID -o json`), parsed.
+    pub fn execution(&self, id: u64) -> Result<check::Exec> {
+        check::Exec::parse(
+            &self
+                .cli(&["exec", "get", &id.to_string(), "-o", "json"])?
+                .ok()?
+                .json()?,
+        )
+    }
+
+    /// `job get NAME -o json`.
+    pub fn job(&self, name: &str) -> Result<Value> {
+        self.cli(&["job", "get", name, "-o", "json"])?.ok()?.json()
+    }
 }
 
 impl Drop for Dev {
@@ -311,6 +341,32 @@ pub fn executions_at(bin: &Path, endpoint: &str, job: &str) -> Result<Vec<Value>
         ],
     )?
     .ok()?;
+    let v = out.json()?;
+    let mut list = v
+        .get("executions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    list.reverse();
+    Ok(list)
+}
+
+/// Every execution of `job` as `endpoint` lists them (`exec list --limit 0`, the
+/// whole history however long), oldest first.
+pub fn all_executions_at(bin: &Path, endpoint: &str, job: &str) -> Result<Vec<Value>> {
+    list_all(bin, endpoint, &["--job", job])
+}
+
+/// Every execution of every job as `endpoint` lists them, oldest first.
+pub fn every_execution_at(bin: &Path, endpoint: &str) -> Result<Vec<Value>> {
+    list_all(bin, endpoint, &[])
+}
+
+/// `exec list --limit 0 -o json` with `filter`, oldest first.
+fn list_all(bin: &Path, endpoint: &str, filter: &[&str]) -> Result<Vec<Value>> {
+    let mut args = vec!["exec", "list", "--limit", "0", "-o", "json"];
+    args.extend_from_slice(filter);
+    let out = cli(bin, endpoint, &args)?.ok()?;
     let v = out.json()?;
     let mut list = v
         .get("executions")
@@ -885,6 +941,124 @@ impl Cluster {
         executions_at(&self.bin, &format!("http://{}", self.node(id)?.addr), job)
     }
 
+    /// Every execution of `job` (the whole history) as scheduler `id` lists them,
+    /// oldest first, parsed.
+    pub fn records(&self, id: u64, job: &str) -> Result<Vec<check::Exec>> {
+        check::Exec::parse_all(&all_executions_at(
+            &self.bin,
+            &format!("http://{}", self.node(id)?.addr),
+            job,
+        )?)
+    }
+
+    /// One execution (`exec get ID -o json`) as scheduler `id` answers, parsed.
+    pub fn execution(&self, id: u64, execution: u64) -> Result<check::Exec> {
+        check::Exec::parse(
+            &self
+                .cli(id, &["exec", "get", &execution.to_string(), "-o", "json"])?
+                .ok()?
+                .json()?,
+        )
+    }
+
+    /// `job get NAME -o json` as scheduler `id` answers it.
+    pub fn job(&self, id: u64, name: &str) -> Result<Value> {
+        self.cli(id, &["job", "get", name, "-o", "json"])?
+            .ok()?
+            .json()
+    }
+
+    /// Runs the CLI through each running scheduler in turn (the leader first, if the
+    /// group agrees on one) until one invocation succeeds, each bounded by
+    /// `deadline`; returns the first success, or the last failure.
+    pub fn cli_any(&self, args: &[&str], deadline: Duration) -> Result<CliOutput> {
+        let mut order = self.running_schedulers();
+        if let Some(leader) = self.leader() {
+            order.retain(|&id| id != leader);
+            order.insert(0, leader);
+        }
+        let mut last = Err(anyhow!("no scheduler is running"));
+        for id in order {
+            match self.cli_within(id, args, deadline) {
+                Ok(out) if out.success() => return Ok(out),
+                other => last = other,
+            }
+        }
+        last
+    }
+
+    /// Freezes the executor at `index` with SIGSTOP: its process, timers and
+    /// streams stand still (nothing it holds runs, nothing reaches it) until
+    /// [`continue_executor`](Cluster::continue_executor).
+    pub fn stop_executor(&self, index: usize) -> Result<()> {
+        self.signal_executor(index, "-STOP")
+    }
+
+    /// Lets an executor frozen by [`stop_executor`](Cluster::stop_executor) go on
+    /// (SIGCONT).
+    pub fn continue_executor(&self, index: usize) -> Result<()> {
+        self.signal_executor(index, "-CONT")
+    }
+
+    fn signal_executor(&self, index: usize, signal: &str) -> Result<()> {
+        let pid = self
+            .executors
+            .get(index)
+            .and_then(|a| a.process.as_ref())
+            .map(|p| p.child.id())
+            .ok_or_else(|| anyhow!("executor #{index} is not running"))?;
+        send_signal(pid, signal)
+    }
+
+    /// Freezes scheduler `id` with SIGSTOP: it neither answers nor sends anything
+    /// (its peers see it as silent, not gone) until
+    /// [`continue_scheduler`](Cluster::continue_scheduler).
+    pub fn stop_scheduler(&self, id: u64) -> Result<()> {
+        let pid = self
+            .scheduler_pid(id)
+            .ok_or_else(|| anyhow!("scheduler {id} is not running"))?;
+        send_signal(pid, "-STOP")
+    }
+
+    /// Lets a scheduler frozen by [`stop_scheduler`](Cluster::stop_scheduler) go on.
+    pub fn continue_scheduler(&self, id: u64) -> Result<()> {
+        let pid = self
+            .scheduler_pid(id)
+            .ok_or_else(|| anyhow!("scheduler {id} is not running"))?;
+        send_signal(pid, "-CONT")
+    }
+
+    /// Whether the executor at `index` has a live process.
+    pub fn executor_running(&self, index: usize) -> bool {
+        self.executors
+            .get(index)
+            .and_then(|a| a.process.as_ref())
+            .is_some_and(Process::alive)
+    }
+
+    /// The index of the executor named `name` (`exec-1` is 0).
+    pub fn executor_index(&self, name: &str) -> Option<usize> {
+        self.executors.iter().position(|a| a.name == name)
+    }
+
+    /// The names of the executors connected to the leader, as it reports them.
+    pub fn connected_executors(&self) -> Result<Vec<String>> {
+        let leader = self
+            .leader()
+            .ok_or_else(|| anyhow!("the group agrees on no leader"))?;
+        let status = self.status(leader)?;
+        Ok(status
+            .get("executors")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter(|e| num(e, "schedulerId") == leader)
+                    .map(|e| field(e, "id").to_string())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The last lines of scheduler `id`'s log.
     pub fn log_tail(&self, id: u64) -> String {
         self.schedulers
@@ -917,6 +1091,18 @@ impl Cluster {
     pub fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
         anyhow!("{e:#}\n{}", self.logs())
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, …) to `pid` with `kill(1)`.
+fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed with {status}");
+    }
+    Ok(())
 }
 
 /// The row of scheduler `id` in a `cluster status -o json` answer.

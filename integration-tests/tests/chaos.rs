@@ -1,0 +1,559 @@
+//! Chaos: a 3-scheduler group with 3 executors runs five `@every 1s` jobs while
+//! schedulers and executors are SIGKILLed and restarted at random; then, once all is
+//! quiet again, a checker holds the record and what really ran to DESIGN §5.
+//!
+//! The jobs: `@every 1s`, `misfire: {policy: run_all, window: 5m}`, `retry:
+//! {max_attempts: 3, backoff: 1s}`, `history: {keep: 10000}`, and a command that
+//! appends `$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID` to a file of
+//! its own.
+//!
+//! The faults, one at a time, every 0.3–2 s, from a seeded generator:
+//! - SIGKILL the leader (most often), or a follower; it is restarted on its data
+//!   directory 0.5–6 s later. At most one scheduler is down at a time, so the group
+//!   keeps its quorum — except for
+//! - short full outages: all three schedulers SIGKILLed for 1–6 s, then restarted
+//!   (instants that fall due meanwhile are misfires, run by `run_all`);
+//! - SIGKILL an executor, restarted 0.5–15 s later (past the 10 s lease sometimes);
+//!   at least one executor is always up;
+//! - writes during the faults: new `@manual` jobs applied through a random node
+//!   (every acknowledged one must survive), and updates of the firing jobs (a new
+//!   `metadata.rev`), which rewind what was committed ahead
+//!   (`KAIROS_CHAOS_UPDATES=0` leaves the updates out, to exercise the rest alone).
+//!
+//! Then: everything restarted, the leases of the dead given time to expire (no
+//! execution of an instant before the quiet period still active, no retry
+//! pending), the five jobs paused so the history stops moving, and the checker:
+//! - every instant of each job from its first to its cursor has exactly one first
+//!   attempt (trigger `schedule` or `catchup`), attempts 1, 2, … each once, each
+//!   retry naming a previous attempt that failed, timed out or was lost, and a final
+//!   outcome ([`check_instants`]);
+//! - no (instant, attempt) ran twice, every line in the file is a record that may
+//!   have run with that execution id, every `succeeded` record left its line
+//!   ([`check_runs`]);
+//! - `status.outcomeCounts` equal the records' statuses; nothing pending or
+//!   running; every acknowledged job still exists.
+//!
+//! It prints the seed first and the figures at the end (faults by kind, instants,
+//! outcomes and execution statuses).
+//!
+//! When the checker finds a problem, the test keeps its directory (every node's data
+//! and full log, the files of runs) and prints its path.
+//!
+//! CI runs 60 s of faults (about 85 s in all, debug build, 2 cores). The long
+//! variant, and a replay:
+//!
+//! ```text
+//! KAIROS_CHAOS_SECS=600 cargo test -p kairos --test chaos -- --nocapture
+//! KAIROS_CHAOS_SEED=12345 cargo test -p kairos --test chaos -- --nocapture
+//! ```
+//!
+//! A seed replays the same sequence of decisions; the timing of a real cluster does
+//! not replay, so a replay is a close rerun, not an identical one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use kairos_integration_tests::check::{
+    Exec, Window, check_counts, check_instants, check_runs, is_final, read_runs,
+};
+use kairos_integration_tests::{Cluster, ClusterOptions, field, num, wait_until, write_file};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kairos");
+
+/// Seconds of faults when `KAIROS_CHAOS_SECS` is not set.
+const DEFAULT_SECS: u64 = 60;
+/// The firing jobs.
+const JOBS: usize = 5;
+/// Executor agents.
+const EXECUTORS: usize = 3;
+/// How long a CLI call made during the faults may take (a write that finds no
+/// leader fails after a few seconds by design).
+const CALL_DEADLINE: Duration = Duration::from_secs(20);
+/// How long the cluster may take to become quiet after the faults: every
+/// execution of a dead executor must reach its lease (10 s) and its retries run.
+const QUIET_DEADLINE: Duration = Duration::from_secs(120);
+/// The period of the jobs.
+const SECOND: TimeDelta = TimeDelta::seconds(1);
+
+/// A small deterministic generator (xorshift64*): the seed replays the decisions.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A duration between `lo_ms` and `hi_ms` milliseconds.
+    fn millis(&mut self, lo_ms: u64, hi_ms: u64) -> Duration {
+        Duration::from_millis(lo_ms + self.below(hi_ms - lo_ms + 1))
+    }
+
+    /// One of `items`.
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[usize::try_from(self.below(items.len() as u64)).expect("small")]
+    }
+}
+
+/// What the chaos did, for the figures.
+#[derive(Debug, Default)]
+struct Faults {
+    leader_kills: u32,
+    follower_kills: u32,
+    full_outages: u32,
+    executor_kills: u32,
+    jobs_created: u32,
+    creations_refused: u32,
+    jobs_updated: u32,
+    updates_refused: u32,
+}
+
+fn job_name(i: usize) -> String {
+    format!("chaos-{i}")
+}
+
+fn ran_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("{}.ran", job_name(i)))
+}
+
+/// The document of firing job `i`, revision `rev`.
+fn firing_job(dir: &Path, i: usize, rev: u32) -> String {
+    format!(
+        "name: {}\nschedule: \"@every 1s\"\nmisfire: {{policy: run_all, window: 5m}}\nretry: {{max_attempts: 3, backoff: 1s}}\nhistory: {{keep: 10000}}\nmetadata: {{rev: \"{rev}\"}}\nshell:\n  command: echo \"$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID\" >> '{}'\n",
+        job_name(i),
+        ran_file(dir, i).display()
+    )
+}
+
+/// Elapsed seconds, for the log of faults.
+fn at(began: Instant) -> String {
+    format!("[{:7.2} s]", began.elapsed().as_secs_f64())
+}
+
+/// `job apply` of `yaml` through a random running scheduler: which one, and
+/// whether it acknowledged the write.
+fn try_apply(cluster: &Cluster, rng: &mut Rng, name: &str, yaml: &str) -> Result<(u64, bool)> {
+    let running = cluster.running_schedulers();
+    if running.is_empty() {
+        return Ok((0, false));
+    }
+    let via = rng.pick(&running);
+    let file = write_file(cluster.dir(), &format!("{name}.yaml"), yaml)?;
+    let out = cluster.cli_within(via, &["job", "apply", "-f", &file], CALL_DEADLINE);
+    Ok((via, out.is_ok_and(|o| o.success())))
+}
+
+fn env_u64(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => {
+            Ok(Some(v.trim().parse().with_context(|| {
+                format!("{name}={v:?} is not a number")
+            })?))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+#[test]
+fn under_random_kills_every_instant_has_exactly_one_outcome() -> Result<()> {
+    let test_began = Instant::now();
+    let secs = env_u64("KAIROS_CHAOS_SECS")?.unwrap_or(DEFAULT_SECS);
+    let updates = env_u64("KAIROS_CHAOS_UPDATES")? != Some(0);
+    let seed = match env_u64("KAIROS_CHAOS_SEED")? {
+        Some(s) => s,
+        None => u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos()
+                % u128::from(u64::MAX),
+        )?,
+    };
+    eprintln!(
+        "chaos: seed {seed} (replay with KAIROS_CHAOS_SEED={seed}), {secs} s of faults, \
+         3 schedulers, {EXECUTORS} executors, {JOBS} jobs @every 1s{}",
+        if updates { "" } else { ", no job updates" }
+    );
+    let mut rng = Rng::new(seed);
+
+    let tmp = tempfile::Builder::new().prefix("kairos-chaos-").tempdir()?;
+    let dir = tmp.path();
+    let mut cluster = Cluster::start(BIN.as_ref(), dir, ClusterOptions::new(3, EXECUTORS))?;
+    let leader = cluster.wait_for_leader()?;
+    let docs: Vec<String> = (0..JOBS).map(|i| firing_job(dir, i, 0)).collect();
+    cluster.apply(leader, "chaos-jobs", &docs.join("---\n"))?;
+    let applied_at = Utc::now();
+    let mut acknowledged: BTreeSet<String> = (0..JOBS).map(job_name).collect();
+    wait_until(Duration::from_secs(30), "every job to run twice", || {
+        (0..JOBS)
+            .all(|i| read_runs(&ran_file(dir, i)).is_ok_and(|r| r.len() >= 2))
+            .then_some(())
+    })
+    .map_err(|e| cluster.with_logs(e))?;
+
+    // ---- faults ----
+    let began = Instant::now();
+    let mut faults = Faults::default();
+    let mut scheduler_down: Option<(u64, Instant)> = None;
+    let mut executors_down: BTreeMap<usize, Instant> = BTreeMap::new();
+    let mut revisions = [0_u32; JOBS];
+    while began.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(rng.millis(300, 2000));
+        let now = Instant::now();
+        if let Some((id, due)) = scheduler_down
+            && now >= due
+        {
+            cluster.restart_scheduler(id)?;
+            eprintln!("{} scheduler {id} restarted", at(began));
+            scheduler_down = None;
+            continue;
+        }
+        let due: Vec<usize> = executors_down
+            .iter()
+            .filter(|(_, due)| **due <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in due {
+            cluster.restart_executor(i)?;
+            executors_down.remove(&i);
+            eprintln!("{} executor exec-{} restarted", at(began), i + 1);
+        }
+
+        // Weighted choice among what the state allows.
+        let mut choices: Vec<(&str, u64)> = vec![("create", 2)];
+        if updates {
+            choices.push(("update", 1));
+        }
+        if scheduler_down.is_none() {
+            choices.extend([("leader", 4), ("follower", 2), ("outage", 1)]);
+        }
+        if EXECUTORS - executors_down.len() >= 2 {
+            choices.push(("executor", 3));
+        }
+        let total: u64 = choices.iter().map(|(_, w)| w).sum();
+        let mut roll = rng.below(total);
+        let action = choices
+            .iter()
+            .find(|(_, w)| {
+                if roll < *w {
+                    true
+                } else {
+                    roll -= w;
+                    false
+                }
+            })
+            .map(|(a, _)| *a)
+            .expect("weights cover the roll");
+        match action {
+            "leader" | "follower" => {
+                let running = cluster.running_schedulers();
+                let leader = cluster.leader();
+                let victim = match (action, leader) {
+                    ("leader", Some(l)) => l,
+                    (_, Some(l)) => {
+                        let followers: Vec<u64> =
+                            running.iter().copied().filter(|&id| id != l).collect();
+                        rng.pick(&followers)
+                    }
+                    // No agreed leader right now: any node.
+                    _ => rng.pick(&running),
+                };
+                let down_for = rng.millis(500, 6000);
+                cluster.kill_scheduler(victim)?;
+                if Some(victim) == leader {
+                    faults.leader_kills += 1;
+                } else {
+                    faults.follower_kills += 1;
+                }
+                eprintln!(
+                    "{} SIGKILL scheduler {victim} ({}) for {:.1} s",
+                    at(began),
+                    if Some(victim) == leader {
+                        "leader"
+                    } else {
+                        "follower"
+                    },
+                    down_for.as_secs_f64()
+                );
+                scheduler_down = Some((victim, now + down_for));
+            }
+            "outage" => {
+                let down_for = rng.millis(1000, 6000);
+                for id in cluster.scheduler_ids() {
+                    cluster.kill_scheduler(id)?;
+                }
+                faults.full_outages += 1;
+                eprintln!(
+                    "{} SIGKILL all schedulers for {:.1} s",
+                    at(began),
+                    down_for.as_secs_f64()
+                );
+                std::thread::sleep(down_for);
+                for id in cluster.scheduler_ids() {
+                    cluster.restart_scheduler(id)?;
+                }
+                eprintln!("{} all schedulers restarted", at(began));
+            }
+            "executor" => {
+                let up: Vec<usize> = (0..EXECUTORS)
+                    .filter(|i| !executors_down.contains_key(i))
+                    .collect();
+                let victim = rng.pick(&up);
+                let down_for = rng.millis(500, 15000);
+                cluster.kill_executor(victim)?;
+                faults.executor_kills += 1;
+                executors_down.insert(victim, now + down_for);
+                eprintln!(
+                    "{} SIGKILL executor exec-{} for {:.1} s",
+                    at(began),
+                    victim + 1,
+                    down_for.as_secs_f64()
+                );
+            }
+            "create" => {
+                let name = format!("acked-{}", faults.jobs_created + faults.creations_refused);
+                let yaml =
+                    format!("name: {name}\nschedule: \"@manual\"\nshell: {{command: \"true\"}}\n");
+                let (via, ok) = try_apply(&cluster, &mut rng, &name, &yaml)?;
+                eprintln!(
+                    "{} create {name} via {via}: {}",
+                    at(began),
+                    if ok { "acknowledged" } else { "refused" }
+                );
+                if ok {
+                    faults.jobs_created += 1;
+                    acknowledged.insert(name);
+                } else {
+                    faults.creations_refused += 1;
+                }
+            }
+            "update" => {
+                let i = usize::try_from(rng.below(JOBS as u64))?;
+                revisions[i] += 1;
+                let yaml = firing_job(dir, i, revisions[i]);
+                let (via, ok) = try_apply(&cluster, &mut rng, &job_name(i), &yaml)?;
+                eprintln!(
+                    "{} update {} to rev {} via {via}: {}",
+                    at(began),
+                    job_name(i),
+                    revisions[i],
+                    if ok { "acknowledged" } else { "refused" }
+                );
+                if ok {
+                    faults.jobs_updated += 1;
+                } else {
+                    faults.updates_refused += 1;
+                }
+            }
+            other => unreachable!("action {other}"),
+        }
+    }
+    let faults_took = began.elapsed();
+
+    // ---- quiet ----
+    if let Some((id, _)) = scheduler_down.take() {
+        cluster.restart_scheduler(id)?;
+    }
+    for (i, _) in std::mem::take(&mut executors_down) {
+        cluster.restart_executor(i)?;
+    }
+    let quiet_from = Utc::now();
+    eprintln!(
+        "{} faults over; everything restarted at {quiet_from}",
+        at(began)
+    );
+    cluster.wait_for_leader()?;
+    cluster.wait_for_executors(EXECUTORS)?;
+    // The dead's leases expire and their retries run: nothing of an instant before
+    // the quiet period is still active, and no retry waits.
+    wait_until(
+        QUIET_DEADLINE,
+        "the executions from before the quiet period to be final",
+        || {
+            let leader = cluster.leader()?;
+            for i in 0..JOBS {
+                let job = cluster.job(leader, &job_name(i)).ok()?;
+                let status = job.get("status").cloned().unwrap_or(Value::Null);
+                if num(&status, "pendingRetries") > 0 {
+                    return None;
+                }
+                let records = cluster.records(leader, &job_name(i)).ok()?;
+                if records
+                    .iter()
+                    .any(|e| e.scheduled_at < quiet_from && !is_final(&e.status))
+                {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .map_err(|e| cluster.with_logs(e))?;
+    // Stop the history from moving: pause every firing job.
+    let paused_at = Utc::now();
+    for i in 0..JOBS {
+        cluster
+            .cli_any(&["job", "pause", &job_name(i)], CALL_DEADLINE)?
+            .ok()
+            .map_err(|e| cluster.with_logs(e))?;
+    }
+    let leader = cluster.wait_for_leader()?;
+    wait_until(QUIET_DEADLINE, "every execution to be final", || {
+        for i in 0..JOBS {
+            let job = cluster.job(leader, &job_name(i)).ok()?;
+            let status = job.get("status").cloned().unwrap_or(Value::Null);
+            if num(&status, "pendingRetries") > 0 || num(&status, "running") > 0 {
+                return None;
+            }
+            let records = cluster.records(leader, &job_name(i)).ok()?;
+            if records.iter().any(|e| !is_final(&e.status)) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .map_err(|e| cluster.with_logs(e))?;
+
+    // ---- check ----
+    let mut problems = Vec::new();
+    let mut instants = 0;
+    let mut executions = 0;
+    let mut outcomes_by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut retries, mut catchups, mut late) = (0, 0, 0);
+    for i in 0..JOBS {
+        let name = job_name(i);
+        let job = cluster.job(leader, &name)?;
+        let records = cluster.records(leader, &name)?;
+        let runs = read_runs(&ran_file(dir, i))?;
+        let cursor: DateTime<Utc> = job
+            .get("status")
+            .map(|s| field(s, "lastScheduledAt"))
+            .unwrap_or("")
+            .parse()
+            .with_context(|| format!("{name} has no status.lastScheduledAt: {job}"))?;
+        let first = records
+            .iter()
+            .filter(|e| e.is_scheduled_first())
+            .map(|e| e.scheduled_at)
+            .min()
+            .ok_or_else(|| anyhow!("{name} never fired"))?;
+        let mut check = || -> Result<()> {
+            let latest_first = applied_at.duration_trunc(SECOND)? + SECOND;
+            ensure!(
+                first <= latest_first,
+                "{name}: the first recorded instant {first} is after the first one due \
+                 after the job was created ({latest_first})"
+            );
+            ensure!(
+                cursor >= paused_at - TimeDelta::seconds(3),
+                "{name}: the cursor {cursor} stopped well before the pause at {paused_at}"
+            );
+            let outcomes = check_instants(
+                &records,
+                &Window {
+                    first,
+                    last: cursor,
+                    period: SECOND,
+                },
+            )?;
+            check_runs(&records, &runs)?;
+            check_counts(&job, &records)?;
+            let stray: Vec<String> = records
+                .iter()
+                .filter(|e| e.scheduled_at > cursor && e.trigger != "manual")
+                .map(Exec::brief)
+                .collect();
+            ensure!(
+                stray.is_empty(),
+                "{name}: records after the cursor {cursor}: {stray:?}"
+            );
+            instants += outcomes.len();
+            for o in outcomes.values() {
+                *outcomes_by_status
+                    .entry(o.status().to_string())
+                    .or_default() += 1;
+                if o.first().trigger == "catchup" {
+                    catchups += 1;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = check() {
+            problems.push(format!("{e:#}"));
+        }
+        executions += records.len();
+        for e in &records {
+            *statuses.entry(e.status.clone()).or_default() += 1;
+            if e.attempt > 1 {
+                retries += 1;
+            }
+            if !e.late_status.is_empty() {
+                late += 1;
+            }
+        }
+    }
+    let leader = cluster.wait_for_leader()?;
+    let list = cluster
+        .cli(leader, &["job", "list", "-o", "json"])?
+        .ok()?
+        .json()?;
+    let present: BTreeSet<String> = list
+        .get("jobs")
+        .and_then(Value::as_array)
+        .map(|jobs| jobs.iter().map(|j| field(j, "name").to_string()).collect())
+        .unwrap_or_default();
+    let lost_jobs: Vec<&String> = acknowledged.difference(&present).collect();
+    if !lost_jobs.is_empty() {
+        problems.push(format!("acknowledged jobs that are gone: {lost_jobs:?}"));
+    }
+
+    eprintln!(
+        "chaos figures (seed {seed}): {:.0} s of faults: {} leader kills, {} follower kills, \
+         {} full outages, {} executor kills; {} jobs created ({} refused), {} updates ({} refused)",
+        faults_took.as_secs_f64(),
+        faults.leader_kills,
+        faults.follower_kills,
+        faults.full_outages,
+        faults.executor_kills,
+        faults.jobs_created,
+        faults.creations_refused,
+        faults.jobs_updated,
+        faults.updates_refused
+    );
+    eprintln!(
+        "  {instants} instants checked, outcomes {outcomes_by_status:?}; {catchups} ran as catch-up"
+    );
+    eprintln!(
+        "  {executions} executions, statuses {statuses:?}; {retries} retries, {late} late reports"
+    );
+    eprintln!("  whole test {:.0} s", test_began.elapsed().as_secs_f64());
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let logs = cluster.logs();
+    drop(cluster);
+    // Keep every node's data and full log for the post-mortem.
+    let kept = tmp.keep();
+    Err(anyhow!(
+        "seed {seed}:\n{}\n{logs}\nkept {} (data, logs, files of runs)",
+        problems.join("\n"),
+        kept.display()
+    ))
+}
