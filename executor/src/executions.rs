@@ -33,6 +33,13 @@
 //! HTTP request is dropped, closing its connection) and the run finishes
 //! `cancelled`. A run cancelled while waiting for `start_at` never starts a process
 //! or sends a request.
+//!
+//! A cancel with `if_not_started_status` (a pause reaching runs committed ahead)
+//! holds only before the start: the run then ends with that status and never
+//! starts; a run already started goes on. Whether it started is decided under the
+//! registry lock (the run marks itself started there just before spawning or
+//! sending), so the executor — the only one who knows — settles the race between a
+//! pause and `start_at`, and what is recorded is what happened.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +98,23 @@ struct Entry {
     cancel: CancellationToken,
     /// Set by `CancelAssignment`: the error the run will finish with.
     cancel_error: Option<String>,
+    /// Set by a cancel that holds only before the start: the status and error the
+    /// run ends with instead of starting.
+    not_started: Option<(ExecutionStatus, String)>,
+    /// Set, under the registry lock, just before the process is spawned or the
+    /// request sent; from then on a before-start cancel no longer applies.
+    started: bool,
+}
+
+/// What a `CancelAssignment` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelEffect {
+    /// The run is being stopped (or will not start).
+    Cancelled,
+    /// A before-start cancel found the run already started; it goes on.
+    AlreadyStarted,
+    /// This executor does not have the run (already finished, or never assigned here).
+    Unknown,
 }
 
 /// The executions this executor owns and the fencing term.
@@ -179,6 +203,8 @@ impl Executions {
                 Entry {
                     cancel: cancel.clone(),
                     cancel_error: None,
+                    not_started: None,
+                    started: false,
                 },
             );
             cancel
@@ -203,20 +229,57 @@ impl Executions {
         Verdict::Accepted
     }
 
-    /// Cancels a run. False if this executor does not have it (already finished, or
-    /// never assigned here).
-    pub(crate) fn cancel(&self, execution_id: &str, reason: &str) -> bool {
+    /// Cancels a run. With `if_not_started`, only a run still waiting to start is
+    /// stopped, and it ends with that status and `reason` as its error; a started one
+    /// goes on.
+    pub(crate) fn cancel(
+        &self,
+        execution_id: &str,
+        reason: &str,
+        if_not_started: Option<ExecutionStatus>,
+    ) -> CancelEffect {
         let mut running = self.lock();
         let Some(entry) = running.get_mut(execution_id) else {
-            return false;
+            return CancelEffect::Unknown;
         };
-        entry.cancel_error = Some(if reason.is_empty() {
-            "cancelled".to_string()
+        if let Some(status) = if_not_started {
+            if entry.started {
+                return CancelEffect::AlreadyStarted;
+            }
+            let error = if reason.is_empty() {
+                "stopped before it started".to_string()
+            } else {
+                reason.to_string()
+            };
+            entry.not_started = Some((status, error));
         } else {
-            format!("cancelled: {reason}")
-        });
+            entry.cancel_error = Some(if reason.is_empty() {
+                "cancelled".to_string()
+            } else {
+                format!("cancelled: {reason}")
+            });
+        }
         entry.cancel.cancel();
-        true
+        CancelEffect::Cancelled
+    }
+
+    /// Marks the run started unless it was cancelled first; the two decisions are
+    /// made under the registry lock, so a before-start cancel either stops the run
+    /// or finds it started, never both.
+    fn begin(&self, execution_id: &str, cancel: &CancellationToken) -> Result<(), Outcome> {
+        let mut running = self.lock();
+        let entry = running.get_mut(execution_id);
+        if cancel.is_cancelled() {
+            let (status, error) = entry.and_then(|e| e.not_started.clone()).unwrap_or((
+                ExecutionStatus::Cancelled,
+                "cancelled before it started".into(),
+            ));
+            return Err(Outcome::not_started(status, error));
+        }
+        if let Some(entry) = entry {
+            entry.started = true;
+        }
+        Ok(())
     }
 
     /// Waits (bounded) for every run to end after shutdown cancelled them.
@@ -266,35 +329,40 @@ impl Executions {
                 () = cancel.cancelled() => {}
             }
         }
-        if cancel.is_cancelled() {
-            return Outcome::not_started(ExecutionStatus::Cancelled, "cancelled before it started");
-        }
         match action {
             Action::Http(spec) => {
                 let request = spec.describe();
                 match http::prepare(spec).await {
                     Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
                     Ok(prepared) => {
+                        if let Err(outcome) = self.begin(&id, cancel) {
+                            return outcome;
+                        }
                         tracing::info!(%request, "execution started");
                         self.report_started(&id, prepared.started_at());
                         prepared.send(cancel).await
                     }
                 }
             }
-            Action::Shell(spec) => match shell::spawn(
-                &spec,
-                Some(shell::LiveOutput {
-                    execution_id: id.clone(),
-                    tx: self.started.clone(),
-                }),
-            ) {
-                Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
-                Ok(spawned) => {
-                    tracing::info!(pid = spawned.pid(), "execution started");
-                    self.report_started(&id, spawned.started_at());
-                    spawned.wait(cancel).await
+            Action::Shell(spec) => {
+                if let Err(outcome) = self.begin(&id, cancel) {
+                    return outcome;
                 }
-            },
+                match shell::spawn(
+                    &spec,
+                    Some(shell::LiveOutput {
+                        execution_id: id.clone(),
+                        tx: self.started.clone(),
+                    }),
+                ) {
+                    Err(reason) => Outcome::not_started(ExecutionStatus::Failed, reason),
+                    Ok(spawned) => {
+                        tracing::info!(pid = spawned.pid(), "execution started");
+                        self.report_started(&id, spawned.started_at());
+                        spawned.wait(cancel).await
+                    }
+                }
+            }
         }
     }
 
@@ -531,11 +599,65 @@ mod tests {
             SystemTime::now() + Duration::from_secs(60),
         ));
         executions.assign(a);
-        assert!(executions.cancel("later", "job paused"));
+        assert_eq!(
+            executions.cancel("later", "job paused", None),
+            CancelEffect::Cancelled
+        );
         let report = finished(&outbox, "later").await;
         assert_eq!(report.status, "cancelled");
         assert_eq!(report.error, "cancelled: job paused");
         assert_eq!(report.started_at, None);
+    }
+
+    #[tokio::test]
+    async fn a_before_start_cancel_skips_a_waiting_run_with_the_given_status() {
+        let (executions, outbox, _) = executions();
+        let mut a = assignment("ahead", 1, "true");
+        a.start_at = Some(timer::to_timestamp(
+            SystemTime::now() + Duration::from_secs(60),
+        ));
+        executions.assign(a);
+        assert_eq!(
+            executions.cancel(
+                "ahead",
+                "the job was paused before the run started",
+                Some(ExecutionStatus::SkippedPaused)
+            ),
+            CancelEffect::Cancelled
+        );
+        let report = finished(&outbox, "ahead").await;
+        assert_eq!(report.status, "skipped_paused");
+        assert_eq!(report.error, "the job was paused before the run started");
+        assert_eq!(report.started_at, None);
+        assert_eq!(
+            executions.cancel("ahead", "again", Some(ExecutionStatus::SkippedPaused)),
+            CancelEffect::Unknown
+        );
+    }
+
+    #[tokio::test]
+    async fn a_before_start_cancel_leaves_a_started_run_alone() {
+        let outbox = Arc::new(Outbox::new());
+        let (started_tx, mut started_rx) = started_channel();
+        let executions = Arc::new(Executions::new(
+            Arc::clone(&outbox),
+            started_tx,
+            Duration::from_millis(200),
+            CancellationToken::new(),
+        ));
+        executions.assign(assignment("going", 1, "sleep 0.3; echo done"));
+        let started = tokio::time::timeout(Duration::from_secs(20), started_rx.recv())
+            .await
+            .expect("a started report in time")
+            .expect("the channel is open");
+        assert!(matches!(started, pb::executor_message::Kind::Started(_)));
+        assert_eq!(
+            executions.cancel("going", "paused", Some(ExecutionStatus::SkippedPaused)),
+            CancelEffect::AlreadyStarted
+        );
+        let report = finished(&outbox, "going").await;
+        assert_eq!(report.status, "succeeded", "{report:?}");
+        assert!(report.output.contains("done"));
     }
 
     #[tokio::test]
@@ -613,7 +735,10 @@ mod tests {
         let (executions, outbox, _) = executions();
         executions.assign(http_assignment("hang", server.url("/hang")));
         server.arrived().await;
-        assert!(executions.cancel("hang", "job deleted"));
+        assert_eq!(
+            executions.cancel("hang", "job deleted", None),
+            CancelEffect::Cancelled
+        );
         let report = finished(&outbox, "hang").await;
         assert_eq!(report.status, "cancelled");
         assert_eq!(report.error, "cancelled: job deleted");

@@ -39,6 +39,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kairos_common::status::ExecutionStatus;
 use kairos_proto::v1 as pb;
 use kairos_proto::v1::executor_gateway_client::ExecutorGatewayClient;
 use rand::Rng;
@@ -48,7 +49,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
-use crate::executions::Executions;
+use crate::executions::{CancelEffect, Executions};
 use crate::outbox::{MAX_REPORTS, Outbox};
 use crate::{Config, Error, Result};
 
@@ -437,17 +438,32 @@ impl Session {
                 self.executions.assign(assignment);
             }
             Some(Kind::Cancel(cancel)) => {
-                if self.executions.cancel(&cancel.execution_id, &cancel.reason) {
-                    tracing::info!(
+                let if_not_started = (!cancel.if_not_started_status.is_empty()).then(|| {
+                    cancel
+                        .if_not_started_status
+                        .parse::<ExecutionStatus>()
+                        .ok()
+                        .filter(|s| s.is_final())
+                        .unwrap_or(ExecutionStatus::Cancelled)
+                });
+                match self
+                    .executions
+                    .cancel(&cancel.execution_id, &cancel.reason, if_not_started)
+                {
+                    CancelEffect::Cancelled => tracing::info!(
                         execution_id = %cancel.execution_id,
                         reason = %cancel.reason,
                         "cancelling execution"
-                    );
-                } else {
-                    tracing::debug!(
+                    ),
+                    CancelEffect::AlreadyStarted => tracing::info!(
+                        execution_id = %cancel.execution_id,
+                        reason = %cancel.reason,
+                        "the run had started before the stop arrived; it goes on"
+                    ),
+                    CancelEffect::Unknown => tracing::debug!(
                         execution_id = %cancel.execution_id,
                         "cancel for an execution not running here"
-                    );
+                    ),
                 }
             }
             Some(Kind::FinishedAck(ack)) => {
@@ -890,6 +906,7 @@ mod tests {
             .send(Answer::Cancel(pb::CancelAssignment {
                 execution_id: "long".into(),
                 reason: "test over".into(),
+                ..Default::default()
             }))
             .await;
         let finished = second.finished().await;

@@ -26,6 +26,8 @@
 //! - j. An executor that ran an instant and died before the leader committed its
 //!   report, and came back at once: the instant does not run again as the same
 //!   attempt.
+//! - k. A pause reaches the fires committed ahead: the ones not started yet are
+//!   `skipped_paused` and never ran; whatever ran is recorded with what it did.
 //!
 //! Jobs append `$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID` to a file,
 //! so the checks are about what really ran as well as what was recorded; expected
@@ -1339,5 +1341,67 @@ fn an_instant_run_by_an_executor_that_died_before_its_report_was_committed_is_no
         .collect();
     eprintln!("runs around {t}: {around:?}");
     instants_once(&runs, "reported")?;
+    Ok(())
+}
+
+// k. A pause reaches the fires committed ahead of their instant: those that had not
+//    started are `skipped_paused` and never ran, anything that did run is recorded
+//    with what it did, and nothing is left pending.
+#[test]
+fn a_pause_skips_the_fires_sent_ahead_that_had_not_started_and_only_those() -> Result<()> {
+    let (dir, dev) = dev()?;
+    let file = dir.path().join("paused.ran");
+    dev_apply(
+        &dev,
+        dir.path(),
+        "paused",
+        &job("paused", "@every 1s", &recording(&file, ""), ""),
+    )?;
+    wait_until(FIRE_DEADLINE, "3 runs", || {
+        (read_runs(&file).ok()?.len() >= 3).then_some(())
+    })
+    .map_err(|e| anyhow!("{e}\n{}", dev.log_tail()))?;
+
+    // Just past a second, the next instants are committed and held by the executor.
+    let t = just_past_a_second()?;
+    dev.cli(&["job", "pause", "paused"])?.ok()?;
+    let paused_at = Utc::now();
+    let records = wait_until(FIRE_DEADLINE, "every execution to be final", || {
+        let records = dev.records("paused").ok()?;
+        records
+            .iter()
+            .all(|e| is_final(&e.status))
+            .then_some(records)
+    })
+    .map_err(|e| anyhow!("{e}\n{}", dev.log_tail()))?;
+    let runs = read_runs(&file)?;
+    check_runs(&records, &runs)?;
+    instants_once(&runs, "paused")?;
+
+    let skipped: Vec<&Exec> = records
+        .iter()
+        .filter(|e| e.status == "skipped_paused")
+        .collect();
+    eprintln!(
+        "paused at {paused_at} (second {t}); skipped: {:?}",
+        skipped.iter().map(|e| e.brief()).collect::<Vec<_>>()
+    );
+    ensure!(
+        !skipped.is_empty(),
+        "no fire committed ahead was skipped: {:?}",
+        records.iter().map(|e| e.brief()).collect::<Vec<_>>()
+    );
+    for e in &skipped {
+        ensure!(
+            e.started_at.is_none() && e.scheduled_at > t,
+            "{} is skipped but started or was due before the pause",
+            e.brief()
+        );
+    }
+    let job = dev.job("paused")?;
+    ensure!(
+        outcome_counts(&job).get("skipped_paused") == Some(&(skipped.len() as u64)),
+        "the job's counts disagree with its executions: {job}"
+    );
     Ok(())
 }

@@ -376,10 +376,28 @@ impl Core {
         match self.propose(cmd).await? {
             Applied::Job { job, cancels, .. } => {
                 info!(job = %name, paused, "job pause state set");
-                self.cancel_on_executors(&cancels, "the job was paused before the run started");
+                self.skip_unless_started(&cancels);
                 Ok(self.decorate(*job))
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Asks executors to skip runs of a paused job that they have not started yet;
+    /// each ends `skipped_paused` (or, if it had started, with what it did) when its
+    /// executor reports. The runs stay tracked until then.
+    fn skip_unless_started(&self, executions: &[ActiveExecution]) {
+        for a in executions {
+            let msg = pb::SchedulerMessage {
+                kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
+                    execution_id: a.id.to_string(),
+                    reason: "the job was paused before the run started".into(),
+                    if_not_started_status: ExecutionStatus::SkippedPaused.as_str().into(),
+                })),
+            };
+            if self.executors.send(&a.executor, msg).is_err() {
+                debug!(execution = a.id, executor = %a.executor, "skip request not delivered: executor gone");
+            }
         }
     }
 
@@ -390,6 +408,7 @@ impl Core {
                 kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
                     execution_id: a.id.to_string(),
                     reason: reason.to_string(),
+                    ..Default::default()
                 })),
             };
             if self.executors.send(&a.executor, msg).is_err() {
@@ -721,6 +740,33 @@ impl Core {
                 &over,
                 "the execution already ended (cancelled, replaced or deleted)",
             );
+        }
+        // Runs committed ahead for a job paused since: the skip request may have been
+        // sent by an earlier leader, or while this executor was away.
+        let ahead_of_pause: Vec<ActiveExecution> = active
+            .iter()
+            .filter(|a| a.executor == executor && running.contains(&a.id))
+            .filter(|a| {
+                self.view.job(&a.job).is_some_and(|entry| {
+                    let job = entry.record.job.as_ref();
+                    entry.spec.paused
+                        && job
+                            .and_then(|j| j.updated_at.as_ref())
+                            .is_some_and(|at| a.scheduled_at_ms > ms_from_ts(at))
+                })
+            })
+            .filter(|a| {
+                // Manual runs of a paused job go on; only scheduled ones are skipped.
+                self.view.execution(a.id).ok().flatten().is_some_and(|e| {
+                    e.status == ExecutionStatus::Pending.as_str()
+                        && (e.trigger == Trigger::Schedule.as_str()
+                            || e.trigger == Trigger::Catchup.as_str())
+                })
+            })
+            .cloned()
+            .collect();
+        if !ahead_of_pause.is_empty() {
+            self.skip_unless_started(&ahead_of_pause);
         }
     }
 

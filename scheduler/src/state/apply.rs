@@ -724,35 +724,22 @@ impl StateMachine {
             } else {
                 c.reason
             };
-            // Instants committed ahead that have not started: skipped, paused.
-            let name = c.name.clone();
-            for a in self.active_of(&name) {
+            // Instants committed ahead that may not have started: only their
+            // executor knows, so they stay pending and the leader asks it to skip
+            // them if they have not started (they then end `skipped_paused`); one
+            // that started goes on and reports what it did.
+            for a in self.active_of(&c.name) {
                 if a.scheduled_at_ms <= c.now_ms {
                     continue;
                 }
-                let Some(mut exec) = self.load_execution(batch, a.id)? else {
+                let Some(exec) = self.load_execution(batch, a.id)? else {
                     continue;
                 };
-                if exec.status != ExecutionStatus::Pending.as_str() {
-                    continue;
+                let scheduled = exec.trigger == Trigger::Schedule.as_str()
+                    || exec.trigger == Trigger::Catchup.as_str();
+                if scheduled && exec.status == ExecutionStatus::Pending.as_str() {
+                    cancels.push(a);
                 }
-                exec.status = word(ExecutionStatus::SkippedPaused);
-                exec.error = "the job was paused before the run started".into();
-                exec.finished_at = Some(ts_from_ms(c.now_ms));
-                let st = entry
-                    .record
-                    .job
-                    .as_mut()
-                    .expect("invariant")
-                    .status
-                    .get_or_insert_with(Default::default);
-                st.running = st.running.saturating_sub(1);
-                *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
-                self.put_execution(batch, &exec);
-                batch.delete(Cf::State, keys::active(a.id));
-                self.deactivate(a.id);
-                self.active_changed = true;
-                cancels.push(a);
             }
         } else {
             job.status

@@ -53,11 +53,14 @@
 //!
 //! # Fires ahead of their instant
 //! The leader commits fires a little before their instant; the executor waits for
-//! `start_at`. What happens in that window is decided here: a pause records the
-//! not-yet-started executions `skipped_paused`; an update deletes them and rewinds the
-//! cursor so the instant fires again under the new definition (or, if the schedule
-//! changed, moves the cursor to now); a delete removes them with the job. Each of
-//! these returns the executions the leader must cancel on their executors.
+//! `start_at`. What happens in that window: a pause returns the scheduled runs
+//! committed ahead that are still pending, and the leader asks their executors to
+//! skip each one *if it has not started* — only the executor knows, so the run stays
+//! pending until it reports `skipped_paused` (or, having started, what it did), and
+//! the record never says "skipped" of a process that ran. An update leaves them
+//! alone (they run the definition they were committed with; the cursor is past their
+//! instant, so no instant runs twice). A delete removes them with the job and returns
+//! them for the leader to cancel.
 //!
 //! History is bounded: a job keeps its newest `history.keep` finished executions plus
 //! those still running; the oldest finished ones are deleted in the applies that add

@@ -785,26 +785,70 @@ fn a_miss_moves_the_cursor_counts_every_instant_and_records_the_newest() {
     }
 }
 
+fn pause_at(now_ms: i64) -> ipb::command::Kind {
+    ipb::command::Kind::SetPaused(ipb::SetPaused {
+        name: "a".into(),
+        paused: true,
+        reason: String::new(),
+        now_ms,
+    })
+}
+
 #[test]
-fn pausing_skips_the_runs_committed_ahead_and_lets_the_leader_cancel_them() {
+fn pausing_asks_the_executor_to_skip_the_runs_committed_ahead() {
     let mut f = Fixture::new();
     f.apply(put(job("a", "@every 1s"), 0)).unwrap();
     let v = f.view.job("a").unwrap().version();
-    // Committed at 9 s for the instant at 10 s; paused at 9.5 s.
+    // Committed at 9 s for the instant at 10 s, another for 9 s; paused at 9.5 s.
     outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
-    let Applied::Job { cancels, .. } = f
-        .apply(ipb::command::Kind::SetPaused(ipb::SetPaused {
-            name: "a".into(),
-            paused: true,
-            reason: String::new(),
-            now_ms: 9_500,
-        }))
-        .unwrap()
-    else {
+    let Applied::Job { cancels, .. } = f.apply(pause_at(9_500)).unwrap() else {
         panic!()
     };
     assert_eq!(cancels.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
-    assert_eq!(status_of(&f, 1), "skipped_paused");
+    // Only the executor knows whether it started: the run stays pending until it says.
+    assert_eq!(status_of(&f, 1), "pending");
+    assert_eq!(f.view.active().len(), 1);
+    let skipped = ipb::command::Kind::ExecutionFinished(ipb::ExecutionFinished {
+        id: 1,
+        executor: "e1".into(),
+        status: "skipped_paused".into(),
+        error: "the job was paused before the run started".into(),
+        finished_at_ms: 9_600,
+        ..Default::default()
+    });
+    let Applied::Execution(Some(e)) = f.apply(skipped).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.status, "skipped_paused");
+    assert_eq!(e.started_at, None);
+    assert!(f.view.active().is_empty());
+    let status = f
+        .view
+        .job("a")
+        .unwrap()
+        .record
+        .job
+        .clone()
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.outcome_counts.get("skipped_paused"), Some(&1));
+    assert_eq!(status.running, 0);
+}
+
+#[test]
+fn a_run_that_started_before_the_pause_reached_its_executor_keeps_its_result() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
+    f.apply(pause_at(9_999)).unwrap();
+    // The executor had started it when the skip request came: it reports the run.
+    let Applied::Execution(Some(e)) = f.apply(finished(1, "succeeded")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.status, "succeeded", "what ran is what is recorded");
+    assert_eq!(e.late_status, "");
     assert!(f.view.active().is_empty());
 }
 
@@ -858,40 +902,6 @@ fn an_update_leaves_the_runs_committed_ahead_alone_so_no_instant_runs_twice() {
         Some(pb::assignment::Action::Shell(s)) => assert_eq!(s.command, "echo v2"),
         other => panic!("{other:?}"),
     }
-}
-
-#[test]
-fn a_run_that_went_ahead_despite_a_pause_is_kept_as_a_late_result() {
-    let mut f = Fixture::new();
-    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
-    let v = f.view.job("a").unwrap().version();
-    outcome(f.apply(fire_batch(vec![fire("a", 10_000, v, &["e1"])])));
-    f.apply(ipb::command::Kind::SetPaused(ipb::SetPaused {
-        name: "a".into(),
-        paused: true,
-        reason: String::new(),
-        now_ms: 9_500,
-    }))
-    .unwrap();
-    assert_eq!(status_of(&f, 1), "skipped_paused");
-    // A `cancelled` report (the executor dropped it in time) adds nothing.
-    let mut dropped = finished(1, "cancelled");
-    if let ipb::command::Kind::ExecutionFinished(c) = &mut dropped {
-        c.exit_code = None;
-    }
-    let Applied::Execution(Some(e)) = f.apply(dropped).unwrap() else {
-        panic!()
-    };
-    assert_eq!(e.late_status, "");
-    // Had the cancel come too late, the executor would report what ran.
-    let Applied::Execution(Some(e)) = f.apply(finished(1, "succeeded")).unwrap() else {
-        panic!()
-    };
-    assert_eq!(e.status, "skipped_paused", "the first final status stands");
-    assert_eq!(
-        e.late_status, "succeeded",
-        "but what really happened is on the record"
-    );
 }
 
 #[test]
