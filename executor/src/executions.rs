@@ -591,66 +591,82 @@ mod tests {
         assert!(started >= start_at, "started before start_at");
     }
 
-    #[tokio::test]
-    async fn a_cancel_before_start_at_never_starts_the_process() {
-        let (executions, outbox, _) = executions();
-        let mut a = assignment("later", 1, "true");
+    /// A run waiting a minute for its `start_at`.
+    fn waiting(executions: &Arc<Executions>, id: &str) {
+        let mut a = assignment(id, 1, "true");
         a.start_at = Some(timer::to_timestamp(
             SystemTime::now() + Duration::from_secs(60),
         ));
         executions.assign(a);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_before_start_at_never_starts_the_process() {
+        let (executions, outbox, _) = executions();
+        waiting(&executions, "later");
         assert_eq!(
-            executions.cancel("later", "job paused", None),
+            executions.cancel("later", "job deleted", None),
             CancelEffect::Cancelled
         );
         let report = finished(&outbox, "later").await;
         assert_eq!(report.status, "cancelled");
-        assert_eq!(report.error, "cancelled: job paused");
+        assert_eq!(report.error, "cancelled: job deleted");
         assert_eq!(report.started_at, None);
-    }
 
-    #[tokio::test]
-    async fn a_before_start_cancel_skips_a_waiting_run_with_the_given_status() {
-        let (executions, outbox, _) = executions();
-        let mut a = assignment("ahead", 1, "true");
-        a.start_at = Some(timer::to_timestamp(
-            SystemTime::now() + Duration::from_secs(60),
-        ));
-        executions.assign(a);
+        // A before-start cancel ends it with the status it names.
+        waiting(&executions, "ahead");
+        let reason = "the job was paused before the run started";
+        let skip = Some(ExecutionStatus::SkippedPaused);
         assert_eq!(
-            executions.cancel(
-                "ahead",
-                "the job was paused before the run started",
-                Some(ExecutionStatus::SkippedPaused)
-            ),
+            executions.cancel("ahead", reason, skip),
             CancelEffect::Cancelled
         );
         let report = finished(&outbox, "ahead").await;
         assert_eq!(report.status, "skipped_paused");
-        assert_eq!(report.error, "the job was paused before the run started");
+        assert_eq!(report.error, reason);
         assert_eq!(report.started_at, None);
         assert_eq!(
-            executions.cancel("ahead", "again", Some(ExecutionStatus::SkippedPaused)),
+            executions.cancel("ahead", reason, skip),
             CancelEffect::Unknown
         );
     }
 
-    #[tokio::test]
-    async fn a_before_start_cancel_leaves_a_started_run_alone() {
+    /// Executions whose `started` reports can be read.
+    fn executions_reporting_starts() -> (
+        Arc<Executions>,
+        Arc<Outbox>,
+        mpsc::Receiver<pb::executor_message::Kind>,
+    ) {
         let outbox = Arc::new(Outbox::new());
-        let (started_tx, mut started_rx) = started_channel();
+        let (started_tx, started_rx) = started_channel();
         let executions = Arc::new(Executions::new(
             Arc::clone(&outbox),
             started_tx,
             Duration::from_millis(200),
             CancellationToken::new(),
         ));
-        executions.assign(assignment("going", 1, "sleep 0.3; echo done"));
-        let started = tokio::time::timeout(Duration::from_secs(20), started_rx.recv())
+        (executions, outbox, started_rx)
+    }
+
+    /// The next `started` report.
+    async fn next_started(
+        rx: &mut mpsc::Receiver<pb::executor_message::Kind>,
+    ) -> pb::ExecutionStarted {
+        let kind = tokio::time::timeout(Duration::from_secs(20), rx.recv())
             .await
             .expect("a started report in time")
             .expect("the channel is open");
-        assert!(matches!(started, pb::executor_message::Kind::Started(_)));
+        let pb::executor_message::Kind::Started(started) = kind else {
+            panic!("expected a started report, got {kind:?}");
+        };
+        started
+    }
+
+    #[tokio::test]
+    async fn a_before_start_cancel_leaves_a_started_run_alone() {
+        let (executions, outbox, mut started_rx) = executions_reporting_starts();
+        executions.assign(assignment("going", 1, "sleep 0.3; echo done"));
+        assert_eq!(next_started(&mut started_rx).await.execution_id, "going");
         assert_eq!(
             executions.cancel("going", "paused", Some(ExecutionStatus::SkippedPaused)),
             CancelEffect::AlreadyStarted
@@ -694,26 +710,13 @@ mod tests {
     #[tokio::test]
     async fn an_http_run_is_started_and_finished_like_a_shell_run() {
         let server = crate::test::FakeHttpServer::start().await;
-        let outbox = Arc::new(Outbox::new());
-        let (started_tx, mut started_rx) = started_channel();
-        let executions = Arc::new(Executions::new(
-            Arc::clone(&outbox),
-            started_tx,
-            Duration::from_millis(200),
-            CancellationToken::new(),
-        ));
+        let (executions, outbox, mut started_rx) = executions_reporting_starts();
         let start_at = SystemTime::now() + Duration::from_millis(100);
         let mut a = http_assignment("get", server.url("/ok"));
         a.start_at = Some(timer::to_timestamp(start_at));
         assert_eq!(executions.assign(a), Verdict::Accepted);
 
-        let started = tokio::time::timeout(Duration::from_secs(20), started_rx.recv())
-            .await
-            .expect("a started report in time")
-            .expect("the channel is open");
-        let pb::executor_message::Kind::Started(started) = started else {
-            panic!("expected a started report, got {started:?}");
-        };
+        let started = next_started(&mut started_rx).await;
         assert_eq!(started.execution_id, "get");
         let report = finished(&outbox, "get").await;
         assert_eq!(report.status, "succeeded", "{report:?}");

@@ -247,16 +247,7 @@ fn no_executor_records_no_target_as_the_final_outcome() {
     let outcome = r[0].outcome.as_ref().unwrap();
     assert!(outcome.dispatches.is_empty());
     assert_eq!(outcome.executions[0].status, "no_target");
-    let status = f
-        .view
-        .job("a")
-        .unwrap()
-        .record
-        .job
-        .clone()
-        .unwrap()
-        .status
-        .unwrap();
+    let status = job_status(&f, "a");
     assert_eq!(status.outcome_counts.get("no_target"), Some(&1));
     assert!(f.view.active().is_empty());
 }
@@ -307,16 +298,7 @@ fn finishing_records_the_outcome_once_and_updates_the_job() {
         panic!()
     };
     assert_eq!(e.status, "succeeded");
-    let status = f
-        .view
-        .job("a")
-        .unwrap()
-        .record
-        .job
-        .clone()
-        .unwrap()
-        .status
-        .unwrap();
+    let status = job_status(&f, "a");
     assert_eq!(status.outcome_counts.get("succeeded"), Some(&1));
     assert_eq!(status.outcome_counts.get("failed"), None);
     assert_eq!(status.running, 0);
@@ -504,6 +486,12 @@ fn finished_with(id: u64, status: &str, retry_at_ms: i64) -> ipb::command::Kind 
 
 fn outcome(r: crate::Result<Applied>) -> FireOutcome {
     fired(r).pop().unwrap().outcome.unwrap()
+}
+
+/// A job's status block.
+fn job_status(f: &Fixture, name: &str) -> pb::JobStatus {
+    let entry = f.view.job(name).unwrap();
+    entry.record.job.clone().unwrap().status.unwrap()
 }
 
 fn status_of(f: &Fixture, id: u64) -> String {
@@ -708,17 +696,7 @@ fn a_report_after_the_lease_expired_is_kept_without_reviving_the_attempt() {
     assert_eq!(e.status, "lost");
     assert_eq!(e.late_status, "succeeded");
     assert_eq!(e.output, "done\n");
-    let counts = f
-        .view
-        .job("a")
-        .unwrap()
-        .record
-        .job
-        .clone()
-        .unwrap()
-        .status
-        .unwrap()
-        .outcome_counts;
+    let counts = job_status(&f, "a").outcome_counts;
     assert_eq!(counts.get("lost"), Some(&1));
     assert_eq!(counts.get("succeeded"), None);
 }
@@ -822,16 +800,7 @@ fn pausing_asks_the_executor_to_skip_the_runs_committed_ahead() {
     assert_eq!(e.status, "skipped_paused");
     assert_eq!(e.started_at, None);
     assert!(f.view.active().is_empty());
-    let status = f
-        .view
-        .job("a")
-        .unwrap()
-        .record
-        .job
-        .clone()
-        .unwrap()
-        .status
-        .unwrap();
+    let status = job_status(&f, "a");
     assert_eq!(status.outcome_counts.get("skipped_paused"), Some(&1));
     assert_eq!(status.running, 0);
 }
