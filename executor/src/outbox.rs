@@ -84,6 +84,11 @@ impl Outbox {
         removed
     }
 
+    /// The ids of the reports waiting for their ack, oldest first.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.lock().iter().map(|r| r.execution_id.clone()).collect()
+    }
+
     /// True while a report for this execution waits for its ack.
     pub(crate) fn contains(&self, execution_id: &str) -> bool {
         self.lock().iter().any(|r| r.execution_id == execution_id)

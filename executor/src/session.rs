@@ -163,6 +163,8 @@ impl Ended {
 /// The connection manager. Owns the receiving end of started reports.
 pub(crate) struct Session {
     config: Config,
+    /// Fixed for the life of this process (see `Hello.boot_id`).
+    boot_id: String,
     executions: Arc<Executions>,
     outbox: Arc<Outbox>,
     started: mpsc::Receiver<pb::executor_message::Kind>,
@@ -177,6 +179,7 @@ impl Session {
     ) -> Self {
         Session {
             config,
+            boot_id: format!("{:016x}", rand::rng().random::<u64>()),
             executions,
             outbox,
             started,
@@ -286,8 +289,12 @@ impl Session {
                 .collect(),
             capacity: self.config.capacity,
             protocol_version: kairos_proto::EXECUTOR_PROTOCOL_VERSION,
+            // Runs first, then reports: a run files its report before it leaves the
+            // registry, so one ending in between is in the second list.
             running: self.executions.running_ids(),
+            unreported: self.outbox.ids(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            boot_id: self.boot_id.clone(),
         });
         if outbound.try_send(message(hello)).is_err() {
             return lost("cannot queue the hello".into());
@@ -778,7 +785,9 @@ mod tests {
         let mut server = FakeServer::start().await;
         let executor = Running::start(config(&[&server.addr]));
         let mut conn = server.accept().await;
-        conn.hello().await;
+        let first_hello = conn.hello().await;
+        assert_eq!(first_hello.boot_id.len(), 16, "{first_hello:?}");
+        assert!(first_hello.unreported.is_empty());
         conn.send(welcome(1, QUIET_MS)).await;
         conn.send(shell_assignment("e1", 1, "echo result")).await;
         conn.started().await;
@@ -788,6 +797,15 @@ mod tests {
         let mut conn = server.accept().await;
         let hello = conn.hello().await;
         assert!(hello.running.is_empty(), "e1 finished: {:?}", hello.running);
+        assert_eq!(
+            hello.unreported,
+            ["e1"],
+            "its report is not acknowledged yet"
+        );
+        assert_eq!(
+            hello.boot_id, first_hello.boot_id,
+            "the same process keeps its boot id"
+        );
         conn.send(welcome(2, QUIET_MS)).await;
         let again = conn.finished().await;
         assert_eq!(again, first);

@@ -486,7 +486,12 @@ impl Core {
             String::new()
         };
         let now = now_ms(self.clock.as_ref());
+        let executor_boots = executors
+            .iter()
+            .map(|e| self.executors.boot_of(e))
+            .collect();
         ipb::Fire {
+            executor_boots,
             parent_execution: 0,
             backfill: 0,
             group: count != 1,
@@ -710,17 +715,22 @@ impl Core {
     }
 
     /// After an executor (re)registers with this leader: stops the runs it reports that
-    /// the state says are over (cancelled, replaced or deleted while it was away).
-    ///
-    /// Assignments are never sent twice: a pending execution the executor does not
-    /// report may have been started by an earlier process of that executor (which
-    /// then died before its report was committed), and sending it again could run the
-    /// same attempt twice. Such an execution is left to its lease: it ends `lost`, and
-    /// the job's retry policy runs a new attempt.
-    pub fn reconcile_executor(&self, executor: &str, running: &[String]) {
-        let running: std::collections::BTreeSet<u64> =
-            running.iter().filter_map(|id| id.parse().ok()).collect();
+    /// the state says are over (cancelled, replaced or deleted while it was away),
+    /// repeats skip requests for runs of jobs paused since, and sends again the
+    /// assignments this very executor process never received
+    /// ([`crate::executors::never_received`]: the leader that committed them died
+    /// before sending, or the stream broke). A pending execution held by an earlier
+    /// process of the executor is not sent again — it may have run before that
+    /// process died — and is left to its lease (`lost`, then the retry policy).
+    pub fn reconcile_executor(&self, hello: &pb::Hello) {
+        let executor = hello.executor_id.as_str();
+        let running: std::collections::BTreeSet<u64> = hello
+            .running
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
         let active = self.view.active();
+        self.resend_never_received(hello, &active);
         let known: std::collections::BTreeSet<u64> = active.iter().map(|a| a.id).collect();
         let over: Vec<ActiveExecution> = running
             .iter()
@@ -768,6 +778,46 @@ impl Core {
         if !ahead_of_pause.is_empty() {
             self.skip_unless_started(&ahead_of_pause);
         }
+    }
+
+    /// Sends again what `hello`'s executor process never received (see
+    /// [`reconcile_executor`](Core::reconcile_executor)), under this leader's term.
+    fn resend_never_received(&self, hello: &pb::Hello, active: &[ActiveExecution]) {
+        let records: Vec<pb::Execution> = active
+            .iter()
+            .filter(|a| a.executor == hello.executor_id)
+            .filter_map(|a| self.view.execution(a.id).ok().flatten())
+            .collect();
+        let missing = crate::executors::never_received(hello, &records);
+        if missing.is_empty() {
+            return;
+        }
+        let term = self.raft.status().term;
+        let mut sent = 0usize;
+        for exec in missing {
+            let Some(entry) = self.view.job(&exec.job) else {
+                continue;
+            };
+            let start_at_ms = exec.scheduled_at.as_ref().map_or(0, ms_from_ts);
+            let mut assignment = crate::state::assignment_for(
+                &entry,
+                exec,
+                start_at_ms,
+                self.config.max_output_bytes,
+            );
+            // Committed under an earlier term maybe; handed over under this one, which
+            // the executor has just been told (an older one it would refuse).
+            assignment.term = term;
+            let id: u64 = exec.id.parse().expect("invariant: ids are numbers");
+            let msg = pb::SchedulerMessage {
+                kind: Some(pb::scheduler_message::Kind::Assignment(assignment)),
+            };
+            if self.executors.send(&hello.executor_id, msg).is_ok() {
+                self.executors.note_assigned(&hello.executor_id, id);
+                sent += 1;
+            }
+        }
+        info!(executor = %hello.executor_id, count = sent, "sent again the assignments this executor never received");
     }
 
     /// Stops a pending or running execution: recorded `cancelled` at once, and its

@@ -11,6 +11,21 @@
 //! records the attempt `lost`.
 //!
 //! Choosing executors for a fire happens here too, because it reads this state.
+//!
+//! # Sending an assignment again
+//! A committed execution can miss its executor: the leader dies between the commit
+//! and the send, or the stream breaks with the assignment in flight. Sending it again
+//! is safe only if the run cannot have started anywhere, so the rule is narrow:
+//! every execution records the *boot id* of the executor process it was handed to
+//! (random, fixed for the life of that process), and when an executor registers, the
+//! still-pending executions recorded for its id **and its boot id** that its Hello
+//! does not list — neither among the runs it holds nor among its unacknowledged
+//! reports — are sent to it again ([`never_received`]). That process never got them:
+//! its memory is continuous, it lists everything it got (a run files its report
+//! before leaving the registry, and the Hello lists runs before reports), and its
+//! earlier streams are closed before it says Hello again. A restarted executor has a
+//! new boot id: what its earlier process held may have run before it died, so those
+//! executions are left to their lease (`lost`, then the retry policy).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -31,6 +46,8 @@ pub const EXECUTOR_QUEUE: usize = 1024;
 
 struct Conn {
     session: u64,
+    /// The executor process's boot id (`Hello.boot_id`).
+    boot: String,
     tags: BTreeMap<String, String>,
     capacity: u32,
     version: String,
@@ -108,6 +125,7 @@ impl ExecutorRegistry {
         }
         let conn = Conn {
             session,
+            boot: hello.boot_id.clone(),
             tags: hello.tags.clone().into_iter().collect(),
             capacity: hello.capacity.max(1),
             version: hello.version.clone(),
@@ -200,6 +218,15 @@ impl ExecutorRegistry {
             .unwrap_or(leader_since)
             .max(leader_since);
         last.elapsed() < lease
+    }
+
+    /// The boot id of the process connected as `executor`; empty if none.
+    pub fn boot_of(&self, executor: &str) -> String {
+        self.lock()
+            .conns
+            .get(executor)
+            .map(|c| c.boot.clone())
+            .unwrap_or_default()
     }
 
     /// Picks up to `count` matching executors (0 = all) for a fire of `job`.
@@ -317,4 +344,83 @@ fn rendezvous(job: &str, executor: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The executions to send again to an executor that has just said `hello`: pending,
+/// assigned to this executor id and to this very process (boot id), and not listed by
+/// it as held or as awaiting an ack. See the module documentation for why that is
+/// exactly the set it never received. `candidates` are the leader's active
+/// executions' records.
+pub fn never_received<'a>(
+    hello: &pb::Hello,
+    candidates: impl IntoIterator<Item = &'a pb::Execution>,
+) -> Vec<&'a pb::Execution> {
+    if hello.boot_id.is_empty() {
+        return Vec::new();
+    }
+    let held: BTreeSet<&str> = hello
+        .running
+        .iter()
+        .chain(&hello.unreported)
+        .map(String::as_str)
+        .collect();
+    candidates
+        .into_iter()
+        .filter(|e| {
+            e.executor == hello.executor_id
+                && e.executor_boot == hello.boot_id
+                && e.status == kairos_common::status::ExecutionStatus::Pending.as_str()
+                && !held.contains(e.id.as_str())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(id: &str, executor: &str, boot: &str, status: &str) -> pb::Execution {
+        pb::Execution {
+            id: id.into(),
+            executor: executor.into(),
+            executor_boot: boot.into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    fn hello(boot: &str, running: &[&str], unreported: &[&str]) -> pb::Hello {
+        pb::Hello {
+            executor_id: "e1".into(),
+            boot_id: boot.into(),
+            running: running.iter().map(|s| s.to_string()).collect(),
+            unreported: unreported.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ids(v: Vec<&pb::Execution>) -> Vec<&str> {
+        v.into_iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn only_what_this_very_process_never_got_is_sent_again() {
+        let active = [
+            exec("1", "e1", "b1", "pending"), // never got it: sent again
+            exec("2", "e1", "b1", "pending"), // holds it (waiting or running)
+            exec("3", "e1", "b1", "pending"), // ran it, report not acked
+            exec("4", "e1", "b1", "running"), // started: never again
+            exec("5", "e1", "b0", "pending"), // an earlier process: maybe ran
+            exec("6", "e2", "b1", "pending"), // another executor
+            exec("7", "e1", "", "pending"),   // no boot recorded
+        ];
+        assert_eq!(
+            ids(never_received(&hello("b1", &["2"], &["3"]), &active)),
+            ["1"]
+        );
+        // A restarted process (new boot id) gets nothing again.
+        assert!(never_received(&hello("b2", &[], &[]), &active).is_empty());
+        // An executor that does not say its boot id gets nothing again.
+        assert!(never_received(&hello("", &[], &[]), &active).is_empty());
+    }
 }

@@ -98,8 +98,7 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
             })))
             .await;
-        self.core
-            .reconcile_executor(&hello.executor_id, &hello.running);
+        self.core.reconcile_executor(&hello);
         let core = self.core.clone();
         let shutdown = self.shutdown.clone();
         let executor = hello.executor_id.clone();

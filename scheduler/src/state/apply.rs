@@ -1107,12 +1107,13 @@ impl StateMachine {
         } else {
             String::new()
         };
-        for executor in &fire.executors {
+        for (i, executor) in fire.executors.iter().enumerate() {
             let id = self.next_id(batch);
             self.count_executions(batch, 1);
             let exec = pb::Execution {
                 id: id.to_string(),
                 executor: executor.clone(),
+                executor_boot: fire.executor_boots.get(i).cloned().unwrap_or_default(),
                 status: word(ExecutionStatus::Pending),
                 group: group.clone(),
                 ..base.clone()

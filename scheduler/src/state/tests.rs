@@ -97,6 +97,7 @@ fn fire(job: &str, at_ms: i64, version: u64, executors: &[&str]) -> ipb::Fire {
         trigger: "schedule".into(),
         attempt: 1,
         executors: executors.iter().map(|s| s.to_string()).collect(),
+        executor_boots: executors.iter().map(|s| format!("{s}-boot")).collect(),
         job_version: version,
         no_target_reason: String::new(),
         max_output_bytes: 1024,
@@ -496,6 +497,22 @@ fn job_status(f: &Fixture, name: &str) -> pb::JobStatus {
 
 fn status_of(f: &Fixture, id: u64) -> String {
     f.view.execution(id).unwrap().unwrap().status
+}
+
+#[test]
+fn each_execution_records_the_executor_process_it_was_handed_to() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    let o = outcome(f.apply(fire_batch(vec![fire("a", 1_000, v, &["e1", "e2"])])));
+    let boots: Vec<(&str, &str)> = o
+        .executions
+        .iter()
+        .map(|e| (e.executor.as_str(), e.executor_boot.as_str()))
+        .collect();
+    assert_eq!(boots, [("e1", "e1-boot"), ("e2", "e2-boot")]);
+    let stored = f.view.execution(2).unwrap().unwrap();
+    assert_eq!(stored.executor_boot, "e2-boot");
 }
 
 #[test]
