@@ -77,15 +77,7 @@ pub fn run(options: &Options) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("kairos-bench-failover-")
         .tempdir()?;
-    let build = if options
-        .kairos
-        .components()
-        .any(|c| c.as_os_str() == "release")
-    {
-        "release"
-    } else {
-        "debug"
-    };
+    let build = crate::build_kind(&options.kairos);
     println!(
         "kairos-bench failover: 3 schedulers, 2 executors, one job @every 1s, {} kills",
         options.kills

@@ -59,15 +59,7 @@ pub fn run(options: &Options) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("kairos-bench-lateness-")
         .tempdir()?;
-    let build = if options
-        .kairos
-        .components()
-        .any(|c| c.as_os_str() == "release")
-    {
-        "release"
-    } else {
-        "debug"
-    };
+    let build = crate::build_kind(&options.kairos);
     println!(
         "kairos-bench lateness: 3 schedulers, 2 executors, {} jobs @every 1s, {} s measured after {} s of warm-up",
         options.jobs,

@@ -8,13 +8,15 @@
 //! ```text
 //! kairos-bench failover [--kairos PATH] [--kills N] [--keep]
 //! kairos-bench lateness [--kairos PATH] [--jobs N] [--secs S] [--keep]
+//! kairos-bench scale [--kairos PATH] [--jobs N] [--in-flight N] [--secs S] [--keep]
 //! ```
 
 mod failover;
 mod lateness;
+mod scale;
 mod stats;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +60,34 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Create many jobs (each firing hourly, spread over the hour) on a 3-scheduler
+    /// group and measure writes, reads, memory, fire lateness and a failover.
+    Scale {
+        /// The `kairos` binary to run [default: as for `failover`].
+        #[arg(long, value_name = "PATH")]
+        kairos: Option<PathBuf>,
+        /// How many jobs to create.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        jobs: u32,
+        /// How many PutJob calls to keep in flight while creating them.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        in_flight: u32,
+        /// How many seconds of firing to measure (the leader is killed half-way).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(4..=3600))]
+        secs: u32,
+        /// Keep the directory with every node's data and log (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// "release" or "debug", from the binary's path.
+fn build_kind(kairos: &Path) -> &'static str {
+    if kairos.components().any(|c| c.as_os_str() == "release") {
+        "release"
+    } else {
+        "debug"
+    }
 }
 
 /// The workspace's own build of `kairos`: release if present, else debug.
@@ -103,6 +133,19 @@ fn main() -> anyhow::Result<()> {
         } => lateness::run(&lateness::Options {
             kairos: kairos_binary(kairos)?,
             jobs,
+            secs,
+            keep,
+        }),
+        Command::Scale {
+            kairos,
+            jobs,
+            in_flight,
+            secs,
+            keep,
+        } => scale::run(&scale::Options {
+            kairos: kairos_binary(kairos)?,
+            jobs,
+            in_flight: in_flight as usize,
             secs,
             keep,
         }),
