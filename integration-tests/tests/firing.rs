@@ -28,6 +28,10 @@
 //!   attempt.
 //! - k. A pause reaches the fires committed ahead: the ones not started yet are
 //!   `skipped_paused` and never ran; whatever ran is recorded with what it did.
+//! - l. An assignment the executor process never received (its stream broke) is sent
+//!   again, same execution, when that process says Hello again; one handed to an
+//!   earlier process of the executor is not — it ends `lost` through the lease. A
+//!   scripted executor speaks the protocol here, so "never received" is certain.
 //!
 //! Jobs append `$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID` to a file,
 //! so the checks are about what really ran as well as what was recorded; expected
@@ -1403,5 +1407,167 @@ fn a_pause_skips_the_fires_sent_ahead_that_had_not_started_and_only_those() -> R
         outcome_counts(&job).get("skipped_paused") == Some(&(skipped.len() as u64)),
         "the job's counts disagree with its executions: {job}"
     );
+    Ok(())
+}
+
+/// A scripted executor's connection: what it sends, what it receives.
+struct FakeConn {
+    tx: tokio::sync::mpsc::Sender<kairos_proto::v1::ExecutorMessage>,
+    inbound: tonic::Streaming<kairos_proto::v1::SchedulerMessage>,
+    heartbeats: tokio::task::JoinHandle<()>,
+}
+
+impl FakeConn {
+    /// Says Hello as executor `fake` of process `boot`, holding nothing, and waits
+    /// for the Welcome; heartbeats (holding nothing) until dropped.
+    async fn open(addr: &str, boot: &str) -> Result<(FakeConn, u64)> {
+        use kairos_proto::v1 as pb;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let kind = |k| pb::ExecutorMessage { kind: Some(k) };
+        tx.send(kind(pb::executor_message::Kind::Hello(pb::Hello {
+            executor_id: "fake".into(),
+            capacity: 8,
+            protocol_version: kairos_proto::EXECUTOR_PROTOCOL_VERSION,
+            boot_id: boot.into(),
+            version: "test".into(),
+            ..Default::default()
+        })))
+        .await?;
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        let mut client =
+            kairos_proto::v1::executor_gateway_client::ExecutorGatewayClient::new(channel);
+        let mut inbound = client
+            .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .context("no welcome in time")??
+            .and_then(|m| m.kind);
+        let Some(pb::scheduler_message::Kind::Welcome(welcome)) = first else {
+            return Err(anyhow!("expected a welcome, got {first:?}"));
+        };
+        let beat = tx.clone();
+        let heartbeats = tokio::spawn(async move {
+            for _ in 0..240 {
+                let hb = kind(pb::executor_message::Kind::Heartbeat(
+                    pb::Heartbeat::default(),
+                ));
+                if beat.send(hb).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Ok((
+            FakeConn {
+                tx,
+                inbound,
+                heartbeats,
+            },
+            welcome.term,
+        ))
+    }
+
+    /// The next assignment within `wait`, if any (other messages skipped).
+    async fn assignment(&mut self, wait: Duration) -> Result<Option<kairos_proto::v1::Assignment>> {
+        use kairos_proto::v1::scheduler_message::Kind;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.inbound.message()).await {
+                Err(_) => return Ok(None),
+                Ok(message) => {
+                    if let Some(Kind::Assignment(a)) = message?.and_then(|m| m.kind) {
+                        return Ok(Some(a));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the stream, as a broken connection would.
+    fn close(self) {
+        self.heartbeats.abort();
+        drop(self.tx);
+        drop(self.inbound);
+    }
+}
+
+// l. An assignment the executor process never received is sent again to that
+//    process; what an earlier process of the executor held is left to the lease.
+#[test]
+fn an_assignment_never_received_is_sent_again_to_the_same_process_only() -> Result<()> {
+    let (_dir, cluster) = cluster(1, 0)?;
+    let leader = cluster.wait_for_leader()?;
+    let addr = cluster.addr(leader).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    // Process b1 gets the first assignment of a job, then its stream breaks before
+    // it does anything with it.
+    let (mut conn, term) = rt.block_on(FakeConn::open(&addr, "b1"))?;
+    cluster.apply(leader, "resent", &job("resent", "@every 1s", "true", ""))?;
+    let first = rt
+        .block_on(conn.assignment(FIRE_DEADLINE))?
+        .ok_or_else(|| anyhow!("no assignment\n{}", cluster.logs()))?;
+    conn.close();
+
+    // The same process says Hello again: it gets that very execution again, under
+    // the leader's current term.
+    let (mut conn, _) = rt.block_on(FakeConn::open(&addr, "b1"))?;
+    let mut seen = Vec::new();
+    let again = rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            match conn.assignment(Duration::from_secs(1)).await? {
+                Some(a) if a.execution_id == first.execution_id => return Ok(Some(a)),
+                Some(a) => seen.push(a.execution_id),
+                None => {}
+            }
+        }
+        Ok::<_, anyhow::Error>(None)
+    })?;
+    let again = again.ok_or_else(|| {
+        anyhow!(
+            "execution {} was not sent again (got {seen:?})\n{}",
+            first.execution_id,
+            cluster.logs()
+        )
+    })?;
+    ensure!(again.term >= term && again.scheduled_at == first.scheduled_at);
+    eprintln!(
+        "execution {} sent again to the same process (term {})",
+        again.execution_id, again.term
+    );
+
+    // A new process of the executor (b2): what b1 held is not sent to it; it ends
+    // `lost` when the lease runs out.
+    conn.close();
+    let held_by_b1: u64 = first.execution_id.parse()?;
+    let (mut conn, _) = rt.block_on(FakeConn::open(&addr, "b2"))?;
+    let lost = rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + LOST_BOUND;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(a) = conn.assignment(Duration::from_millis(500)).await? {
+                ensure!(
+                    a.execution_id != first.execution_id,
+                    "execution {} was sent to a new process of the executor",
+                    a.execution_id
+                );
+            }
+            let e = cluster.execution(leader, held_by_b1)?;
+            if is_final(&e.status) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    })?;
+    conn.close();
+    let lost = lost.ok_or_else(|| anyhow!("execution {held_by_b1} never ended"))?;
+    ensure!(lost.status == "lost", "{}", lost.raw);
     Ok(())
 }

@@ -573,23 +573,22 @@ impl Core {
                 d.assignment.clone(),
             )),
         };
-        match self.executors.send(&executor, msg) {
-            Ok(()) => self.executors.note_assigned(&executor, id),
-            Err(e) => {
-                let why = match e {
-                    SendError::NotConnected => {
-                        format!("executor {executor} disconnected before the assignment reached it")
-                    }
-                    SendError::QueueFull => {
-                        format!("executor {executor} is not reading its assignments")
-                    }
-                };
-                warn!(execution = id, %why, "assignment undeliverable");
-                if let Err(err) = self.finish_lost(id, &executor, &why).await {
-                    warn!(execution = id, error = %err, "could not record the lost assignment");
+        if let Err(e) = self.executors.send(&executor, msg) {
+            let why = match e {
+                SendError::NotConnected => {
+                    format!("executor {executor} disconnected before the assignment reached it")
                 }
-            }
+                SendError::QueueFull => {
+                    format!("executor {executor} is not reading its assignments")
+                }
+            };
+            // Not recorded lost at once: if the same executor process says Hello again
+            // within the lease, it gets the assignment then (it never had it);
+            // otherwise the lease ends it `lost`.
+            warn!(execution = id, %why, "assignment not delivered; waiting for the executor within the lease");
         }
+        // The lease starts now either way.
+        self.executors.note_assigned(&executor, id);
     }
 
     /// Records an attempt as lost (its executor is gone).
@@ -730,7 +729,7 @@ impl Core {
             .filter_map(|id| id.parse().ok())
             .collect();
         let active = self.view.active();
-        self.resend_never_received(hello, &active);
+        let resent = self.resend_never_received(hello, &active);
         let known: std::collections::BTreeSet<u64> = active.iter().map(|a| a.id).collect();
         let over: Vec<ActiveExecution> = running
             .iter()
@@ -751,11 +750,14 @@ impl Core {
                 "the execution already ended (cancelled, replaced or deleted)",
             );
         }
-        // Runs committed ahead for a job paused since: the skip request may have been
-        // sent by an earlier leader, or while this executor was away.
+        // Runs committed ahead for a job paused since (held, or just sent again): the
+        // skip request may have been sent by an earlier leader, or while this executor
+        // was away. It follows the assignment on the same stream.
         let ahead_of_pause: Vec<ActiveExecution> = active
             .iter()
-            .filter(|a| a.executor == executor && running.contains(&a.id))
+            .filter(|a| {
+                a.executor == executor && (running.contains(&a.id) || resent.contains(&a.id))
+            })
             .filter(|a| {
                 self.view.job(&a.job).is_some_and(|entry| {
                     let job = entry.record.job.as_ref();
@@ -781,19 +783,24 @@ impl Core {
     }
 
     /// Sends again what `hello`'s executor process never received (see
-    /// [`reconcile_executor`](Core::reconcile_executor)), under this leader's term.
-    fn resend_never_received(&self, hello: &pb::Hello, active: &[ActiveExecution]) {
+    /// [`reconcile_executor`](Core::reconcile_executor)), under this leader's term;
+    /// returns the ids sent.
+    fn resend_never_received(
+        &self,
+        hello: &pb::Hello,
+        active: &[ActiveExecution],
+    ) -> std::collections::BTreeSet<u64> {
         let records: Vec<pb::Execution> = active
             .iter()
             .filter(|a| a.executor == hello.executor_id)
             .filter_map(|a| self.view.execution(a.id).ok().flatten())
             .collect();
         let missing = crate::executors::never_received(hello, &records);
+        let mut sent = std::collections::BTreeSet::new();
         if missing.is_empty() {
-            return;
+            return sent;
         }
         let term = self.raft.status().term;
-        let mut sent = 0usize;
         for exec in missing {
             let Some(entry) = self.view.job(&exec.job) else {
                 continue;
@@ -814,10 +821,11 @@ impl Core {
             };
             if self.executors.send(&hello.executor_id, msg).is_ok() {
                 self.executors.note_assigned(&hello.executor_id, id);
-                sent += 1;
+                sent.insert(id);
             }
         }
-        info!(executor = %hello.executor_id, count = sent, "sent again the assignments this executor never received");
+        info!(executor = %hello.executor_id, count = sent.len(), "sent again the assignments this executor never received");
+        sent
     }
 
     /// Stops a pending or running execution: recorded `cancelled` at once, and its

@@ -40,8 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::time::ts_from_dt;
 
-/// Messages buffered per executor stream. When full, the send fails and the
-/// execution is handled as undeliverable (recorded lost) rather than blocking.
+/// Messages buffered per executor stream. When full, the send fails rather than
+/// blocking, and the execution waits for its lease: sent again if the same executor
+/// process says Hello again in time, else recorded `lost`.
 pub const EXECUTOR_QUEUE: usize = 1024;
 
 struct Conn {
