@@ -21,7 +21,9 @@
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
@@ -68,22 +70,13 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
     let data_dir = pick(args.data_dir.clone(), file.value("data-dir", values::path)?)
         .unwrap_or_else(|| PathBuf::from(DEV_DATA_DIR));
     let mut scheduler = kairos_scheduler::Config::new(DEV_NODE_ID, data_dir);
-    if let Some(addr) = pick(
+    listen(
+        &mut scheduler,
         args.grpc_addr,
-        file.value("grpc-addr", values::listen_addr)?,
-    ) {
-        scheduler.grpc_addr = addr;
-    }
-    if let Some(addr) = pick(
         args.http_addr,
-        file.value("http-addr", values::listen_addr)?,
-    ) {
-        scheduler.http_addr = addr;
-    }
-    scheduler.addr_file = pick(
         args.addr_file.clone(),
-        file.value("addr-file", values::path)?,
-    );
+        &file,
+    )?;
 
     let id = pick(
         args.executor_id.clone(),
@@ -91,14 +84,13 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
     )
     .unwrap_or_else(|| DEV_EXECUTOR_ID.to_string());
     let mut executor = kairos_executor::Config::new(Vec::new(), id);
-    executor.tags = tag_map(pick_list(args.tags.clone(), file.list("tag", values::tag)?))?;
-    if let Some(capacity) = pick(args.capacity, file.value("capacity", values::number)?) {
-        executor.capacity = capacity;
-    }
-    if let Some(grace) = pick(args.kill_grace, file.value("kill-grace", values::duration)?) {
-        executor.kill_grace = grace;
-    }
-    check_capacity(executor.capacity)?;
+    runs(
+        &mut executor,
+        &args.tags,
+        args.capacity,
+        args.kill_grace,
+        &file,
+    )?;
     history_and_webhooks(&mut scheduler, args.max_executions, &args.notify, &file)?;
 
     Ok(DevSettings {
@@ -123,26 +115,17 @@ pub fn scheduler(
     let data_dir = pick(args.data_dir.clone(), file.value("data-dir", values::path)?)
         .ok_or_else(|| missing("data-dir"))?;
     let mut config = kairos_scheduler::Config::new(node_id, data_dir);
-    if let Some(addr) = pick(
+    listen(
+        &mut config,
         args.grpc_addr,
-        file.value("grpc-addr", values::listen_addr)?,
-    ) {
-        config.grpc_addr = addr;
-    }
-    if let Some(addr) = pick(
         args.http_addr,
-        file.value("http-addr", values::listen_addr)?,
-    ) {
-        config.http_addr = addr;
-    }
+        args.addr_file.clone(),
+        &file,
+    )?;
     config.peers = peer_map(
         node_id,
         pick_list(args.peers.clone(), file.list("peers", values::peer)?),
     )?;
-    config.addr_file = pick(
-        args.addr_file.clone(),
-        file.value("addr-file", values::path)?,
-    );
     if let Some(tick) = pick(
         args.tick_interval,
         file.value("tick-interval", values::duration)?,
@@ -222,19 +205,56 @@ pub fn executor(
     let id = values::name(&id).map_err(|e| anyhow!("--id: {e}"))?;
 
     let mut config = kairos_executor::Config::new(schedulers, id);
-    config.tags = tag_map(pick_list(args.tags.clone(), file.list("tag", values::tag)?))?;
-    if let Some(capacity) = pick(args.capacity, file.value("capacity", values::number)?) {
-        config.capacity = capacity;
-    }
-    if let Some(grace) = pick(args.kill_grace, file.value("kill-grace", values::duration)?) {
-        config.kill_grace = grace;
-    }
-    check_capacity(config.capacity)?;
+    runs(
+        &mut config,
+        &args.tags,
+        args.capacity,
+        args.kill_grace,
+        &file,
+    )?;
 
     Ok(ExecutorSettings {
         config,
         log_format: resolve_log_format(log_format, &file)?,
     })
+}
+
+/// `--grpc-addr`, `--http-addr` and `--addr-file`, which `kairos dev` and
+/// `kairos scheduler` share.
+fn listen(
+    config: &mut kairos_scheduler::Config,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    addr_file: Option<PathBuf>,
+    file: &Layer,
+) -> anyhow::Result<()> {
+    if let Some(addr) = pick(grpc_addr, file.value("grpc-addr", values::listen_addr)?) {
+        config.grpc_addr = addr;
+    }
+    if let Some(addr) = pick(http_addr, file.value("http-addr", values::listen_addr)?) {
+        config.http_addr = addr;
+    }
+    config.addr_file = pick(addr_file, file.value("addr-file", values::path)?);
+    Ok(())
+}
+
+/// `--tag`, `--capacity` and `--kill-grace`, which `kairos dev` (for its local
+/// executor) and `kairos executor` share.
+fn runs(
+    config: &mut kairos_executor::Config,
+    tags: &[(String, String)],
+    capacity: Option<u32>,
+    kill_grace: Option<Duration>,
+    file: &Layer,
+) -> anyhow::Result<()> {
+    config.tags = tag_map(pick_list(tags.to_vec(), file.list("tag", values::tag)?))?;
+    if let Some(capacity) = pick(capacity, file.value("capacity", values::number)?) {
+        config.capacity = capacity;
+    }
+    if let Some(grace) = pick(kill_grace, file.value("kill-grace", values::duration)?) {
+        config.kill_grace = grace;
+    }
+    check_capacity(config.capacity)
 }
 
 /// `--max-executions` and `--notify`, which `kairos dev` and `kairos scheduler`
