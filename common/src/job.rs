@@ -283,9 +283,23 @@ pub struct HttpAction {
 impl HttpAction {
     /// Whether a response status counts as success.
     pub fn is_expected_status(&self, status: u16) -> bool {
-        self.expected_status
-            .iter()
-            .any(|(low, high)| (*low..=*high).contains(&status))
+        status_expected(&self.expected_status, status)
+    }
+}
+
+/// Whether `status` falls in one of the inclusive `ranges`.
+pub fn status_expected(ranges: &[(u16, u16)], status: u16) -> bool {
+    ranges
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&status))
+}
+
+/// One inclusive status range as a job writes it: `404`, `200-299`.
+pub fn status_range_text(&(low, high): &(u16, u16)) -> String {
+    if low == high {
+        low.to_string()
+    } else {
+        format!("{low}-{high}")
     }
 }
 
@@ -401,17 +415,7 @@ impl Job {
                 url: http.url.clone(),
                 headers: to_hash_map(&http.headers),
                 body: http.body.clone(),
-                expected_status: http
-                    .expected_status
-                    .iter()
-                    .map(|(low, high)| {
-                        if low == high {
-                            low.to_string()
-                        } else {
-                            format!("{low}-{high}")
-                        }
-                    })
-                    .collect(),
+                expected_status: http.expected_status.iter().map(status_range_text).collect(),
                 body_regex: http.body_regex.clone().unwrap_or_default(),
                 insecure_skip_verify: http.insecure_skip_verify,
                 ca_file: http.ca_file.clone().unwrap_or_default(),

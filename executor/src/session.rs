@@ -271,7 +271,7 @@ impl Session {
             () = stop.cancelled() => return Ended::Stopped,
             dialed = endpoint.connect() => match dialed {
                 Ok(channel) => channel,
-                Err(e) => return lost(error_chain(&e)),
+                Err(e) => return lost(kairos_common::error::chain(&e)),
             },
         };
 
@@ -574,19 +574,6 @@ fn scheduler_kind_name(kind: Option<&pb::scheduler_message::Kind>) -> &'static s
         Some(Kind::FinishedAck(_)) => "finished_ack",
         Some(Kind::Heartbeat(_)) => "heartbeat",
     }
-}
-
-/// An error and its sources on one line (tonic's transport errors say little at
-/// the top level).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -76,17 +76,8 @@ impl LiveOutputs {
 
     /// Appends a chunk of an execution's output.
     pub fn push(&self, id: u64, data: &str, max_bytes: usize) {
-        let run = self
-            .lock()
-            .entry(id)
-            .or_insert_with(|| {
-                Arc::new(LiveOutput {
-                    tail: Mutex::new(String::new()),
-                    max_bytes: max_bytes.max(1),
-                    tx: broadcast::channel(FOLLOWER_BUFFER).0,
-                })
-            })
-            .clone();
+        // Taken out of the map first: the map's lock is not held while pushing.
+        let run = self.get_or_create(id, max_bytes);
         run.push(data);
     }
 

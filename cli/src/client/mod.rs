@@ -137,25 +137,11 @@ fn connect_failure(status: &tonic::Status) -> Option<String> {
     let mut source = std::error::Error::source(status);
     while let Some(err) = source {
         if err.downcast_ref::<tonic::ConnectError>().is_some() {
-            return Some(error_chain(err));
+            return Some(kairos_common::error::chain(err));
         }
         source = err.source();
     }
     None
-}
-
-/// An error and its sources, `: `-separated, without repeats.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// `--endpoint` as a URL tonic can dial: a scheme is added to `HOST:PORT`, the

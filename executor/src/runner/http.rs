@@ -176,21 +176,13 @@ impl HttpSpec {
     fn expected_status_text(&self) -> String {
         self.expected_status
             .iter()
-            .map(|(low, high)| {
-                if low == high {
-                    low.to_string()
-                } else {
-                    format!("{low}-{high}")
-                }
-            })
+            .map(kairos_common::job::status_range_text)
             .collect::<Vec<_>>()
             .join(", ")
     }
 
     fn is_expected_status(&self, status: u16) -> bool {
-        self.expected_status
-            .iter()
-            .any(|(low, high)| (*low..=*high).contains(&status))
+        kairos_common::job::status_expected(&self.expected_status, status)
     }
 }
 
@@ -228,8 +220,14 @@ pub(crate) async fn prepare(spec: HttpSpec) -> Result<Prepared, String> {
         }
     }
     let client = builder.build().map_err(|e| match &spec.ca_file {
-        Some(path) => format!("cannot use CA file {path:?}: {}", error_chain(&e)),
-        None => format!("cannot build the HTTP client: {}", error_chain(&e)),
+        Some(path) => format!(
+            "cannot use CA file {path:?}: {}",
+            kairos_common::error::chain(&e)
+        ),
+        None => format!(
+            "cannot build the HTTP client: {}",
+            kairos_common::error::chain(&e)
+        ),
     })?;
     let mut request = client
         .request(spec.method.clone(), spec.url.clone())
@@ -237,9 +235,12 @@ pub(crate) async fn prepare(spec: HttpSpec) -> Result<Prepared, String> {
     if !spec.body.is_empty() {
         request = request.body(spec.body.clone());
     }
-    let request = request
-        .build()
-        .map_err(|e| format!("cannot build the request: {}", error_chain(&e)))?;
+    let request = request.build().map_err(|e| {
+        format!(
+            "cannot build the request: {}",
+            kairos_common::error::chain(&e)
+        )
+    })?;
     Ok(Prepared {
         client,
         request,
@@ -254,8 +255,12 @@ async fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = tokio::fs::read(path)
         .await
         .map_err(|e| format!("cannot read CA file {path:?}: {e}"))?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("CA file {path:?} is not valid PEM: {}", error_chain(&e)))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "CA file {path:?} is not valid PEM: {}",
+            kairos_common::error::chain(&e)
+        )
+    })?;
     if certificates.is_empty() {
         return Err(format!("CA file {path:?} holds no PEM certificate"));
     }
@@ -331,7 +336,7 @@ impl Prepared {
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
-                let error = error_chain(&e.without_url());
+                let error = kairos_common::error::chain(&e.without_url());
                 return finish(ExecutionStatus::Failed, error, tail, false);
             }
         };
@@ -371,7 +376,7 @@ impl Prepared {
                 Err(e) => {
                     let error = format!(
                         "HTTP {code}, then reading the body failed: {}",
-                        error_chain(&e.without_url())
+                        kairos_common::error::chain(&e.without_url())
                     );
                     return finish(ExecutionStatus::Failed, error, tail, false);
                 }
@@ -448,22 +453,6 @@ fn version_text(version: Version) -> String {
         Version::HTTP_3 => "HTTP/3".into(),
         other => format!("{other:?}"),
     }
-}
-
-/// An error and its causes, `outer: inner: root`, without repeats: reqwest's own
-/// message says little ("error sending request"), the cause says what happened
-/// ("Connection refused", "invalid peer certificate: UnknownIssuer").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
