@@ -29,11 +29,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use chrono::{DateTime, TimeDelta, Utc};
-use kairos_integration_tests::{Cluster, ClusterOptions, read_lines, wait_until};
+use kairos_integration_tests::{Cluster, ClusterOptions, wait_until};
 
-use crate::stats;
+use crate::{lines, stats};
 
 /// How long firing may take to become steady after a restart.
 const STEADY_DEADLINE: Duration = Duration::from_secs(60);
@@ -253,7 +253,7 @@ fn one_round(cluster: &mut Cluster, file: &Path, round: u32, kills: u32) -> Resu
 
 /// Every run the job recorded, in file order.
 fn read_runs(file: &Path) -> Result<Vec<Ran>> {
-    read_lines(file).iter().map(|l| parse_run(l)).collect()
+    lines::complete(file).iter().map(|l| parse_run(l)).collect()
 }
 
 /// Parses `2026-11-29T10:00:05Z 1795946405.012345678`.
@@ -261,20 +261,10 @@ fn parse_run(line: &str) -> Result<Ran> {
     let (scheduled, at) = line
         .split_once(' ')
         .ok_or_else(|| anyhow!("not `instant time`: {line:?}"))?;
-    let scheduled: DateTime<Utc> = scheduled
-        .parse()
-        .with_context(|| format!("bad instant in {line:?}"))?;
-    let (secs, frac) = at.split_once('.').unwrap_or((at, "0"));
-    let secs: i64 = secs
-        .parse()
-        .with_context(|| format!("bad time in {line:?}"))?;
-    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("bad fraction of a second in {line:?}");
-    }
-    let nanos: u32 = format!("{frac:0<9}").parse()?;
-    let at = DateTime::from_timestamp(secs, nanos)
-        .ok_or_else(|| anyhow!("time out of range in {line:?}"))?;
-    Ok(Ran { scheduled, at })
+    Ok(Ran {
+        scheduled: lines::instant(scheduled, line)?,
+        at: lines::clock(at, line)?,
+    })
 }
 
 #[cfg(test)]

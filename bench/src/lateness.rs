@@ -24,14 +24,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kairos_integration_tests::check::Exec;
-use kairos_integration_tests::{
-    Cluster, ClusterOptions, every_execution_at, read_lines, wait_until,
-};
+use kairos_integration_tests::{Cluster, ClusterOptions, every_execution_at, wait_until};
 
-use crate::stats;
+use crate::{lines, stats};
 
 /// Fires before the measured window begins (executors warming up).
 const WARMUP: TimeDelta = TimeDelta::seconds(5);
@@ -139,7 +137,7 @@ fn measure(options: &Options, dir: &Path) -> Result<()> {
         .filter(|r| r.scheduled >= first && r.scheduled <= last)
     {
         *seen.entry((r.job.clone(), r.scheduled)).or_default() += 1;
-        process.push(ms(r.at - r.scheduled));
+        process.push(lines::ms(r.at - r.scheduled));
     }
     let expected = u64::from(options.jobs) * u64::from(options.secs);
     let twice = seen.values().filter(|n| **n > 1).count();
@@ -154,7 +152,7 @@ fn measure(options: &Options, dir: &Path) -> Result<()> {
     {
         *outcomes.entry(e.status.clone()).or_default() += 1;
         if let Some(started) = e.started_at {
-            recorded.push(ms(started - e.scheduled_at));
+            recorded.push(lines::ms(started - e.scheduled_at));
         }
     }
 
@@ -185,12 +183,6 @@ fn measure(options: &Options, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Milliseconds of `d`, signed.
-fn ms(d: TimeDelta) -> f64 {
-    d.num_microseconds()
-        .map_or(f64::MAX, |us| us as f64 / 1000.0)
-}
-
 /// Every execution of every job, as `endpoint` lists them.
 fn all_executions(bin: &Path, endpoint: &str) -> Result<Vec<Exec>> {
     Exec::parse_all(&every_execution_at(bin, endpoint)?)
@@ -198,11 +190,7 @@ fn all_executions(bin: &Path, endpoint: &str) -> Result<Vec<Exec>> {
 
 /// Every complete line of the shared file.
 fn read_runs(file: &Path) -> Result<Vec<Ran>> {
-    read_lines(file)
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_run(l))
-        .collect()
+    lines::complete(file).iter().map(|l| parse_run(l)).collect()
 }
 
 /// Parses `late-0001 2026-11-29T10:00:05Z 1795946405.012345678`.
@@ -213,23 +201,10 @@ fn parse_run(line: &str) -> Result<Ran> {
     else {
         bail!("not `job instant time`: {line:?}");
     };
-    let scheduled: DateTime<Utc> = scheduled
-        .parse()
-        .with_context(|| format!("bad instant in {line:?}"))?;
-    let (secs, frac) = at.split_once('.').unwrap_or((at, "0"));
-    let secs: i64 = secs
-        .parse()
-        .with_context(|| format!("bad time in {line:?}"))?;
-    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("bad fraction of a second in {line:?}");
-    }
-    let nanos: u32 = format!("{frac:0<9}").parse()?;
-    let at = DateTime::from_timestamp(secs, nanos)
-        .ok_or_else(|| anyhow!("time out of range in {line:?}"))?;
     Ok(Ran {
         job: job.to_string(),
-        scheduled,
-        at,
+        scheduled: lines::instant(scheduled, line)?,
+        at: lines::clock(at, line)?,
     })
 }
 
@@ -242,7 +217,7 @@ mod tests {
         let r = parse_run("late-0007 2026-11-29T10:00:05Z 1795946405.0125")?;
         assert_eq!(r.job, "late-0007");
         assert_eq!(r.scheduled.to_rfc3339(), "2026-11-29T10:00:05+00:00");
-        assert!((ms(r.at - r.scheduled) - 12.5).abs() < 1e-9);
+        assert!((lines::ms(r.at - r.scheduled) - 12.5).abs() < 1e-9);
         assert!(parse_run("late-0007 2026-11-29T10:00:05Z").is_err());
         assert!(parse_run("late-0007 2026-11-29T10:00:05Z 1.5 extra").is_err());
         Ok(())

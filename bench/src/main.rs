@@ -13,6 +13,7 @@
 
 mod failover;
 mod lateness;
+mod lines;
 mod scale;
 mod stats;
 

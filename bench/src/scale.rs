@@ -37,7 +37,7 @@ use kairos_proto::v1 as pb;
 use kairos_proto::v1::job_service_client::JobServiceClient;
 use tonic::transport::Channel;
 
-use crate::stats;
+use crate::{lines, stats};
 
 /// Fires before the measured window begins.
 const WARMUP: TimeDelta = TimeDelta::seconds(5);
@@ -228,9 +228,7 @@ fn measure(options: &Options, dir: &Path, rt: &tokio::runtime::Runtime) -> Resul
     let kill_time = kill_at;
     for r in &ran {
         *seen.entry((r.job, r.scheduled)).or_default() += 1;
-        let late = (r.at - r.scheduled)
-            .num_microseconds()
-            .map_or(f64::MAX, |us| us as f64 / 1000.0);
+        let late = lines::ms(r.at - r.scheduled);
         lateness.push(late);
         if r.scheduled >= kill_time && r.scheduled < kill_time + TimeDelta::seconds(5) {
             after_kill.push(late);
@@ -364,10 +362,9 @@ struct Ran {
 /// The lines of the file whose instant is in `first ..= last` (an incomplete last
 /// line is left out).
 fn read_runs(file: &Path, first: DateTime<Utc>, last: DateTime<Utc>) -> Result<Vec<Ran>> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
     let mut runs = Vec::new();
-    for line in complete.lines() {
+    for line in lines::complete(file) {
+        let line = line.as_str();
         let r = parse_run(line).with_context(|| format!("line {line:?}"))?;
         if r.scheduled >= first && r.scheduled <= last {
             runs.push(r);
@@ -387,11 +384,11 @@ fn parse_run(line: &str) -> Result<Ran> {
         .strip_prefix("scale-")
         .ok_or_else(|| anyhow!("not a scale job"))?
         .parse()?;
-    let scheduled = DateTime::parse_from_rfc3339(scheduled)?.with_timezone(&Utc);
-    let (secs, nanos) = at.split_once('.').ok_or_else(|| anyhow!("bad time"))?;
-    let at = DateTime::from_timestamp(secs.parse()?, nanos.parse()?)
-        .ok_or_else(|| anyhow!("time out of range"))?;
-    Ok(Ran { job, scheduled, at })
+    Ok(Ran {
+        job,
+        scheduled: lines::instant(scheduled, line)?,
+        at: lines::clock(at, line)?,
+    })
 }
 
 /// Prints each running scheduler's resident memory and data directory size.

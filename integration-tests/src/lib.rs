@@ -333,40 +333,25 @@ pub fn executions(dev: &Dev, job: &str) -> Result<Vec<Value>> {
 
 /// The executions of `job` as `endpoint` lists them with `-o json`, oldest first.
 pub fn executions_at(bin: &Path, endpoint: &str, job: &str) -> Result<Vec<Value>> {
-    let out = cli(
-        bin,
-        endpoint,
-        &[
-            "exec", "list", "--job", job, "--limit", "1000", "-o", "json",
-        ],
-    )?
-    .ok()?;
-    let v = out.json()?;
-    let mut list = v
-        .get("executions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    list.reverse();
-    Ok(list)
+    exec_list(bin, endpoint, &["--job", job, "--limit", "1000"])
 }
 
 /// Every execution of `job` as `endpoint` lists them (`exec list --limit 0`, the
 /// whole history however long), oldest first.
 pub fn all_executions_at(bin: &Path, endpoint: &str, job: &str) -> Result<Vec<Value>> {
-    list_all(bin, endpoint, &["--job", job])
+    exec_list(bin, endpoint, &["--job", job, "--limit", "0"])
 }
 
 /// Every execution of every job as `endpoint` lists them, oldest first.
 pub fn every_execution_at(bin: &Path, endpoint: &str) -> Result<Vec<Value>> {
-    list_all(bin, endpoint, &[])
+    exec_list(bin, endpoint, &["--limit", "0"])
 }
 
-/// `exec list --limit 0 -o json` with `filter`, oldest first.
-fn list_all(bin: &Path, endpoint: &str, filter: &[&str]) -> Result<Vec<Value>> {
-    let mut args = vec!["exec", "list", "--limit", "0", "-o", "json"];
-    args.extend_from_slice(filter);
-    let out = cli(bin, endpoint, &args)?.ok()?;
+/// `exec list -o json` with `args`, oldest first.
+fn exec_list(bin: &Path, endpoint: &str, args: &[&str]) -> Result<Vec<Value>> {
+    let mut all = vec!["exec", "list", "-o", "json"];
+    all.extend_from_slice(args);
+    let out = cli(bin, endpoint, &all)?.ok()?;
     let v = out.json()?;
     let mut list = v
         .get("executions")
