@@ -7,6 +7,7 @@
 //! Decisions that need a clock or the executor registry (a manual run's executors,
 //! "now" in a command) are taken here on the leader and written into the command.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -388,33 +389,34 @@ impl Core {
     /// executor reports. The runs stay tracked until then.
     fn skip_unless_started(&self, executions: &[ActiveExecution]) {
         for a in executions {
-            let msg = pb::SchedulerMessage {
-                kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
-                    execution_id: a.id.to_string(),
-                    reason: "the job was paused before the run started".into(),
-                    if_not_started_status: ExecutionStatus::SkippedPaused.as_str().into(),
-                })),
-            };
-            if self.executors.send(&a.executor, msg).is_err() {
-                debug!(execution = a.id, executor = %a.executor, "skip request not delivered: executor gone");
-            }
+            self.send_cancel(
+                a,
+                "the job was paused before the run started",
+                ExecutionStatus::SkippedPaused.as_str(),
+            );
         }
     }
 
     /// Tells executors to stop executions the state no longer wants run.
     pub fn cancel_on_executors(&self, executions: &[ActiveExecution], reason: &str) {
         for a in executions {
-            let msg = pb::SchedulerMessage {
-                kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
-                    execution_id: a.id.to_string(),
-                    reason: reason.to_string(),
-                    ..Default::default()
-                })),
-            };
-            if self.executors.send(&a.executor, msg).is_err() {
-                debug!(execution = a.id, executor = %a.executor, "cancel not delivered: executor gone");
-            }
+            self.send_cancel(a, reason, "");
             self.executors.note_finished(&a.executor, a.id);
+        }
+    }
+
+    /// Sends one `CancelAssignment` (see its `if_not_started_status`); an executor
+    /// that is gone has nothing to stop.
+    fn send_cancel(&self, a: &ActiveExecution, reason: &str, if_not_started_status: &str) {
+        let msg = pb::SchedulerMessage {
+            kind: Some(pb::scheduler_message::Kind::Cancel(pb::CancelAssignment {
+                execution_id: a.id.to_string(),
+                reason: reason.to_string(),
+                if_not_started_status: if_not_started_status.to_string(),
+            })),
+        };
+        if self.executors.send(&a.executor, msg).is_err() {
+            debug!(execution = a.id, executor = %a.executor, "cancel not delivered: executor gone");
         }
     }
 
@@ -723,14 +725,20 @@ impl Core {
     /// process died — and is left to its lease (`lost`, then the retry policy).
     pub fn reconcile_executor(&self, hello: &pb::Hello) {
         let executor = hello.executor_id.as_str();
-        let running: std::collections::BTreeSet<u64> = hello
+        let running: BTreeSet<u64> = hello
             .running
             .iter()
             .filter_map(|id| id.parse().ok())
             .collect();
         let active = self.view.active();
-        let resent = self.resend_never_received(hello, &active);
-        let known: std::collections::BTreeSet<u64> = active.iter().map(|a| a.id).collect();
+        // The records of the runs the state gives this executor, read once.
+        let records: BTreeMap<u64, pb::Execution> = active
+            .iter()
+            .filter(|a| a.executor == executor)
+            .filter_map(|a| Some((a.id, self.view.execution(a.id).ok().flatten()?)))
+            .collect();
+        let resent = self.resend_never_received(hello, &records);
+        let known: BTreeSet<u64> = active.iter().map(|a| a.id).collect();
         let over: Vec<ActiveExecution> = running
             .iter()
             .filter(|id| !known.contains(id))
@@ -768,12 +776,9 @@ impl Core {
                 })
             })
             .filter(|a| {
-                // Manual runs of a paused job go on; only scheduled ones are skipped.
-                self.view.execution(a.id).ok().flatten().is_some_and(|e| {
-                    e.status == ExecutionStatus::Pending.as_str()
-                        && (e.trigger == Trigger::Schedule.as_str()
-                            || e.trigger == Trigger::Catchup.as_str())
-                })
+                records
+                    .get(&a.id)
+                    .is_some_and(crate::state::skipped_by_pause)
             })
             .cloned()
             .collect();
@@ -788,15 +793,10 @@ impl Core {
     fn resend_never_received(
         &self,
         hello: &pb::Hello,
-        active: &[ActiveExecution],
-    ) -> std::collections::BTreeSet<u64> {
-        let records: Vec<pb::Execution> = active
-            .iter()
-            .filter(|a| a.executor == hello.executor_id)
-            .filter_map(|a| self.view.execution(a.id).ok().flatten())
-            .collect();
-        let missing = crate::executors::never_received(hello, &records);
-        let mut sent = std::collections::BTreeSet::new();
+        records: &BTreeMap<u64, pb::Execution>,
+    ) -> BTreeSet<u64> {
+        let missing = crate::executors::never_received(hello, records.values());
+        let mut sent = BTreeSet::new();
         if missing.is_empty() {
             return sent;
         }
@@ -946,7 +946,7 @@ impl Core {
             Some(job)
         };
         let mut page = self.view.executions_page(job, before, limit)?;
-        let mut groups: std::collections::BTreeMap<(String, String), String> = Default::default();
+        let mut groups: BTreeMap<(String, String), String> = Default::default();
         for e in page.executions.iter_mut().filter(|e| !e.group.is_empty()) {
             let key = (e.job.clone(), e.group.clone());
             if !groups.contains_key(&key) {

@@ -188,6 +188,13 @@ fn id_of(exec: &pb::Execution) -> u64 {
         .expect("invariant: execution ids are numbers")
 }
 
+/// Whether a pause asks `exec`'s executor to skip it (if it has not started): a
+/// scheduled run still pending. Manual runs, retries and the rest of a paused job go on.
+pub fn skipped_by_pause(exec: &pb::Execution) -> bool {
+    exec.status == ExecutionStatus::Pending.as_str()
+        && (exec.trigger == Trigger::Schedule.as_str() || exec.trigger == Trigger::Catchup.as_str())
+}
+
 /// The assignment an executor gets for `exec` of `job`.
 pub fn assignment_for(
     job: &JobEntry,
@@ -735,9 +742,7 @@ impl StateMachine {
                 let Some(exec) = self.load_execution(batch, a.id)? else {
                     continue;
                 };
-                let scheduled = exec.trigger == Trigger::Schedule.as_str()
-                    || exec.trigger == Trigger::Catchup.as_str();
-                if scheduled && exec.status == ExecutionStatus::Pending.as_str() {
+                if skipped_by_pause(&exec) {
                     cancels.push(a);
                 }
             }

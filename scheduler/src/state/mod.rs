@@ -82,6 +82,7 @@ mod view;
 
 pub use apply::{
     Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine, assignment_for,
+    skipped_by_pause,
 };
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use chain::group_status;
