@@ -343,6 +343,17 @@ impl Sim {
         panic!("no leader elected");
     }
 
+    /// Ticks (bounded) until one of `ids` leads.
+    fn tick_until_leader_among(&mut self, ids: &[u64]) -> Option<u64> {
+        for _ in 0..500 {
+            self.tick();
+            if let Some(leader) = self.leader_among(ids) {
+                return Some(leader);
+            }
+        }
+        None
+    }
+
     fn leader_among(&self, ids: &[u64]) -> Option<u64> {
         ids.iter().copied().find(|id| {
             self.members[id]
@@ -458,15 +469,9 @@ fn an_isolated_leader_is_replaced_and_rejoins_without_divergence() {
         "a minority leader must not commit: {stranded:?}"
     );
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
-    let mut new = None;
-    for _ in 0..500 {
-        sim.tick();
-        new = sim.leader_among(&others);
-        if new.is_some() {
-            break;
-        }
-    }
-    let new = new.expect("the majority elects a new leader");
+    let new = sim
+        .tick_until_leader_among(&others)
+        .expect("the majority elects a new leader");
     assert!(sim.node(new).status().term > sim.node(old).status().term - 1);
     sim.propose(new, b"after").unwrap();
     sim.heal();
@@ -699,15 +704,9 @@ fn a_joiner_learns_the_whole_membership_even_from_an_uncompacted_group() {
     // The joiner cannot win alone: with the leader gone, a majority of the rest elects.
     sim.crash(leader);
     let rest: Vec<u64> = (1..=4).filter(|id| *id != leader).collect();
-    let mut new = None;
-    for _ in 0..500 {
-        sim.tick();
-        new = sim.leader_among(&rest);
-        if new.is_some() {
-            break;
-        }
-    }
-    let new = new.expect("the remaining three elect a leader");
+    let new = sim
+        .tick_until_leader_among(&rest)
+        .expect("the remaining three elect a leader");
     sim.propose(new, b"y").unwrap();
     sim.converge(new);
     assert_eq!(sim.items(4), vec![b"x".to_vec(), b"y".to_vec()]);
@@ -720,15 +719,9 @@ fn a_leader_that_removes_itself_hands_the_group_over() {
     sim.change(leader, MemberChange::Remove { id: leader })
         .unwrap();
     let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    let mut new = None;
-    for _ in 0..500 {
-        sim.tick();
-        new = sim.leader_among(&rest);
-        if new.is_some() {
-            break;
-        }
-    }
-    let new = new.expect("a remaining member leads");
+    let new = sim
+        .tick_until_leader_among(&rest)
+        .expect("a remaining member leads");
     sim.propose(new, b"after").unwrap();
     assert!(!sim.node(new).status().voters.contains(&leader));
 }
