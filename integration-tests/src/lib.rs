@@ -414,19 +414,38 @@ pub fn ticker_job(name: &str, file: &Path) -> String {
     )
 }
 
-/// `n` distinct ports that were free on 127.0.0.1 a moment ago. The listeners are
-/// released on return, so another process may take a port before its user binds it:
-/// a tiny race, accepted because group members must know each other's addresses
-/// before any of them starts.
-pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("binding 127.0.0.1:0")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+/// `n` addresses for group members, each on its own loopback address
+/// (`127.X.Y.Z`, chosen at random) with a port the kernel picked (a bind to port 0).
+/// The listeners are released on return, because members must know each other's
+/// addresses before any starts, and a member keeps its address across restarts. Its
+/// own loopback address is what keeps the port free meanwhile: every other listener
+/// (`127.0.0.1:0`) and every outgoing connection (whose source is 127.0.0.1) lives
+/// on 127.0.0.1, so only another random pick of the same address could take it.
+pub fn free_addrs(n: usize) -> Result<Vec<String>> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut addrs = Vec::with_capacity(n);
+    // Bounded: a taken address is merely skipped.
+    for _ in 0..n * 20 {
+        if addrs.len() == n {
+            break;
+        }
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(addrs.len());
+        let r = h.finish().to_le_bytes();
+        // 127.1.0.0 to 127.254.255.255: clear of 127.0.0.x, where everything else is.
+        let ip = std::net::Ipv4Addr::new(127, 1 + r[0] % 254, r[1], r[2].max(1));
+        let Ok(listener) = TcpListener::bind((ip, 0)) else {
+            continue;
+        };
+        let addr = listener.local_addr()?.to_string();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.len() < n {
+        bail!("could not find {n} free loopback addresses");
+    }
+    Ok(addrs)
 }
 
 /// How long a group may take to elect a leader (elections take about a second;
@@ -561,10 +580,8 @@ impl Cluster {
     /// elected and every executor is connected to it.
     pub fn start(bin: &Path, dir: &Path, options: ClusterOptions) -> Result<Cluster> {
         std::fs::create_dir_all(dir.join("logs"))?;
-        let ports = free_ports(usize::try_from(options.schedulers)?)?;
         let addrs: BTreeMap<u64, String> = (1..=options.schedulers)
-            .zip(&ports)
-            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+            .zip(free_addrs(usize::try_from(options.schedulers)?)?)
             .collect();
         let peers = addrs
             .iter()
@@ -883,8 +900,7 @@ impl Cluster {
         if self.schedulers.contains_key(&id) {
             bail!("scheduler {id} already exists");
         }
-        let port = free_ports(1)?[0];
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addrs(1)?.remove(0);
         let node = self.new_scheduler(id, &addr, &["--join".to_string()]);
         self.schedulers.insert(id, node);
         self.spawn_scheduler(id)?;
