@@ -65,8 +65,8 @@ mod node;
 mod transport;
 
 pub use node::{
-    Inbox, Node, NodeOptions, PROPOSAL_TIMEOUT, RaftHandle, RaftThread, Reporter, Request,
-    Transport, spawn,
+    ACTIVE_ELECTIONS, GroupProgress, Inbox, Node, NodeOptions, PROPOSAL_TIMEOUT, RaftHandle,
+    RaftThread, Reporter, Request, Transport, VoterProgress, spawn,
 };
 pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, decode_message};
 
@@ -83,6 +83,17 @@ pub enum MemberChange {
     Remove {
         id: u64,
     },
+}
+
+/// True when `db` holds no raft state at all: a brand-new node, which must find its
+/// place in the group before its raft node starts ([`crate::join`]).
+pub fn is_new(db: &std::sync::Arc<crate::storage::Db>) -> Result<bool, StorageError> {
+    let store = log_store::LogStore::open(
+        db.clone(),
+        std::path::PathBuf::new(),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    )?;
+    Ok(store.is_empty())
 }
 
 /// The staging column family an incoming snapshot's data is written to.
@@ -165,6 +176,9 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// The oldest entry still in the log (entries before it were compacted).
     pub log_first_index: u64,
+    /// The newest entry in the log (1 for a group just bootstrapped: the membership
+    /// snapshot, nothing appended after it).
+    pub log_last_index: u64,
 }
 
 impl RaftStatus {

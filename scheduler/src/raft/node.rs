@@ -81,6 +81,10 @@ pub enum Request<O> {
     TransferLeader {
         to: u64,
     },
+    /// What the leader knows of each voter's progress (see [`GroupProgress`]).
+    Progress {
+        reply: oneshot::Sender<GroupProgress>,
+    },
     /// The transport could not deliver to this peer.
     Unreachable {
         to: u64,
@@ -119,11 +123,64 @@ impl<O> Pending<O> {
     }
 }
 
+/// The leader's view of its voters, for membership decisions that must keep a live
+/// quorum (removing or replacing a voter, choosing whom to hand leadership to).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupProgress {
+    /// False on a follower: the rest is then empty.
+    pub leader: bool,
+    /// The index of the leader's last log entry.
+    pub last_index: u64,
+    /// One row per voter, sorted by id; the leader's own row is always active.
+    pub voters: Vec<VoterProgress>,
+}
+
+/// One voter as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterProgress {
+    pub id: u64,
+    /// The highest log index known to be on its disk.
+    pub matched: u64,
+    /// Heard from within [`ACTIVE_ELECTIONS`] election timeouts.
+    pub active: bool,
+}
+
+impl GroupProgress {
+    /// The active voters other than `id`.
+    pub fn active_except(&self, id: u64) -> usize {
+        self.voters
+            .iter()
+            .filter(|v| v.active && v.id != id)
+            .count()
+    }
+
+    /// The active voter, other than the leader itself, with the most of the log on
+    /// its disk: the one to hand leadership to. Ties go to the lowest id.
+    pub fn best_successor(&self, leader: u64) -> Option<u64> {
+        self.voters
+            .iter()
+            .filter(|v| v.active && v.id != leader)
+            .max_by_key(|v| (v.matched, std::cmp::Reverse(v.id)))
+            .map(|v| v.id)
+    }
+}
+
+/// A peer counts as active when the leader heard from it within this many election
+/// timeouts. Heartbeats go every `heartbeat_ticks`, so a live peer is heard several
+/// times per election timeout; two timeouts absorb a delayed response without
+/// calling a live peer dead.
+pub const ACTIVE_ELECTIONS: u64 = 2;
+
 /// Where a node's outgoing messages go.
 pub trait Transport: Send + 'static {
     /// Queues messages for their peers. Never blocks; undeliverable messages come
     /// back as [`Request::Unreachable`] / [`Request::SnapshotSent`] reports.
     fn send(&mut self, msgs: Vec<Message>);
+
+    /// `peer` left the group: drop whatever is still queued for it, so nothing meant
+    /// for it reaches a later node with the same id (one that replaces it after its
+    /// data was lost).
+    fn forget(&mut self, _peer: u64) {}
 }
 
 /// The async side's way into the raft thread. Cheap to clone.
@@ -208,6 +265,14 @@ impl<O: Send + 'static> RaftHandle<O> {
         rx.await.map_err(|_| {
             Error::Unavailable("the node stopped before the change was applied".into())
         })?
+    }
+
+    /// The leader's view of its voters' progress (`leader` false on a follower).
+    pub async fn progress(&self) -> Result<GroupProgress> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Progress { reply })?;
+        rx.await
+            .map_err(|_| Error::Unavailable("the node is shutting down".into()))
     }
 
     /// Asks the leader (this node) to hand leadership to `to`.
@@ -344,6 +409,11 @@ pub struct Node<S: StateMachine, T: Transport> {
     last_role: Role,
     /// Applied index as persisted; read by `Storage::snapshot`.
     applied: Arc<AtomicU64>,
+    /// Ticks since start: raft's logical clock, which the activity of peers is
+    /// measured in (no wall clock here, so the simulation stays deterministic).
+    ticks: u64,
+    /// The tick at which each peer was last heard from.
+    last_heard: HashMap<u64, u64>,
 }
 
 fn encode_context(node: u64, request: u64) -> Vec<u8> {
@@ -435,6 +505,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             voters: store.conf_state().voters,
             learners: store.conf_state().learners,
             log_first_index: store.first_index(),
+            log_last_index: raw.raft.raft_log.last_index(),
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let mut node = Node {
@@ -452,6 +523,8 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             last_leader: 0,
             last_role: Role::Follower,
             applied,
+            ticks: 0,
+            last_heard: HashMap::new(),
         };
         // A lone voter need not wait out an election timeout.
         if node.store.conf_state().voters == [node.options.id] {
@@ -522,6 +595,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
 
     /// Advances raft's logical clock by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         self.raw.tick();
         self.expire_pending(Instant::now());
     }
@@ -541,6 +615,25 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 }
             }
             Request::Step(msg) => {
+                if msg.from != 0 {
+                    self.last_heard.insert(msg.from, self.ticks);
+                }
+                // A leader's heartbeat carries min(what it knows this node holds,
+                // its commit index), so it never names an entry this node lacks —
+                // unless it was meant for an earlier life of this node, one that held
+                // more (its data was lost and it was replaced). raft-rs would panic on
+                // it; it is stale, so drop it.
+                if msg.get_msg_type() == MessageType::MsgHeartbeat
+                    && msg.commit > self.raw.raft.raft_log.last_index()
+                {
+                    warn!(
+                        from = msg.from,
+                        commit = msg.commit,
+                        last_index = self.raw.raft.raft_log.last_index(),
+                        "dropping a heartbeat meant for an earlier life of this node"
+                    );
+                    return;
+                }
                 if let Err(e) = self.raw.step(*msg) {
                     debug!(error = %e, "raft message refused");
                 }
@@ -592,6 +685,9 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 }
             }
             Request::TransferLeader { to } => self.raw.transfer_leader(to),
+            Request::Progress { reply } => {
+                let _ = reply.send(self.progress());
+            }
             Request::Unreachable { to } => self.raw.report_unreachable(to),
             Request::SnapshotSent { to, ok } => {
                 let status = if ok {
@@ -601,6 +697,36 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
                 };
                 self.raw.report_snapshot(to, status);
             }
+        }
+    }
+
+    /// The leader's view of its voters (see [`GroupProgress`]).
+    pub fn progress(&self) -> GroupProgress {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return GroupProgress::default();
+        }
+        let window = ACTIVE_ELECTIONS * self.options.election_ticks as u64;
+        let mut voters: Vec<VoterProgress> = self
+            .store
+            .conf_state()
+            .voters
+            .iter()
+            .map(|&id| VoterProgress {
+                id,
+                matched: raft.prs().get(id).map(|p| p.matched).unwrap_or(0),
+                active: id == self.options.id
+                    || self
+                        .last_heard
+                        .get(&id)
+                        .is_some_and(|&t| self.ticks.saturating_sub(t) <= window),
+            })
+            .collect();
+        voters.sort_by_key(|v| v.id);
+        GroupProgress {
+            leader: true,
+            last_index: raft.raft_log.last_index(),
+            voters,
         }
     }
 
@@ -851,6 +977,10 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         match self.raw.apply_conf_change(cc) {
             Ok(cs) => {
                 info!(?change, voters = ?cs.voters, "membership changed");
+                if let MemberChange::Remove { id } = change {
+                    self.transport.forget(*id);
+                    self.last_heard.remove(id);
+                }
                 self.store.stage_conf_state(batch, &cs, staged);
                 self.sm.apply_member_change(batch, index, change)?;
                 // raft-rs leaves it to us: a leader that removed itself steps down, so
@@ -965,6 +1095,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             voters,
             learners,
             log_first_index: self.store.first_index(),
+            log_last_index: raft.raft_log.last_index(),
         };
         self.status_tx.send_if_modified(|s| {
             if *s != status {

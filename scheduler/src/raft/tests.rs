@@ -725,3 +725,91 @@ fn a_leader_that_removes_itself_hands_the_group_over() {
     sim.propose(new, b"after").unwrap();
     assert!(!sim.node(new).status().voters.contains(&leader));
 }
+
+#[test]
+fn the_leader_knows_which_voters_are_active_and_whom_to_hand_over_to() {
+    let mut sim = Sim::new(3, 10_000);
+    let leader = sim.elect();
+    sim.propose(leader, &cmd(1)).unwrap();
+    for _ in 0..5 {
+        sim.tick();
+    }
+    let progress = sim.node(leader).progress();
+    assert!(progress.leader);
+    assert_eq!(
+        progress
+            .voters
+            .iter()
+            .map(|v| (v.id, v.active))
+            .collect::<Vec<_>>(),
+        [(1, true), (2, true), (3, true)]
+    );
+    assert!(
+        progress
+            .voters
+            .iter()
+            .all(|v| v.matched == progress.last_index),
+        "every voter holds the whole log: {progress:?}"
+    );
+
+    let quiet = *[1, 2, 3].iter().find(|id| **id != leader).unwrap();
+    sim.isolate(quiet);
+    // Longer than the activity window: the isolated voter counts as inactive.
+    for _ in 0..(ACTIVE_ELECTIONS * 10 + 2) {
+        sim.tick();
+    }
+    let progress = sim.node(leader).progress();
+    assert!(progress.leader, "two of three keep the quorum");
+    let inactive: Vec<u64> = progress
+        .voters
+        .iter()
+        .filter(|v| !v.active)
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(inactive, [quiet]);
+    assert_eq!(progress.active_except(quiet), 2);
+    let successor = progress.best_successor(leader).unwrap();
+    assert!(successor != quiet && successor != leader);
+
+    // A follower knows nothing of the others' progress.
+    assert!(!sim.node(successor).progress().leader);
+}
+
+#[test]
+fn a_voter_that_lost_its_data_survives_stale_heartbeats_and_is_replaced() {
+    let mut sim = Sim::new(3, 10_000);
+    let leader = sim.elect();
+    for i in 0..5 {
+        sim.propose(leader, &cmd(i)).unwrap();
+    }
+    let lost = *[1, 2, 3].iter().find(|id| **id != leader).unwrap();
+    sim.converge(leader);
+    // Its volume is gone: it comes back empty, waiting to be admitted.
+    sim.crash(lost);
+    std::fs::remove_dir_all(&sim.members[&lost].dir).unwrap();
+    sim.members.remove(&lost);
+    sim.add_member(lost, &[], true, 10_000);
+    // The leader still believes it holds the log: its heartbeats name a commit
+    // index beyond the empty node's log. Dropped, not a panic.
+    for _ in 0..10 {
+        sim.tick();
+    }
+    assert_eq!(sim.node(lost).status().applied_index, 0);
+
+    // Replacing it: removed, then added again; it catches up like any new node.
+    sim.change(leader, MemberChange::Remove { id: lost })
+        .unwrap();
+    sim.change(
+        leader,
+        MemberChange::Add {
+            id: lost,
+            addr: format!("n{lost}"),
+        },
+    )
+    .unwrap();
+    sim.propose(leader, &cmd(99)).unwrap();
+    sim.converge(leader);
+    let want = sim.items(leader);
+    assert_eq!(sim.items(lost), want);
+    assert!(sim.node(lost).status().voters.contains(&lost));
+}

@@ -101,6 +101,8 @@ impl<O: Send + 'static> RaftHandle<O> {
 struct PeerQueue {
     addr: String,
     tx: mpsc::Sender<Message>,
+    /// Ends the peer's task, dropping what it still holds.
+    stop: CancellationToken,
 }
 
 /// The production transport.
@@ -144,6 +146,7 @@ impl<O: Send + 'static> GrpcTransport<O> {
             .is_none_or(|q| q.addr != addr || q.tx.is_closed());
         if stale {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let stop = self.shutdown.child_token();
             self.runtime.spawn(peer_task(
                 self.me,
                 self.my_addr.clone(),
@@ -151,9 +154,11 @@ impl<O: Send + 'static> GrpcTransport<O> {
                 addr.clone(),
                 rx,
                 self.reporter.clone(),
-                self.shutdown.clone(),
+                stop.clone(),
             ));
-            self.peers.insert(to, PeerQueue { addr, tx });
+            if let Some(old) = self.peers.insert(to, PeerQueue { addr, tx, stop }) {
+                old.stop.cancel();
+            }
         }
         self.peers.get(&to)
     }
@@ -185,6 +190,12 @@ impl<O: Send + 'static> GrpcTransport<O> {
 }
 
 impl<O: Send + 'static> Transport for GrpcTransport<O> {
+    fn forget(&mut self, peer: u64) {
+        if let Some(q) = self.peers.remove(&peer) {
+            q.stop.cancel();
+        }
+    }
+
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
             let to = m.to;
@@ -255,6 +266,7 @@ async fn peer_task<O: Send + 'static>(
         tokio::pin!(call);
         loop {
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return,
                 result = &mut call => {
                     debug!(to, ?result, "raft stream to peer ended");
