@@ -173,6 +173,11 @@ pub struct DevArgs {
     #[arg(long, env = "KAIROS_KILL_GRACE", value_name = "DURATION", value_parser = values::duration)]
     pub kill_grace: Option<Duration>,
 
+    /// On Ctrl-C or SIGTERM, how long running jobs may go on before they are killed
+    /// (and recorded failed) [default: 20s].
+    #[arg(long, env = "KAIROS_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = values::duration)]
+    pub shutdown_grace: Option<Duration>,
+
     /// Executions kept across all jobs; beyond it the oldest finished ones are
     /// dropped, whatever each job's `history.keep`; 0 = no global cap
     /// [default: 1000000].
@@ -199,9 +204,15 @@ pub struct SchedulerArgs {
     #[arg(long, env = "KAIROS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// This node's raft id: non-zero and unique in the group (required).
+    /// This node's raft id: non-zero and unique in the group (required, unless
+    /// --pod-name gives it).
     #[arg(long, env = "KAIROS_NODE_ID", value_name = "N")]
     pub node_id: Option<u64>,
+
+    /// The name of this node's Kubernetes StatefulSet pod, `NAME-ORDINAL`: the node
+    /// id is then ORDINAL + 1 (pod `kairos-0` is node 1).
+    #[arg(long, env = "KAIROS_POD_NAME", value_name = "NAME")]
+    pub pod_name: Option<String>,
 
     /// Where the raft log and the state machine are kept (required).
     #[arg(long, env = "KAIROS_DATA_DIR", value_name = "DIR")]
@@ -216,8 +227,10 @@ pub struct SchedulerArgs {
     #[arg(long, env = "KAIROS_HTTP_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
     pub http_addr: Option<SocketAddr>,
 
-    /// Initial voters, this node included: ID=HOST:PORT, comma-separated or repeated.
-    /// Omitted: a single-node group.
+    /// The group's voters, this node included: ID=HOST:PORT, comma-separated or
+    /// repeated. A node with an empty data dir bootstraps a new group with them once
+    /// every one of them answers as new too, or, when they already run a group, asks
+    /// its leader to admit it. Omitted: a single-node group.
     #[arg(
         long,
         env = "KAIROS_PEERS",
@@ -315,6 +328,11 @@ pub struct ExecutorArgs {
     /// Time between SIGTERM and SIGKILL for a timed-out or cancelled run [default: 2s].
     #[arg(long, env = "KAIROS_KILL_GRACE", value_name = "DURATION", value_parser = values::duration)]
     pub kill_grace: Option<Duration>,
+
+    /// On SIGTERM, how long the runs this executor holds may go on (it takes nothing
+    /// new meanwhile) before they are killed and recorded failed [default: 20s].
+    #[arg(long, env = "KAIROS_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = values::duration)]
+    pub shutdown_grace: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,10 +507,22 @@ pub enum ClusterCommand {
         /// Its gRPC address (HOST:PORT).
         addr: String,
     },
-    /// Remove a scheduler from the group.
+    /// Remove a scheduler from the group, or every scheduler above an id.
+    ///
+    /// A removal is refused while the schedulers left would not hold a live quorum.
+    /// With --above N the schedulers whose id is greater than N are removed one at a
+    /// time, highest first (what a group shrinking to N members needs); a refused
+    /// removal is retried until --timeout.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["id", "above"]))]
     RemoveScheduler {
         /// Its raft id.
-        id: u64,
+        id: Option<u64>,
+        /// Remove every scheduler whose id is greater than this.
+        #[arg(long, value_name = "N")]
+        above: Option<u64>,
+        /// With --above: give up after this long.
+        #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = values::duration)]
+        timeout: Duration,
     },
     /// Hand leadership to another scheduler.
     TransferLeader {

@@ -7,10 +7,11 @@
 //!
 //! `kairos dev` starts a one-node scheduler group (node id 1) and, once the scheduler
 //! listens, one executor in the same process dialling the bound gRPC address (a
-//! wildcard bind address is dialled on loopback). The two share the token. If either
-//! stops on its own — a fatal scheduler error, an executor config it refuses — the
-//! other is stopped too and the first error is reported, so `dev` never lingers
-//! half-alive.
+//! wildcard bind address is dialled on loopback). A signal drains the executor first
+//! (its runs may finish within `--shutdown-grace`, their reports reach the
+//! scheduler), then stops the scheduler. If either stops on its own — a fatal
+//! scheduler error, an executor config it refuses — the other is stopped too and the
+//! first error is reported, so `dev` never lingers half-alive.
 //!
 //! Deliberately not here: any scheduling or running logic (the libraries own it),
 //! and daemonising or PID files (leave that to systemd or the container runtime).
@@ -30,10 +31,12 @@ const FORCED_EXIT_CODE: i32 = 130;
 pub async fn run_dev(settings: DevSettings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    // The scheduler outlives the executor's drain, so the last reports land.
+    let scheduler_stop = CancellationToken::new();
 
     let data_dir = settings.scheduler.data_dir.clone();
     let node_id = settings.scheduler.node_id;
-    let handle = kairos_scheduler::start(settings.scheduler, shutdown.clone())
+    let handle = kairos_scheduler::start(settings.scheduler, scheduler_stop.clone())
         .await
         .map_err(|e| anyhow!("starting the scheduler: {e}"))?;
     let grpc_addr = handle.grpc_addr();
@@ -70,6 +73,7 @@ pub async fn run_dev(settings: DevSettings) -> anyhow::Result<()> {
                 warn!("executor stopped on its own; stopping the scheduler");
             }
             shutdown.cancel();
+            scheduler_stop.cancel();
             (scheduler.await, result)
         }
     };

@@ -10,8 +10,11 @@
 //! - its execution id is neither running (or waiting for its `start_at`) nor
 //!   finished with a report still in the outbox: the leader re-sends assignments
 //!   after a reconnect or a leader change, and each must run once;
-//! - the executor is not shutting down (then nothing is reported either; when the
-//!   stream closes the leader's lease treats the run as lost and retries it).
+//! - the executor is not stopping for good (then nothing is reported either; when
+//!   the stream closes the leader's lease treats the run as lost and retries it).
+//!   While it only *drains* (SIGTERM, within its shutdown grace) it still takes what
+//!   the leader sends: an assignment committed to it before the leader heard of the
+//!   drain belongs to it, and refusing it would cost a lease (10 s) and a retry.
 //!
 //! # Life of a run
 //!
@@ -27,12 +30,20 @@
 //!
 //! # Cancellation
 //!
-//! Every run's token is a child of the executor's shutdown token. A
-//! `CancelAssignment` cancels one run (its reason goes into the error); shutdown
-//! cancels them all. Either way the process group is killed as for a timeout (an
-//! HTTP request is dropped, closing its connection) and the run finishes
-//! `cancelled`. A run cancelled while waiting for `start_at` never starts a process
-//! or sends a request.
+//! Every run's token is a child of the executor's stop token. A
+//! `CancelAssignment` cancels one run (its reason goes into the error) and it
+//! finishes `cancelled`. The stop token fires when a shutdown's grace runs out: the
+//! runs still going are killed and finish `failed` ("the executor shut down"), not
+//! `cancelled` — nobody asked for them to stop, and the job's retry policy should
+//! have its say. Either way the process group is killed as for a timeout (an HTTP
+//! request is dropped, closing its connection). A run cancelled while waiting for
+//! `start_at` never starts a process or sends a request.
+//!
+//! # Draining
+//!
+//! A shutdown first *drains* ([`Executions::begin_drain`]): the session tells the
+//! leader (and says so in every later `Hello`), so it chooses other executors; runs
+//! held here go on to their end; only when the grace is over are the rest stopped.
 //!
 //! A cancel with `if_not_started_status` (a pause reaching runs committed ahead)
 //! holds only before the start: the run then ends with that status and never
@@ -125,7 +136,10 @@ pub(crate) struct Executions {
     started: mpsc::Sender<pb::executor_message::Kind>,
     tasks: TaskTracker,
     kill_grace: Duration,
+    /// Fires when the executor stops for good: every run still going is killed.
     shutdown: CancellationToken,
+    /// Fires when a shutdown begins: take nothing new from the leader's choice.
+    draining: CancellationToken,
 }
 
 impl Executions {
@@ -143,7 +157,24 @@ impl Executions {
             tasks: TaskTracker::new(),
             kill_grace,
             shutdown,
+            draining: CancellationToken::new(),
         }
+    }
+
+    /// Starts draining: the session tells the leader to choose other executors.
+    pub(crate) fn begin_drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// Fires when draining begins.
+    pub(crate) fn draining(&self) -> &CancellationToken {
+        &self.draining
+    }
+
+    /// Waits until every run has ended, or until `grace` is over; true when idle.
+    pub(crate) async fn wait_drained(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -167,6 +198,12 @@ impl Executions {
     #[cfg(test)]
     pub(crate) fn is_running(&self, execution_id: &str) -> bool {
         self.lock().contains_key(execution_id)
+    }
+
+    /// True once the run is past its start (spawning or sending).
+    #[cfg(test)]
+    pub(crate) fn is_started(&self, execution_id: &str) -> bool {
+        self.lock().get(execution_id).is_some_and(|e| e.started)
     }
 
     /// Admits an assignment and, if accepted, starts its task.
@@ -384,14 +421,22 @@ impl Executions {
     /// Files the outcome in the outbox, then forgets the run.
     fn finish(&self, execution_id: String, mut outcome: Outcome) {
         if outcome.status == ExecutionStatus::Cancelled {
-            let requested = self
+            let (requested, not_started) = self
                 .lock()
                 .get(&execution_id)
-                .and_then(|e| e.cancel_error.clone());
+                .map(|e| (e.cancel_error.clone(), e.not_started.is_some()))
+                .unwrap_or_default();
             if let Some(error) = requested {
                 outcome.error = error;
-            } else if self.shutdown.is_cancelled() {
-                outcome.error = "cancelled: executor shutting down".into();
+            } else if self.shutdown.is_cancelled() && !not_started {
+                // Stopped by the shutdown, not by anyone's request: a failure the
+                // retry policy may run again elsewhere.
+                outcome.status = ExecutionStatus::Failed;
+                outcome.error = if outcome.started_at.is_some() {
+                    "killed: the executor shut down before the run ended".into()
+                } else {
+                    "not started: the executor shut down before its start time".into()
+                };
             }
         }
         let duration_ms = outcome
@@ -513,6 +558,14 @@ mod tests {
             shutdown.clone(),
         ));
         (executions, outbox, shutdown)
+    }
+
+    async fn wait_started(executions: &Executions, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !executions.is_started(id) {
+            assert!(Instant::now() < deadline, "{id} never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn finished(outbox: &Outbox, id: &str) -> pb::ExecutionFinished {
@@ -749,9 +802,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shutdown_cancels_runs_and_refuses_new_ones() {
+    async fn stopping_kills_runs_as_failures_and_refuses_new_ones() {
         let (executions, outbox, shutdown) = executions();
         executions.assign(assignment("long", 1, "sleep 100"));
+        let mut waiting = assignment("later", 1, "true");
+        waiting.start_at = Some(timer::to_timestamp(
+            SystemTime::now() + Duration::from_secs(3600),
+        ));
+        executions.assign(waiting);
+        wait_started(&executions, "long").await;
         shutdown.cancel();
         assert_eq!(
             executions.assign(assignment("late", 1, "true")),
@@ -759,7 +818,35 @@ mod tests {
         );
         executions.wait_idle().await;
         let report = finished(&outbox, "long").await;
-        assert_eq!(report.status, "cancelled");
-        assert_eq!(report.error, "cancelled: executor shutting down");
+        assert_eq!(report.status, "failed");
+        assert_eq!(
+            report.error,
+            "killed: the executor shut down before the run ended"
+        );
+        let report = finished(&outbox, "later").await;
+        assert_eq!(report.status, "failed");
+        assert_eq!(
+            report.error,
+            "not started: the executor shut down before its start time"
+        );
+        assert!(report.started_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_draining_executor_takes_assignments_and_lets_runs_end() {
+        let (executions, outbox, _shutdown) = executions();
+        executions.assign(assignment("short", 1, "sleep 0.2; echo done"));
+        executions.begin_drain();
+        assert!(executions.draining().is_cancelled());
+        assert_eq!(
+            executions.assign(assignment("sent-ahead", 1, "echo late")),
+            Verdict::Accepted,
+            "an assignment committed before the leader heard of the drain still runs"
+        );
+        assert!(executions.wait_drained(Duration::from_secs(20)).await);
+        for id in ["short", "sent-ahead"] {
+            let report = finished(&outbox, id).await;
+            assert_eq!(report.status, "succeeded", "{id}: {}", report.error);
+        }
     }
 }

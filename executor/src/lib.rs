@@ -70,8 +70,11 @@ pub const DEFAULT_CAPACITY: u32 = 16;
 /// SIGTERM → SIGKILL grace when none is configured.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a shutdown lets held runs finish when none is configured.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// How long shutdown waits for the leader to acknowledge the last reports.
-const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an executor needs to know to join a scheduler group.
 #[derive(Debug, Clone)]
@@ -90,6 +93,9 @@ pub struct Config {
     /// How long a timed-out or cancelled process group gets between SIGTERM and
     /// SIGKILL to clean up.
     pub kill_grace: Duration,
+    /// On shutdown, how long the runs this executor holds may go on before they are
+    /// killed (and reported `failed`); the leader sends it nothing new meanwhile.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -101,6 +107,7 @@ impl Config {
             tags: BTreeMap::new(),
             capacity: DEFAULT_CAPACITY,
             kill_grace: DEFAULT_KILL_GRACE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 
@@ -123,9 +130,11 @@ impl Config {
 
 /// Runs the executor until `shutdown` is cancelled.
 ///
-/// On shutdown it stops taking assignments, kills the process groups still running
-/// (they are reported `cancelled`), gives the leader a moment to acknowledge the
-/// last reports, and returns. Fails only for a config that cannot work; connection
+/// On shutdown it drains: it tells the leader to choose other executors, lets the
+/// runs it holds (running, or waiting for their start) go on for up to
+/// `shutdown_grace`, then kills the process groups still running (reported `failed`:
+/// "the executor shut down"), waits for the leader to acknowledge every report
+/// (bounded), and returns. Fails only for a config that cannot work; connection
 /// trouble is retried for as long as it lasts.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     Agent::new(config, shutdown)?.run().await
@@ -135,6 +144,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// the outbox and the registry of executions while it runs.
 pub(crate) struct Agent {
     shutdown: CancellationToken,
+    /// Kills the runs still going once the shutdown grace is over.
+    stop_runs: CancellationToken,
+    shutdown_grace: Duration,
     executions: Arc<Executions>,
     outbox: Arc<Outbox>,
     session: Session,
@@ -145,11 +157,13 @@ impl Agent {
         config.validate()?;
         let outbox = Arc::new(Outbox::new());
         let (started_tx, started_rx) = executions::started_channel();
+        let stop_runs = CancellationToken::new();
+        let shutdown_grace = config.shutdown_grace;
         let executions = Arc::new(Executions::new(
             Arc::clone(&outbox),
             started_tx,
             config.kill_grace,
-            shutdown.clone(),
+            stop_runs.clone(),
         ));
         let session = Session::new(
             config,
@@ -159,6 +173,8 @@ impl Agent {
         );
         Ok(Agent {
             shutdown,
+            stop_runs,
+            shutdown_grace,
             executions,
             outbox,
             session,
@@ -178,22 +194,33 @@ impl Agent {
     pub(crate) async fn run(self) -> Result<()> {
         let Agent {
             shutdown,
+            stop_runs,
+            shutdown_grace,
             executions,
             outbox,
             session,
         } = self;
         // The session outlives `shutdown` on purpose: it keeps delivering the
-        // reports of the runs that shutdown kills. It has its own token.
+        // reports of the runs that finish while draining. It has its own token.
         let session_stop = CancellationToken::new();
         let session_task = tokio::spawn(session.run(session_stop.clone()));
 
         shutdown.cancelled().await;
+        let held = executions.running_ids().len();
         tracing::info!(
-            running = executions.running_ids().len(),
-            "executor shutting down"
+            running = held,
+            grace_s = shutdown_grace.as_secs_f64(),
+            "executor draining: the leader sends nothing new; held runs may finish within the grace"
         );
-        // `shutdown` already stopped new assignments and cancelled every run; wait
-        // for them to kill their process groups and file their reports.
+        executions.begin_drain();
+        if !executions.wait_drained(shutdown_grace).await {
+            tracing::warn!(
+                running = executions.running_ids().len(),
+                "shutdown grace over: killing the runs still going"
+            );
+        }
+        stop_runs.cancel();
+        // Wait for the killed runs to end their process groups and file reports.
         executions.wait_idle().await;
         if tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, outbox.wait_empty())
             .await

@@ -295,6 +295,7 @@ impl Session {
             unreported: self.outbox.ids(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             boot_id: self.boot_id.clone(),
+            draining: self.executions.draining().is_cancelled(),
         });
         if outbound.try_send(message(hello)).is_err() {
             return lost("cannot queue the hello".into());
@@ -392,12 +393,22 @@ impl Session {
         }
 
         let mut last_heard = Instant::now();
+        // A drain that began before this stream's Hello was announced in it.
+        let draining = self.executions.draining().clone();
+        let mut drain_told = draining.is_cancelled();
         loop {
             // Biased: a run's started report is queued before its finished report
             // is filed, so polling the started reports first keeps them in order.
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ended::Stopped,
+                () = draining.cancelled(), if !drain_told => {
+                    drain_told = true;
+                    tracing::info!(scheduler = %addr, "telling the leader this executor drains");
+                    if let Err(ended) = conn.send(message(pb::executor_message::Kind::Drain(pb::Drain {}))).await {
+                        return ended;
+                    }
+                }
                                 Some(progress) = self.started.recv() => {
                     if let Err(ended) = conn.send(message(progress)).await {
                         return ended;
@@ -921,20 +932,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shutdown_kills_runs_and_delivers_their_reports() {
+    async fn shutdown_drains_then_kills_what_outlives_the_grace() {
         let mut server = FakeServer::start().await;
-        let executor = Running::start(config(&[&server.addr]));
+        let mut cfg = config(&[&server.addr]);
+        cfg.shutdown_grace = Duration::from_millis(800);
+        let executor = Running::start(cfg);
         let mut conn = server.accept().await;
-        conn.hello().await;
+        assert!(!conn.hello().await.draining);
         conn.send(welcome(1, QUIET_MS)).await;
+        conn.send(shell_assignment("short", 1, "sleep 0.3")).await;
         conn.send(shell_assignment("long", 1, "sleep 100")).await;
+        conn.started().await;
         conn.started().await;
 
         executor.shutdown.cancel();
-        let finished = conn.finished().await;
-        assert_eq!(finished.execution_id, "long");
-        assert_eq!(finished.status, "cancelled");
-        assert_eq!(finished.error, "cancelled: executor shutting down");
+        // First the leader hears of the drain, then the short run ends on its own
+        // and the long one is killed when the grace is over.
+        assert!(matches!(conn.recv().await, Sent::Drain(_)));
+        let short = conn.finished().await;
+        assert_eq!(
+            (short.execution_id.as_str(), short.status.as_str()),
+            ("short", "succeeded")
+        );
+        conn.send(ack("short")).await;
+        let long = conn.finished().await;
+        assert_eq!(long.execution_id, "long");
+        assert_eq!(long.status, "failed");
+        assert_eq!(
+            long.error,
+            "killed: the executor shut down before the run ended"
+        );
         conn.send(ack("long")).await;
         tokio::time::timeout(Duration::from_secs(30), executor.task)
             .await
@@ -942,5 +969,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(executor.outbox.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_drain_survives_a_reconnect() {
+        let mut server = FakeServer::start().await;
+        let mut cfg = config(&[&server.addr]);
+        cfg.shutdown_grace = Duration::from_secs(30);
+        let executor = Running::start(cfg);
+        let mut conn = server.accept().await;
+        conn.hello().await;
+        conn.send(welcome(1, QUIET_MS)).await;
+        conn.send(shell_assignment("long", 1, "sleep 100")).await;
+        conn.started().await;
+        executor.shutdown.cancel();
+        assert!(matches!(conn.recv().await, Sent::Drain(_)));
+        // The leader changes: the next one learns of the drain from the Hello.
+        drop(conn);
+        let mut second = server.accept().await;
+        let hello = second.hello().await;
+        assert!(hello.draining);
+        assert_eq!(hello.running, ["long"]);
+        second.send(welcome(2, QUIET_MS)).await;
+        second
+            .send(Answer::Cancel(pb::CancelAssignment {
+                execution_id: "long".into(),
+                reason: "test over".into(),
+                ..Default::default()
+            }))
+            .await;
+        let finished = second.finished().await;
+        assert_eq!(finished.status, "cancelled");
+        second.send(ack("long")).await;
+        tokio::time::timeout(Duration::from_secs(30), executor.task)
+            .await
+            .expect("the executor stops in time")
+            .unwrap()
+            .unwrap();
     }
 }

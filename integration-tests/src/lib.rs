@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 pub mod check;
 pub mod dynamic;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
 
 /// How often waits re-check their condition.
@@ -495,6 +495,43 @@ impl Process {
     fn alive(&self) -> bool {
         !process_gone(self.child.id())
     }
+
+    /// Sends SIGTERM and waits (up to `deadline`) for the process to exit; returns
+    /// its exit status, or fails (and SIGKILLs it when dropped) if it lingers.
+    fn terminate(&mut self, deadline: Duration) -> Result<std::process::ExitStatus> {
+        send_signal(self.child.id(), "-TERM")?;
+        wait_until(deadline, "the process to exit after SIGTERM", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+}
+
+/// How long a process may take to stop after SIGTERM: a leader hands over (a few
+/// seconds at most), an executor drains its runs (these tests' runs are short).
+pub const TERMINATE_DEADLINE: Duration = Duration::from_secs(40);
+
+/// `GET http://ADDR/PATH` with a bare HTTP/1.1 client: the status code and body.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::Write as _;
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("no HTTP status line in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 impl Drop for Process {
@@ -893,6 +930,80 @@ impl Cluster {
         self.wait_listening(id)
     }
 
+    /// Stops scheduler `id` with SIGTERM (a leader hands leadership over first) and
+    /// waits until it has exited; fails unless it exited with status 0.
+    pub fn terminate_scheduler(&mut self, id: u64) -> Result<()> {
+        let node = self.node_mut(id)?;
+        let Some(mut process) = node.process.take() else {
+            bail!("scheduler {id} is not running");
+        };
+        let status = process
+            .terminate(TERMINATE_DEADLINE)
+            .map_err(|e| self.with_logs(e.context(format!("stopping scheduler {id}"))))?;
+        ensure!(
+            status.success(),
+            "scheduler {id} exited with {status} after SIGTERM\n{}",
+            self.log_tail(id)
+        );
+        Ok(())
+    }
+
+    /// Waits until scheduler `id` answers `/readyz` with 200: a voter that has applied
+    /// what the leader committed.
+    pub fn wait_ready(&self, id: u64) -> Result<()> {
+        let addr = self.node(id)?.http_addr.clone();
+        wait_until(
+            LEADER_DEADLINE,
+            &format!("scheduler {id} to be ready (/readyz on {addr})"),
+            || matches!(http_get(&addr, "/readyz"), Ok((200, _))).then_some(()),
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// Starts new schedulers `ids` on free addresses with `--peers` listing every
+    /// scheduler of the cluster plus them (what a StatefulSet scaled up renders),
+    /// each with an empty data directory, and waits until they listen. They find the
+    /// running group and ask its leader to admit them.
+    pub fn start_listed_schedulers(&mut self, ids: &[u64]) -> Result<()> {
+        let addrs = free_addrs(ids.len())?;
+        let mut peers: BTreeMap<u64, String> = self
+            .schedulers
+            .iter()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        for (id, addr) in ids.iter().zip(&addrs) {
+            if peers.insert(*id, addr.clone()).is_some() {
+                bail!("scheduler {id} already exists");
+            }
+        }
+        let list = peers
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (id, addr) in ids.iter().zip(&addrs) {
+            let node = self.new_scheduler(*id, addr, &["--peers".to_string(), list.clone()]);
+            self.schedulers.insert(*id, node);
+        }
+        for id in ids {
+            self.spawn_scheduler(*id)?;
+        }
+        for id in ids {
+            self.wait_listening(*id)?;
+        }
+        Ok(())
+    }
+
+    /// Kills scheduler `id` and deletes its data directory: a node that lost its
+    /// volume. [`restart_scheduler`](Cluster::restart_scheduler) then starts it
+    /// empty, with the flags it had.
+    pub fn wipe_scheduler(&mut self, id: u64) -> Result<()> {
+        self.kill_scheduler(id)?;
+        let data_dir = self.dir.join(format!("scheduler-{id}"));
+        std::fs::remove_dir_all(&data_dir)
+            .with_context(|| format!("removing {}", data_dir.display()))
+    }
+
     /// Starts a new scheduler `id` with `--join` (no `--peers`, empty data
     /// directory) on a free port, waits until it listens, and returns its gRPC
     /// address, for `kairos cluster add-scheduler ID ADDR`.
@@ -920,6 +1031,27 @@ impl Cluster {
             .get_mut(index)
             .ok_or_else(|| anyhow!("no executor #{index}"))?;
         agent.process = None;
+        Ok(())
+    }
+
+    /// Stops the executor at `index` with SIGTERM (it drains: held runs finish, their
+    /// reports are delivered) and waits until it exited; fails unless with status 0.
+    pub fn terminate_executor(&mut self, index: usize) -> Result<()> {
+        let agent = self
+            .executors
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no executor #{index}"))?;
+        let name = agent.name.clone();
+        let Some(mut process) = agent.process.take() else {
+            bail!("executor {name} is not running");
+        };
+        let status = process
+            .terminate(TERMINATE_DEADLINE)
+            .map_err(|e| self.with_logs(e.context(format!("stopping executor {name}"))))?;
+        ensure!(
+            status.success(),
+            "executor {name} exited with {status} after SIGTERM"
+        );
         Ok(())
     }
 

@@ -35,6 +35,9 @@ pub const MAX_PAGE: u32 = 1000;
 /// How long a request waits for the group to have a leader before it is refused
 /// (covers an election; bounded so a group without quorum answers promptly).
 pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a leader that is shutting down waits for its successor to take over.
+/// raft-rs gives up a transfer after an election timeout; this leaves room for two.
+pub const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub type Raft = RaftHandle<Result<Applied>>;
 
@@ -135,7 +138,34 @@ impl Core {
 
     pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {
         let cmd = ipb::Command { kind: Some(kind) };
-        self.raft.propose(cmd.encode_to_vec()).await?
+        match self.raft.propose(cmd.encode_to_vec()).await {
+            // Raft dropped the proposal before it entered the log: this node is
+            // handing leadership over (shutdown, transfer) or just lost it. Nothing
+            // was written, so sending the caller to the next leader is safe.
+            Err(Error::NotLeader { leader: None }) => Err(self.next_leader().await),
+            other => other?,
+        }
+    }
+
+    /// Waits (up to [`LEADER_WAIT`]) for a leader other than this node and returns
+    /// the error that sends a caller there.
+    async fn next_leader(&self) -> Error {
+        let mut status = self.raft.watch_status();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let s = status.borrow_and_update().clone();
+            if s.leader_id != 0 && s.leader_id != s.id {
+                return Error::NotLeader {
+                    leader: self.book.get(s.leader_id),
+                };
+            }
+            match tokio::time::timeout_at(deadline, status.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Error::Unavailable("leadership is changing hands; retry".into());
+                }
+            }
+        }
     }
 
     // ---- jobs ----
@@ -1065,8 +1095,60 @@ impl Core {
         Ok(())
     }
 
+    /// Admits the scheduler `id` at `addr` as a voter, for a node that found the
+    /// group by itself ([`crate::join`]). Idempotent: a voter already known at that
+    /// address is answered at once. When the node is a voter but says it has no data
+    /// (`empty`), it is removed and added again, so it never counts as the member it
+    /// no longer remembers being; that needs the other voters to hold a live quorum
+    /// without it, else FAILED_PRECONDITION (the node asks again later).
+    pub async fn join(&self, id: u64, addr: &str, empty: bool) -> Result<Vec<u64>> {
+        if id == 0 {
+            return Err(Error::invalid("id", "must be a positive number"));
+        }
+        if !addr.contains(':') {
+            return Err(Error::invalid("addr", format!("{addr:?} is not HOST:PORT")));
+        }
+        self.leader_or_wait().await?;
+        let s = self.raft.status();
+        if s.voters.contains(&id) {
+            if id == s.id {
+                return Err(Error::FailedPrecondition(format!(
+                    "scheduler {id} is this leader; a running node cannot join again"
+                )));
+            }
+            if !empty {
+                if self.book.get(id).as_deref() != Some(addr) {
+                    self.book.set(id, addr.to_string());
+                }
+                return Ok(s.voters);
+            }
+            let progress = self.raft.progress().await?;
+            let quorum = s.voters.len() / 2 + 1;
+            let others = progress.active_except(id);
+            if others < quorum {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot replace scheduler {id} now: {others} of the other voters are active, and removing it then adding it back needs {quorum}"
+                )));
+            }
+            info!(node = id, %addr, "scheduler lost its data: replacing it (remove, then add)");
+            self.raft
+                .change_membership(crate::raft::MemberChange::Remove { id })
+                .await?;
+        }
+        self.book.set(id, addr.to_string());
+        self.raft
+            .change_membership(crate::raft::MemberChange::Add {
+                id,
+                addr: addr.to_string(),
+            })
+            .await?;
+        info!(node = id, %addr, "scheduler joined");
+        Ok(self.raft.status().voters)
+    }
+
     /// Removes a voter. Removing the leader first hands leadership to another voter,
-    /// which then removes it.
+    /// which then removes it. Refused (FAILED_PRECONDITION) when the voters left
+    /// would not hold a live quorum: a removal must never take the group down.
     pub async fn remove_scheduler(&self, id: u64) -> Result<()> {
         self.leader_or_wait().await?;
         let s = self.raft.status();
@@ -1078,13 +1160,19 @@ impl Core {
                 "cannot remove the last scheduler".into(),
             ));
         }
+        let progress = self.raft.progress().await?;
+        let left = s.voters.len() - 1;
+        let quorum = left / 2 + 1;
+        let active = progress.active_except(id);
+        if active < quorum {
+            return Err(Error::FailedPrecondition(format!(
+                "removing scheduler {id} would leave {left} voters of which only {active} are active; they need {quorum} for a quorum"
+            )));
+        }
         if id == s.id {
-            let next = s
-                .voters
-                .iter()
-                .copied()
-                .find(|v| *v != id)
-                .expect("invariant: more than one voter");
+            let next = progress
+                .best_successor(id)
+                .expect("invariant: a quorum of other active voters exists");
             info!(
                 to = next,
                 "handing leadership over before removing this node"
@@ -1101,6 +1189,39 @@ impl Core {
             .await?;
         info!(node = id, "scheduler removed");
         Ok(())
+    }
+
+    /// On shutdown: when this node leads a group of several, hands leadership to
+    /// the most caught-up active follower and waits (bounded) until it leads, so a
+    /// rolling restart costs the group a leadership transfer (tens of milliseconds)
+    /// instead of an election timeout. True when the handoff happened.
+    pub async fn hand_over_leadership(&self) -> bool {
+        let s = self.raft.status();
+        if s.role != crate::raft::Role::Leader || s.voters.len() < 2 {
+            return false;
+        }
+        let Ok(progress) = self.raft.progress().await else {
+            return false;
+        };
+        let Some(next) = progress.best_successor(s.id) else {
+            warn!("shutting down the leader with no active follower to hand leadership to");
+            return false;
+        };
+        info!(to = next, "shutting down: handing leadership over");
+        match tokio::time::timeout(HANDOFF_TIMEOUT, self.transfer_leader(next)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                warn!(to = next, error = %e, "leadership handoff failed; stopping anyway");
+                false
+            }
+            Err(_) => {
+                warn!(
+                    to = next,
+                    "leadership handoff did not finish in time; stopping anyway"
+                );
+                false
+            }
+        }
     }
 
     /// Hands leadership to `id` and waits until it has it.

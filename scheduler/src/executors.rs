@@ -58,6 +58,8 @@ struct Conn {
     last_heartbeat_at: DateTime<Utc>,
     /// Executions this executor runs, as far as we know (assigned or reported).
     running: BTreeSet<u64>,
+    /// It is shutting down: it finishes what it holds and is chosen for nothing new.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl ExecutorRegistry {
             connected_at: now,
             last_heartbeat_at: now,
             running,
+            draining: hello.draining,
         };
         if let Some(old) = inner.conns.insert(hello.executor_id.clone(), conn) {
             old.token.cancel();
@@ -177,6 +180,16 @@ impl ExecutorRegistry {
         {
             c.last_heartbeat_at = now;
             c.running = ids;
+        }
+    }
+
+    /// The executor said it is shutting down: choose it for nothing new.
+    pub fn set_draining(&self, executor: &str, session: u64) {
+        let mut inner = self.lock();
+        if let Some(c) = inner.conns.get_mut(executor)
+            && c.session == session
+        {
+            c.draining = true;
         }
     }
 
@@ -230,7 +243,8 @@ impl ExecutorRegistry {
             .unwrap_or_default()
     }
 
-    /// Picks up to `count` matching executors (0 = all) for a fire of `job`.
+    /// Picks up to `count` matching executors (0 = all) for a fire of `job`; an
+    /// executor that is draining (shutting down) is never chosen.
     /// Executors with free capacity come first; when every match is full, the
     /// least loaded are used anyway (capacity is advice, not a hard limit).
     pub fn choose(
@@ -245,7 +259,7 @@ impl ExecutorRegistry {
         let mut matches: Vec<(&String, &Conn)> = inner
             .conns
             .iter()
-            .filter(|(_, c)| selector.matches(&c.tags))
+            .filter(|(_, c)| !c.draining && selector.matches(&c.tags))
             .collect();
         if matches.is_empty() {
             return Vec::new();
@@ -328,6 +342,7 @@ impl ExecutorRegistry {
                 last_heartbeat_at: Some(ts_from_dt(c.last_heartbeat_at)),
                 scheduler_id: self.scheduler_id,
                 version: c.version.clone(),
+                draining: c.draining,
             })
             .collect()
     }

@@ -25,7 +25,9 @@ pub mod error;
 pub mod executors;
 pub mod grpc;
 pub mod http;
+pub mod join;
 pub mod leader;
+mod listen;
 pub mod live;
 pub mod metrics;
 pub mod notify;
@@ -42,7 +44,7 @@ use std::sync::Arc;
 
 use kairos_common::clock::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::core::Core;
 use crate::executors::ExecutorRegistry;
@@ -145,8 +147,8 @@ pub async fn start_with_clock(
     let view = StateView::new(db.clone());
     let sm = StateMachine::open(db.clone(), view.clone(), book.clone())?;
     info!(node = config.node_id, data_dir = %config.data_dir.display(), applied = crate::raft::StateMachine::applied_index(&sm), jobs = view.job_count(), "storage opened");
-    let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
-    let http_listener = bind(config.http_addr, "HTTP").await?;
+    let grpc_listener = Arc::new(bind(config.grpc_addr, "gRPC").await?);
+    let http_listener = Arc::new(bind(config.http_addr, "HTTP").await?);
     let grpc_addr = grpc_listener
         .local_addr()
         .map_err(|e| Error::Internal(format!("gRPC listener: {e}")))?;
@@ -163,12 +165,62 @@ pub async fn start_with_clock(
         .or_else(|| config.peers.get(&config.node_id).cloned())
         .unwrap_or_else(|| grpc_addr.to_string());
     book.set(config.node_id, my_addr.clone());
+    if let Some(path) = &config.addr_file {
+        write_addr_file(path, grpc_addr, http_addr)?;
+    }
 
-    let node_token = shutdown.child_token();
+    // A new node listed with others first finds out whether to bootstrap or join.
+    let mut join = config.join;
+    let is_new = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || raft::is_new(&db))
+            .await
+            .map_err(|e| Error::Internal(format!("reading raft state: {e}")))??
+    };
+    if is_new && !config.join && config.peers.keys().any(|id| *id != config.node_id) {
+        info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "new node: asking the listed peers whether a group runs");
+        let stop = CancellationToken::new();
+        let waiting = grpc::WaitingTransport {
+            id: config.node_id,
+            voters: config.peers.keys().copied().collect(),
+        };
+        let grpc_task = tokio::spawn(grpc::serve_waiting(
+            waiting,
+            grpc_listener.clone(),
+            stop.clone(),
+        ));
+        let http_task = tokio::spawn(http::serve_waiting(http_listener.clone(), stop.clone()));
+        let mode = join::find_place(config.node_id, &my_addr, &config.peers, &shutdown).await;
+        stop.cancel();
+        for task in [grpc_task, http_task] {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(error = %e, "stand-in server failed"),
+                Ok(Err(e)) => warn!(error = %e, "stand-in server task failed"),
+                Err(_) => warn!("a stand-in server did not stop within 2s"),
+            }
+        }
+        match mode {
+            None => {
+                info!("stopped before joining a group");
+                return Ok(Handle {
+                    grpc_addr,
+                    http_addr,
+                    done: tokio::spawn(async { Ok(()) }),
+                });
+            }
+            Some(join::StartMode::Joined) => join = true,
+            Some(join::StartMode::Bootstrap) => {}
+        }
+    }
+
+    // The node's own token: cancelled after a shutdown once leadership is handed
+    // over, or at once by a fatal error.
+    let node_token = CancellationToken::new();
     let options = raft::NodeOptions {
         id: config.node_id,
         initial_voters: config.peers.keys().copied().collect(),
-        join: config.join,
+        join,
         tick_interval: config.tick_interval,
         election_ticks: config.election_ticks,
         heartbeat_ticks: config.heartbeat_ticks,
@@ -223,10 +275,26 @@ pub async fn start_with_clock(
         }
     });
 
-    if let Some(path) = &config.addr_file {
-        write_addr_file(path, grpc_addr, http_addr)?;
-    }
     info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "scheduler listening");
+
+    // Graceful stop: a leader hands over first, so the group does not wait out an
+    // election timeout; then everything stops (in-flight requests finish, streams
+    // end, the raft loop writes its last batch).
+    {
+        let core = core.clone();
+        let node_token = node_token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    if core.hand_over_leadership().await {
+                        info!("leadership handed over; stopping");
+                    }
+                    node_token.cancel();
+                }
+                _ = node_token.cancelled() => {}
+            }
+        });
+    }
 
     let done = tokio::spawn(async move {
         let raft_result = raft_task
@@ -234,8 +302,8 @@ pub async fn start_with_clock(
             .map_err(|e| Error::Internal(format!("raft join: {e}")))
             .and_then(|r| r);
         node_token.cancel();
-        let grpc_result = grpc_task.await;
-        let http_result = http_task.await;
+        let grpc_result = drain(grpc_task, "gRPC").await;
+        let http_result = drain(http_task, "HTTP").await;
         let _ = leader_task.await;
         if let Err(e) = &raft_result {
             error!(error = %e, "scheduler stopped on a fatal error");
@@ -256,6 +324,28 @@ pub async fn start_with_clock(
         http_addr,
         done,
     })
+}
+
+/// How long the servers may take to finish in-flight requests once the node stops.
+const SERVER_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for a server task to finish its in-flight requests, up to
+/// [`SERVER_DRAIN_TIMEOUT`]; a client that holds a stream open longer is cut off.
+async fn drain(
+    mut task: tokio::task::JoinHandle<Result<()>>,
+    what: &str,
+) -> std::result::Result<Result<()>, tokio::task::JoinError> {
+    match tokio::time::timeout(SERVER_DRAIN_TIMEOUT, &mut task).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(
+                server = what,
+                "in-flight requests did not finish in time; closing them"
+            );
+            task.abort();
+            Ok(Ok(()))
+        }
+    }
 }
 
 /// `start` then `wait`.

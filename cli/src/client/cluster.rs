@@ -32,12 +32,24 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()>
                 .await?,
             Some(format!("scheduler {id} ({addr}) added")),
         ),
-        ClusterCommand::RemoveScheduler { id } => (
+        ClusterCommand::RemoveScheduler {
+            id: Some(id),
+            above: _,
+            timeout: _,
+        } => (
             cluster
                 .remove_scheduler(unary(pb::RemoveSchedulerRequest { id }))
                 .await?,
             Some(format!("scheduler {id} removed")),
         ),
+        ClusterCommand::RemoveScheduler {
+            id: None,
+            above,
+            timeout,
+        } => {
+            let above = above.ok_or_else(|| anyhow::anyhow!("give an id or --above N"))?;
+            remove_above(&mut cluster, above, timeout).await?
+        }
         ClusterCommand::TransferLeader { id } => (
             cluster
                 .transfer_leader(unary(pb::TransferLeaderRequest { id }))
@@ -51,6 +63,75 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()>
         text.push_str(&status_text(status, Utc::now()));
         text
     })
+}
+
+/// How long `remove-scheduler --above` waits before asking again after a refusal.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `cluster remove-scheduler --above N`: removes the schedulers with an id above `n`,
+/// highest first, one at a time (each removal is applied before the next is asked
+/// for). A refusal the server may lift by itself — no live quorum for the rest, a
+/// membership change in progress, no leader — is asked again until `timeout`.
+async fn remove_above(
+    cluster: &mut pb::cluster_service_client::ClusterServiceClient<tonic::transport::Channel>,
+    n: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<(tonic::Response<pb::ClusterStatus>, Option<String>)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut removed = Vec::new();
+    loop {
+        let status = cluster.get_status(unary(pb::GetStatusRequest {})).await?;
+        let mut above: Vec<u64> = status
+            .get_ref()
+            .schedulers
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| *id > n && !removed.contains(id))
+            .collect();
+        above.sort_unstable();
+        let Some(&id) = above.last() else {
+            let note = if removed.is_empty() {
+                format!("no scheduler has an id above {n}")
+            } else {
+                let ids: Vec<String> = removed.iter().map(u64::to_string).collect();
+                format!("removed scheduler(s) {}", ids.join(", "))
+            };
+            return Ok((status, Some(note)));
+        };
+        match cluster
+            .remove_scheduler(unary(pb::RemoveSchedulerRequest { id }))
+            .await
+        {
+            Ok(_) => {
+                eprintln!("scheduler {id} removed");
+                removed.push(id);
+            }
+            // Already gone (a node listing itself after its removal).
+            Err(s) if s.code() == tonic::Code::NotFound => removed.push(id),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                if tokio::time::Instant::now() + RETRY_PAUSE > deadline {
+                    anyhow::bail!(
+                        "scheduler {id} could not be removed within {}: {}",
+                        kairos_common::duration::format_duration(timeout),
+                        s.message()
+                    );
+                }
+                eprintln!(
+                    "scheduler {id} not removed yet ({}); asking again",
+                    s.message()
+                );
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
 }
 
 /// `kairos executors`.

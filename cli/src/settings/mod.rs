@@ -88,7 +88,7 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
         &mut executor,
         &args.tags,
         args.capacity,
-        args.kill_grace,
+        (args.kill_grace, args.shutdown_grace),
         &file,
     )?;
     history_and_webhooks(&mut scheduler, args.max_executions, &args.notify, &file)?;
@@ -107,8 +107,20 @@ pub fn scheduler(
 ) -> anyhow::Result<SchedulerSettings> {
     let file = Layer::load::<SchedulerArgs>(args.config.as_deref())?;
 
-    let node_id = pick(args.node_id, file.value("node-id", values::number)?)
-        .ok_or_else(|| missing("node-id"))?;
+    let from_pod = pick(args.pod_name.clone(), file.value("pod-name", values::name)?)
+        .map(|name| node_id_of_pod(&name))
+        .transpose()?;
+    let node_id = match (
+        pick(args.node_id, file.value("node-id", values::number)?),
+        from_pod,
+    ) {
+        (Some(id), Some(pod)) if id != pod => bail!(
+            "--node-id {id} and --pod-name (which makes node {pod}) disagree; give one of them"
+        ),
+        (Some(id), _) => id,
+        (None, Some(pod)) => pod,
+        (None, None) => return Err(missing("node-id")),
+    };
     if node_id == 0 {
         bail!("--node-id must be at least 1");
     }
@@ -209,7 +221,7 @@ pub fn executor(
         &mut config,
         &args.tags,
         args.capacity,
-        args.kill_grace,
+        (args.kill_grace, args.shutdown_grace),
         &file,
     )?;
 
@@ -238,13 +250,13 @@ fn listen(
     Ok(())
 }
 
-/// `--tag`, `--capacity` and `--kill-grace`, which `kairos dev` (for its local
-/// executor) and `kairos executor` share.
+/// `--tag`, `--capacity`, `--kill-grace` and `--shutdown-grace`, which `kairos dev`
+/// (for its local executor) and `kairos executor` share.
 fn runs(
     config: &mut kairos_executor::Config,
     tags: &[(String, String)],
     capacity: Option<u32>,
-    kill_grace: Option<Duration>,
+    (kill_grace, shutdown_grace): (Option<Duration>, Option<Duration>),
     file: &Layer,
 ) -> anyhow::Result<()> {
     config.tags = tag_map(pick_list(tags.to_vec(), file.list("tag", values::tag)?))?;
@@ -253,6 +265,12 @@ fn runs(
     }
     if let Some(grace) = pick(kill_grace, file.value("kill-grace", values::duration)?) {
         config.kill_grace = grace;
+    }
+    if let Some(grace) = pick(
+        shutdown_grace,
+        file.value("shutdown-grace", values::duration)?,
+    ) {
+        config.shutdown_grace = grace;
     }
     check_capacity(config.capacity)
 }
@@ -367,6 +385,22 @@ fn tag_map(tags: Vec<(String, String)>) -> anyhow::Result<BTreeMap<String, Strin
         }
     }
     Ok(map)
+}
+
+/// The node id of a StatefulSet pod `NAME-ORDINAL`: ORDINAL + 1.
+fn node_id_of_pod(name: &str) -> anyhow::Result<u64> {
+    let ordinal = name
+        .rsplit_once('-')
+        .and_then(|(set, ordinal)| (!set.is_empty()).then_some(ordinal))
+        .and_then(|ordinal| ordinal.parse::<u64>().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "--pod-name {name:?} is not a StatefulSet pod name (NAME-ORDINAL, e.g. kairos-0)"
+            )
+        })?;
+    ordinal
+        .checked_add(1)
+        .ok_or_else(|| anyhow!("--pod-name {name:?}: the ordinal is too large"))
 }
 
 fn peer_map(node_id: u64, peers: Vec<(u64, String)>) -> anyhow::Result<BTreeMap<u64, String>> {

@@ -90,7 +90,7 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
 
         let now = self.core.clock.now();
         let (session, token) = self.core.executors.register(&hello, tx.clone(), now);
-        info!(executor = %hello.executor_id, tags = ?hello.tags, capacity = hello.capacity, running = hello.running.len(), "executor connected");
+        info!(executor = %hello.executor_id, tags = ?hello.tags, capacity = hello.capacity, running = hello.running.len(), draining = hello.draining, "executor connected");
         let _ = tx
             .send(msg(pb::scheduler_message::Kind::Welcome(pb::Welcome {
                 scheduler_id: self.core.config.node_id,
@@ -240,6 +240,11 @@ async fn handle(
                 core.live
                     .push(id, &o.data, core.config.max_output_bytes as usize);
             }
+            true
+        }
+        Some(Kind::Drain(_)) => {
+            info!(%executor, "executor draining: it takes no new runs");
+            core.executors.set_draining(executor, session);
             true
         }
         Some(Kind::Hello(_)) => {

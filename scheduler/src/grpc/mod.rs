@@ -12,9 +12,11 @@ mod gateway;
 mod jobs;
 mod raft_transport;
 pub mod status;
+mod waiting;
 
 pub use cluster::{leader_executors, peer_status, remove_via};
 pub use forward::Forwarder;
+pub use waiting::{WaitingTransport, serve_waiting};
 
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ pub use gateway::HEARTBEAT_INTERVAL;
 /// Serves every gRPC service on `listener` until `shutdown`.
 pub async fn serve(
     core: Arc<Core>,
-    listener: tokio::net::TcpListener,
+    listener: Arc<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -53,13 +55,12 @@ pub async fn serve(
         .set_serving::<pb::cluster_service_server::ClusterServiceServer<cluster::ClusterApi>>()
         .await;
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = crate::listen::incoming(listener);
     let gateway = gateway::Gateway {
         core: core.clone(),
         shutdown: shutdown.clone(),
     };
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -78,6 +79,7 @@ pub async fn serve(
         .add_service(
             pb::raft_transport_server::RaftTransportServer::new(raft_transport::RaftApi(
                 core.clone(),
+                shutdown.clone(),
             ))
             .max_decoding_message_size(64 << 20),
         )

@@ -10,17 +10,58 @@ use tracing::{debug, warn};
 use crate::core::Core;
 use crate::raft::SnapshotReceiver;
 
+/// The service; the token ends peers' long-lived message streams when the node stops
+/// (a graceful server shutdown waits for every open stream).
 #[derive(Debug, Clone)]
-pub struct RaftApi(pub Arc<Core>);
+pub struct RaftApi(pub Arc<Core>, pub tokio_util::sync::CancellationToken);
 
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for RaftApi {
+    async fn membership(
+        &self,
+        _req: Request<pb::MembershipRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let s = self.0.status();
+        Ok(Response::new(pb::MembershipReply {
+            state: pb::membership_reply::State::Member as i32,
+            voters: s.voters.clone(),
+            leader_id: s.leader_id,
+            leader_addr: self.0.leader_addr().unwrap_or_default(),
+            last_index: s.log_last_index,
+            id: s.id,
+        }))
+    }
+
+    async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
+        let forwarded = super::forward::is_forwarded(&req);
+        let req = req.into_inner();
+        match self.0.join(req.id, &req.addr, req.empty).await {
+            Ok(voters) => Ok(Response::new(pb::JoinReply {
+                voters,
+                leader_id: self.0.status().leader_id,
+            })),
+            Err(e) => {
+                super::forward::or_leader(&self.0, e, forwarded, req, |ch, r| async move {
+                    pb::raft_transport_client::RaftTransportClient::new(ch)
+                        .join(r)
+                        .await
+                })
+                .await
+            }
+        }
+    }
+
     async fn send(
         &self,
         req: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
         let mut stream = req.into_inner();
-        while let Some(batch) = stream.message().await? {
+        loop {
+            let next = tokio::select! {
+                _ = self.1.cancelled() => return Err(Status::unavailable("the node is stopping")),
+                next = stream.message() => next?,
+            };
+            let Some(batch) = next else { break };
             if batch.from != 0 {
                 self.0.book.set(batch.from, batch.from_addr);
             }

@@ -21,7 +21,7 @@ pub mod dkron;
 
 pub async fn serve(
     core: Arc<Core>,
-    listener: tokio::net::TcpListener,
+    listener: Arc<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let app = Router::new()
@@ -31,7 +31,28 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .merge(dkron::routes())
         .with_state(core);
-    axum::serve(listener, app)
+    axum::serve(crate::listen::Shared(listener), app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Internal(format!("http server: {e}")))
+}
+
+/// The HTTP port of a node still deciding whether to bootstrap or join
+/// ([`crate::join`]): alive, not ready.
+pub async fn serve_waiting(
+    listener: Arc<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let app = Router::new().route("/healthz", get(healthz)).route(
+        "/readyz",
+        get(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: waiting for the group's peers (bootstrap or join)\n",
+            )
+        }),
+    );
+    axum::serve(crate::listen::Shared(listener), app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(|e| Error::Internal(format!("http server: {e}")))
@@ -41,13 +62,42 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the group has a leader (writes can be served through this node).
+/// How long `/readyz` waits for the leader to confirm a read.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when this node is a voter, the group has a leader, and this node has
+/// applied everything the leader had committed when asked (a read-index barrier):
+/// it serves current reads and forwards writes. A rolling restart that waits for
+/// `/readyz` before stopping the next node therefore never has two nodes catching up.
 async fn readyz(State(core): State<Arc<Core>>) -> Response {
     let s = core.status();
-    if s.leader_id != 0 {
-        (StatusCode::OK, format!("ready: leader {}\n", s.leader_id)).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no leader\n").into_response()
+    if !s.voters.contains(&s.id) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not a voter of the group (joining, or removed)\n",
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(READY_TIMEOUT, core.read_barrier()).await {
+        Ok(Ok(())) => {
+            let s = core.status();
+            (
+                StatusCode::OK,
+                format!(
+                    "ready: leader {}, applied {}\n",
+                    s.leader_id, s.applied_index
+                ),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not caught up with the leader\n",
+        )
+            .into_response(),
     }
 }
 
