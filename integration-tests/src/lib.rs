@@ -31,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod check;
+pub mod deploy;
 pub mod dynamic;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};

@@ -1,0 +1,1159 @@
+//! The ways to install Kairos, checked with the real tools: the build set-up's
+//! libclang detection, the container image (hadolint, then built and run with
+//! podman), the compose file (a real three-scheduler group in containers that
+//! survives the kill of its leader's container), the Helm chart (helm lint,
+//! kubernetes-validate against Kubernetes 1.29 and 1.33, trivy, and what it renders)
+//! and the systemd units (systemd-analyze).
+//!
+//! The tools come from `scripts/setup-test-deps` (see `kairos_integration_tests::deploy`);
+//! a missing one fails the test with the script's name. Everything a test creates
+//! (containers, images, networks, volumes, files) lives in its temporary directory
+//! and its own container engine, and is removed when the test ends, however it ends.
+//! The compose group publishes its ports on a loopback address of its own; the
+//! containers talk on a bridge network the test's engine made.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use chrono::{DateTime, TimeDelta, Utc};
+use kairos_integration_tests::check::{self, Exec, Window};
+use kairos_integration_tests::deploy::{self, Engine, Output, repo_root, run, tool};
+use kairos_integration_tests::{all_executions_at, cli, field, num, wait_until, write_file};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kairos");
+/// How long one lint, render or scan may take.
+const TOOL_DEADLINE: Duration = Duration::from_secs(180);
+
+fn path_in_repo(rel: &str) -> PathBuf {
+    repo_root().join(rel)
+}
+
+// ---------------------------------------------------------------------------------
+// scripts/setup-system-deps: the detection of what the build loads
+// ---------------------------------------------------------------------------------
+
+/// The first bytes of a 64-bit little-endian ELF file, which is all the detection
+/// reads of a library.
+const ELF64: &[u8] = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+/// Runs `setup-system-deps --check` on a fake tree holding `files` and returns its
+/// exit code and what it printed.
+fn detect_in_tree(files: &[(&str, &[u8])]) -> Result<Output> {
+    let root = tempfile::tempdir()?;
+    for (rel, bytes) in files {
+        let path = root.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a file in a directory"))?;
+        std::fs::write(&path, bytes)?;
+    }
+    run(
+        Command::new(path_in_repo("scripts/setup-system-deps"))
+            .arg("--check")
+            .env("KAIROS_SYSROOT", root.path()),
+        Duration::from_secs(60),
+    )
+}
+
+/// The `setup: WHAT: ...` line the detection printed for `what`.
+fn detected<'a>(out: &'a Output, what: &str) -> Result<&'a str> {
+    let prefix = format!("setup: {what}: ");
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .ok_or_else(|| anyhow!("no {prefix:?} line in {out}"))
+}
+
+const HEADER: &str = "usr/lib/llvm-14/lib/clang/14.0.6/include/stddef.h";
+
+#[test]
+fn detection_takes_libclang_cpp_for_missing() -> Result<()> {
+    // What a fresh Debian 12 machine of this kind has: Debian's libclang-cpp14 only.
+    let out = detect_in_tree(&[
+        ("usr/lib/x86_64-linux-gnu/libclang-cpp.so.14", ELF64),
+        (HEADER, b"/* stddef */"),
+    ])?;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(detected(&out, "libclang")?, "missing", "{out}");
+    Ok(())
+}
+
+#[test]
+fn detection_finds_libclang_and_its_headers() -> Result<()> {
+    let out = detect_in_tree(&[
+        ("usr/lib/x86_64-linux-gnu/libclang-cpp.so.14", ELF64),
+        ("usr/lib/x86_64-linux-gnu/libclang-14.so.1", ELF64),
+        (HEADER, b"/* stddef */"),
+    ])?;
+    assert_eq!(out.code, Some(0), "{out}");
+    let lib = detected(&out, "libclang")?;
+    assert!(
+        lib.ends_with("/usr/lib/x86_64-linux-gnu/libclang-14.so.1"),
+        "{out}"
+    );
+    let headers = detected(&out, "clang headers")?;
+    assert!(
+        headers.ends_with("/usr/lib/llvm-14/lib/clang/14.0.6/include"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn detection_ignores_a_libclang_that_is_not_a_64_bit_elf_file() -> Result<()> {
+    let out = detect_in_tree(&[
+        (
+            "usr/lib/x86_64-linux-gnu/libclang.so",
+            b"INPUT(-lclang-14)\n",
+        ),
+        (HEADER, b"/* stddef */"),
+    ])?;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(detected(&out, "libclang")?, "missing", "{out}");
+    Ok(())
+}
+
+#[test]
+fn detection_wants_clang_headers_besides_the_library() -> Result<()> {
+    let out = detect_in_tree(&[("usr/lib/x86_64-linux-gnu/libclang-14.so.1", ELF64)])?;
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        detected(&out, "libclang")?.ends_with("libclang-14.so.1"),
+        "{out}"
+    );
+    assert_eq!(detected(&out, "clang headers")?, "missing", "{out}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// deploy/Dockerfile
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn hadolint_finds_nothing_in_the_dockerfile() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = run(
+        Command::new(tool("hadolint")?)
+            .arg("--no-color")
+            .arg(path_in_repo("deploy/Dockerfile"))
+            // No configuration file of the machine's or the user's applies.
+            .current_dir(dir.path())
+            .env("XDG_CONFIG_HOME", dir.path()),
+        TOOL_DEADLINE,
+    )?;
+    ensure!(
+        out.success() && out.stdout.trim().is_empty(),
+        "hadolint: {out}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// deploy/helm/kairos
+// ---------------------------------------------------------------------------------
+
+const RELEASE: &str = "kairos";
+const NAMESPACE: &str = "kairos";
+
+/// The renderings every check covers: the defaults, one scheduler, five, and every
+/// optional resource switched on.
+const VARIANTS: [(&str, &[&str]); 4] = [
+    ("default", &[]),
+    ("one-scheduler", &["--set", "scheduler.replicas=1"]),
+    ("five-schedulers", &["--set", "scheduler.replicas=5"]),
+    (
+        "ingress-monitor-zone",
+        &[
+            "--set",
+            "ingress.enabled=true",
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "executor.zoneTag=true",
+        ],
+    ),
+];
+
+fn chart() -> PathBuf {
+    path_in_repo("deploy/helm/kairos")
+}
+
+/// `helm template` of the chart with `args`, whatever its outcome.
+fn helm_template_output(args: &[&str]) -> Result<Output> {
+    run(
+        Command::new(tool("helm")?)
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--namespace", NAMESPACE])
+            .args(args),
+        TOOL_DEADLINE,
+    )
+}
+
+/// `helm template` of the chart with `args`: the manifests as YAML text.
+fn helm_template(args: &[&str]) -> Result<String> {
+    Ok(helm_template_output(args)?.ok()?.stdout)
+}
+
+/// The documents of a multi-document YAML text, as JSON values (empty ones left out).
+fn documents(yaml: &str) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value = Value::deserialize(doc).context("rendered YAML")?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+/// The one document of `kind` named `name`.
+fn resource<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    let found: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .collect();
+    match found[..] {
+        [one] => Ok(one),
+        _ => bail!(
+            "{} {kind} named {name} in the rendering (kinds: {:?})",
+            found.len(),
+            docs.iter()
+                .map(|d| format!("{}/{}", d["kind"], d["metadata"]["name"]))
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// The only container of a workload.
+fn container(workload: &Value) -> Result<&Value> {
+    match workload["spec"]["template"]["spec"]["containers"].as_array() {
+        Some(list) if list.len() == 1 => Ok(&list[0]),
+        _ => bail!("not exactly one container in {workload}"),
+    }
+}
+
+/// A container's args as strings.
+fn args(container: &Value) -> Vec<String> {
+    container["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every value given to `flag` in `args` (`--flag VALUE` pairs).
+fn flag_values(args: &[String], flag: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+fn one_flag(args: &[String], flag: &str) -> Result<String> {
+    match &flag_values(args, flag)[..] {
+        [one] => Ok(one.clone()),
+        other => bail!("{flag} given {} times in {args:?}", other.len()),
+    }
+}
+
+/// Scheduler pod `ordinal`'s address, as the chart must render it.
+fn pod_addr(ordinal: usize) -> String {
+    format!("{RELEASE}-{ordinal}.{RELEASE}-peers.{NAMESPACE}.svc.cluster.local:7070")
+}
+
+#[test]
+fn helm_lint_strict_passes_for_every_variant() -> Result<()> {
+    for (name, values) in VARIANTS {
+        let out = run(
+            Command::new(tool("helm")?)
+                .args(["lint", "--strict", "--namespace", NAMESPACE])
+                .arg(chart())
+                .args(values),
+            TOOL_DEADLINE,
+        )?;
+        ensure!(out.success(), "helm lint --strict ({name}): {out}");
+        ensure!(
+            !out.stdout.contains("[WARNING]") && !out.stdout.contains("[ERROR]"),
+            "helm lint ({name}): {out}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_rendering_is_valid_for_kubernetes_1_29_and_1_33() -> Result<()> {
+    let validate = tool("kubernetes-validate")?;
+    let dir = tempfile::tempdir()?;
+    let mut monitors = 0;
+    for (name, values) in VARIANTS {
+        let text = helm_template(values)?;
+        // ServiceMonitor is prometheus-operator's CRD, for which kubernetes-validate
+        // has no schema (it would only warn): it is checked field by field in
+        // `the_service_monitor_scrapes_every_scheduler`. Every other document is
+        // validated strictly.
+        let (crds, core): (Vec<&str>, Vec<&str>) = text
+            .split("\n---\n")
+            .filter(|d| d.lines().any(|l| l.starts_with("kind: ")))
+            .partition(|d| d.lines().any(|l| l == "kind: ServiceMonitor"));
+        monitors += crds.len();
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, core.join("\n---\n"))?;
+        for version in ["1.29.0", "1.33.0"] {
+            let out = run(
+                Command::new(&validate)
+                    .args(["--strict", "--quiet", "--kubernetes-version", version])
+                    .arg(&file),
+                TOOL_DEADLINE,
+            )?;
+            // --quiet prints only warnings and failures: a kind without a schema
+            // would be a warning, and counts as a failure here.
+            ensure!(
+                out.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
+                "kubernetes-validate {version} ({name}): {out}"
+            );
+        }
+    }
+    assert_eq!(
+        monitors, 1,
+        "only the ingress-monitor variant has a ServiceMonitor"
+    );
+    Ok(())
+}
+
+/// Runs `trivy config` on `target`, reporting only HIGH and CRITICAL findings.
+fn trivy_config(target: &Path, cache: &Path) -> Result<Output> {
+    run(
+        Command::new(tool("trivy")?)
+            .args([
+                "config",
+                // The checks built into the binary: nothing is downloaded.
+                "--skip-check-update",
+                "--skip-version-check",
+                "--quiet",
+                "--severity",
+                "HIGH,CRITICAL",
+                "--exit-code",
+                "3",
+            ])
+            .arg(target)
+            .env("TRIVY_CACHE_DIR", cache),
+        TOOL_DEADLINE,
+    )
+}
+
+#[test]
+fn trivy_finds_nothing_high_or_critical() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cache = dir.path().join("cache");
+    let rendered = dir.path().join("rendered");
+    std::fs::create_dir_all(&rendered)?;
+    for (name, values) in VARIANTS {
+        std::fs::write(
+            rendered.join(format!("{name}.yaml")),
+            helm_template(values)?,
+        )?;
+    }
+    for target in [rendered.as_path(), chart().as_path()] {
+        let out = trivy_config(target, &cache)?;
+        ensure!(out.success(), "trivy config {}: {out}", target.display());
+    }
+    // The same scan of a deliberately unsafe rendering must fail: the Kubernetes
+    // checks really run, offline.
+    let unsafe_dir = dir.path().join("unsafe");
+    std::fs::create_dir_all(&unsafe_dir)?;
+    std::fs::write(
+        unsafe_dir.join("privileged.yaml"),
+        helm_template(&["--set", "securityContext.privileged=true"])?,
+    )?;
+    let out = trivy_config(&unsafe_dir, &cache)?;
+    ensure!(
+        out.code == Some(3) && out.stdout.contains("KSV-0017"),
+        "trivy should report the privileged containers (KSV-0017): {out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_schedulers_form_one_group_of_the_rendered_size() -> Result<()> {
+    for replicas in [1_usize, 3, 5] {
+        let docs = documents(&helm_template(&[
+            "--set",
+            &format!("scheduler.replicas={replicas}"),
+        ])?)?;
+        let sts = resource(&docs, "StatefulSet", RELEASE)?;
+        assert_eq!(sts["spec"]["replicas"], json!(replicas));
+        assert_eq!(sts["spec"]["podManagementPolicy"], "Parallel");
+        assert_eq!(sts["spec"]["serviceName"], format!("{RELEASE}-peers"));
+        assert_eq!(
+            sts["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenScaled": "Delete", "whenDeleted": "Retain"})
+        );
+        let scheduler = container(sts)?;
+        let a = args(scheduler);
+        assert_eq!(a[0], "scheduler", "{a:?}");
+        assert_eq!(one_flag(&a, "--pod-name")?, "$(KAIROS_POD_NAME)");
+        assert_eq!(one_flag(&a, "--data-dir")?, "/var/lib/kairos");
+        assert_eq!(
+            one_flag(&a, "--advertise-addr")?,
+            format!(
+                "$(KAIROS_POD_NAME).{RELEASE}-peers.$(KAIROS_NAMESPACE).svc.cluster.local:7070"
+            )
+        );
+        // Node id = ordinal + 1, each at its pod's DNS name.
+        let want: Vec<String> = (0..replicas)
+            .map(|i| format!("{}={}", i + 1, pod_addr(i)))
+            .collect();
+        assert_eq!(one_flag(&a, "--peers")?, want.join(","));
+        let env: BTreeMap<String, Value> = scheduler["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (field(e, "name").to_string(), e["valueFrom"].clone()))
+            .collect();
+        assert_eq!(
+            env["KAIROS_POD_NAME"]["fieldRef"]["fieldPath"], "metadata.name",
+            "{env:?}"
+        );
+        assert_eq!(
+            env["KAIROS_NAMESPACE"]["fieldRef"]["fieldPath"], "metadata.namespace",
+            "{env:?}"
+        );
+        assert_eq!(scheduler["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(scheduler["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(scheduler["startupProbe"]["httpGet"]["path"], "/healthz");
+
+        // Peers resolve each other before any is ready.
+        let peers = resource(&docs, "Service", &format!("{RELEASE}-peers"))?;
+        assert_eq!(peers["spec"]["clusterIP"], "None");
+        assert_eq!(peers["spec"]["publishNotReadyAddresses"], true);
+
+        // Executors dial every scheduler.
+        let executor = container(resource(
+            &docs,
+            "Deployment",
+            &format!("{RELEASE}-executor"),
+        )?)?;
+        let want: Vec<String> = (0..replicas).map(pod_addr).collect();
+        assert_eq!(one_flag(&args(executor), "--schedulers")?, want.join(","));
+
+        // The budget keeps a quorum; one scheduler gets none (it would block drains).
+        let pdbs: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "PodDisruptionBudget")
+            .collect();
+        match replicas {
+            1 => assert!(pdbs.is_empty(), "{pdbs:?}"),
+            n => {
+                assert_eq!(pdbs.len(), 1, "{pdbs:?}");
+                assert_eq!(pdbs[0]["spec"]["minAvailable"], json!(n / 2 + 1));
+                assert_eq!(
+                    pdbs[0]["spec"]["selector"]["matchLabels"],
+                    sts["spec"]["selector"]["matchLabels"]
+                );
+            }
+        }
+
+        // Before an upgrade or rollback, the hook removes the ids above the new size.
+        let hook = resource(&docs, "Job", &format!("{RELEASE}-scale-down"))?;
+        let hooks: BTreeSet<&str> = field(&hook["metadata"]["annotations"], "helm.sh/hook")
+            .split(',')
+            .collect();
+        assert_eq!(hooks, BTreeSet::from(["pre-upgrade", "pre-rollback"]));
+        assert_eq!(
+            args(container(hook)?),
+            [
+                "--endpoint",
+                &format!("http://{RELEASE}.{NAMESPACE}.svc.cluster.local:7070"),
+                "cluster",
+                "remove-scheduler",
+                "--above",
+                &replicas.to_string(),
+            ]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn even_scheduler_counts_are_refused_by_the_schema() -> Result<()> {
+    for replicas in [0, 2, 4, 6] {
+        let out = helm_template_output(&["--set", &format!("scheduler.replicas={replicas}")])?;
+        assert!(!out.success(), "replicas {replicas} rendered: {out}");
+        assert!(
+            out.stderr.contains("scheduler.replicas") && out.stderr.contains("1, 3, 5"),
+            "the refusal should name the field and the allowed counts: {out}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_pod_runs_restricted() -> Result<()> {
+    let docs = documents(&helm_template(&[])?)?;
+    let mut seen = Vec::new();
+    for doc in docs.iter().filter(|d| !d["spec"]["template"].is_null()) {
+        let pod = &doc["spec"]["template"]["spec"];
+        let name = format!("{}/{}", doc["kind"], doc["metadata"]["name"]);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(pod["securityContext"]["runAsUser"], 10001, "{name}");
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        let c = container(doc)?;
+        let sc = &c["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        assert!(
+            c["resources"]["limits"]["memory"].is_string(),
+            "{name} has no memory limit"
+        );
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "\"Deployment\"/\"kairos-executor\"",
+            "\"Job\"/\"kairos-scale-down\"",
+            "\"StatefulSet\"/\"kairos\""
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn executors_carry_their_tags_zone_and_drain_time() -> Result<()> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        "executor.tags.pool=batch",
+        "--set",
+        "executor.shutdownGraceSeconds=120",
+        "--set",
+        "executor.zoneTag=true",
+    ])?)?;
+    let deployment = resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?;
+    let executor = container(deployment)?;
+    let a = args(executor);
+    assert_eq!(a[0], "executor", "{a:?}");
+    assert_eq!(one_flag(&a, "--id")?, "$(KAIROS_POD_NAME)");
+    assert_eq!(
+        flag_values(&a, "--tag"),
+        ["pool=batch", "role=worker", "zone=$(KAIROS_ZONE)"]
+    );
+    assert_eq!(one_flag(&a, "--shutdown-grace")?, "120s");
+    // The pod is killed only after the drain and a margin for the last reports.
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        135
+    );
+    let zone = executor["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "KAIROS_ZONE")
+        .ok_or_else(|| anyhow!("no KAIROS_ZONE in {executor}"))?;
+    assert_eq!(
+        zone["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['topology.kubernetes.io/zone']"
+    );
+    // Off by default: a cluster without the pods' zone label would get an empty tag.
+    let docs = documents(&helm_template(&[])?)?;
+    let a = args(container(resource(
+        &docs,
+        "Deployment",
+        &format!("{RELEASE}-executor"),
+    )?)?);
+    assert_eq!(flag_values(&a, "--tag"), ["role=worker"]);
+    Ok(())
+}
+
+#[test]
+fn the_service_monitor_scrapes_every_scheduler() -> Result<()> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "ingress.enabled=true",
+    ])?)?;
+    let monitor = resource(&docs, "ServiceMonitor", RELEASE)?;
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    let endpoints = monitor["spec"]["endpoints"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no endpoints in {monitor}"))?;
+    assert_eq!(endpoints.len(), 1, "{monitor}");
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    // It selects exactly the client Service (not the peers' one), by a port it has.
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .ok_or_else(|| anyhow!("no selector in {monitor}"))?;
+    let selected: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Service")
+        .filter(|d| {
+            selector
+                .iter()
+                .all(|(k, v)| &d["metadata"]["labels"][k] == v)
+        })
+        .collect();
+    assert_eq!(selected.len(), 1, "{selected:?}");
+    assert_eq!(selected[0]["metadata"]["name"], RELEASE);
+    let port = field(&endpoints[0], "port");
+    assert!(
+        selected[0]["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == port && p["targetPort"] == "http"),
+        "the Service has no port {port:?} to the schedulers' HTTP: {}",
+        selected[0]
+    );
+    // The Ingress sends the UI to the same Service's HTTP port.
+    let ingress = resource(&docs, "Ingress", RELEASE)?;
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], RELEASE);
+    assert_eq!(backend["port"]["number"], 8080);
+    Ok(())
+}
+
+/// Replaces the downward-API references Kubernetes would expand.
+fn expand(arg: &str, pod: &str) -> String {
+    arg.replace("$(KAIROS_POD_NAME)", pod)
+        .replace("$(KAIROS_NAMESPACE)", NAMESPACE)
+        .replace("$(KAIROS_ZONE)", "zone-a")
+}
+
+#[test]
+fn the_binary_accepts_every_rendered_command_line() -> Result<()> {
+    // Each container's command line, its variables expanded, parsed by the real
+    // binary: `--help` at the end makes it stop after parsing, so an unknown flag or
+    // a bad value fails here, not on a cluster.
+    let docs = documents(&helm_template(&["--set", "executor.zoneTag=true"])?)?;
+    for (kind, name, pod) in [
+        ("StatefulSet", RELEASE.to_string(), format!("{RELEASE}-0")),
+        (
+            "Deployment",
+            format!("{RELEASE}-executor"),
+            format!("{RELEASE}-executor-5d8f9-abcde"),
+        ),
+        ("Job", format!("{RELEASE}-scale-down"), String::new()),
+    ] {
+        let c = container(resource(&docs, kind, &name)?)?;
+        let a: Vec<String> = args(c).iter().map(|a| expand(a, &pod)).collect();
+        let out = run(
+            Command::new(BIN).args(&a).arg("--help").env_clear(),
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            out.success(),
+            "{kind} {name}: kairos rejects its args: {out}"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// deploy/systemd
+// ---------------------------------------------------------------------------------
+
+const UNITS: [&str; 2] = ["kairos-scheduler.service", "kairos-executor.service"];
+
+/// Copies the units into `dir` with `ExecStart` pointing at the built binary
+/// (`systemd-analyze verify` checks that the program exists).
+fn units_with_built_binary(dir: &Path) -> Result<Vec<PathBuf>> {
+    UNITS
+        .iter()
+        .map(|unit| {
+            let text = std::fs::read_to_string(path_in_repo("deploy/systemd").join(unit))?;
+            ensure!(
+                text.contains("ExecStart=/usr/local/bin/kairos "),
+                "{unit} does not start /usr/local/bin/kairos"
+            );
+            let path = dir.join(unit);
+            std::fs::write(
+                &path,
+                text.replace(
+                    "ExecStart=/usr/local/bin/kairos ",
+                    &format!("ExecStart={BIN} "),
+                ),
+            )?;
+            Ok(path)
+        })
+        .collect()
+}
+
+#[test]
+fn systemd_analyze_verifies_both_units() -> Result<()> {
+    let analyze = tool("systemd-analyze")?;
+    let dir = tempfile::tempdir()?;
+    let units = units_with_built_binary(dir.path())?;
+    let out = run(
+        Command::new(&analyze)
+            .args(["verify", "--man=no"])
+            .args(&units),
+        TOOL_DEADLINE,
+    )?;
+    // verify exits 0 on unknown keys too, with a warning: clean means silent.
+    ensure!(
+        out.success() && out.stdout.trim().is_empty() && out.stderr.trim().is_empty(),
+        "systemd-analyze verify: {out}"
+    );
+    // The scheduler needs only its state directory and the network: its exposure
+    // score stays at "OK" (2.0 or below on systemd's 10-point scale).
+    let out = run(
+        Command::new(&analyze)
+            .args(["security", "--offline=yes", "--no-pager", "--threshold=20"])
+            .arg(&units[0]),
+        TOOL_DEADLINE,
+    )?;
+    ensure!(out.success(), "systemd-analyze security: {out}");
+    Ok(())
+}
+
+#[test]
+fn the_units_environment_files_set_real_flags() -> Result<()> {
+    for (role, file) in [
+        ("scheduler", "deploy/systemd/scheduler.env"),
+        ("executor", "deploy/systemd/executor.env"),
+    ] {
+        let help = run(
+            Command::new(BIN).args([role, "--help"]).env_clear(),
+            Duration::from_secs(30),
+        )?
+        .ok()?
+        .stdout;
+        let text = std::fs::read_to_string(path_in_repo(file))?;
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        ensure!(!names.is_empty(), "{file} sets nothing");
+        for name in names {
+            ensure!(
+                help.contains(&format!("[env: {name}=")),
+                "{file} sets {name}, which `kairos {role}` does not read"
+            );
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The image and the compose group, with a real container engine
+// ---------------------------------------------------------------------------------
+
+/// The tag the test gives its image (in its own engine's storage).
+const IMAGE: &str = "localhost/kairos-deploy-test:latest";
+
+/// Builds deploy/Dockerfile's `prebuilt` stage around the binary this test suite
+/// built, on a Debian 12 base made from Debian's packages.
+fn build_image(engine: &Engine) -> Result<()> {
+    engine.import_debian_base()?;
+    let context = engine.dir().join("context");
+    std::fs::create_dir_all(&context)?;
+    std::fs::copy(BIN, context.join("kairos"))?;
+    let dockerfile = path_in_repo("deploy/Dockerfile");
+    engine
+        .podman(&[
+            "build",
+            "--quiet",
+            // The docker format keeps HEALTHCHECK (OCI images have no field for it).
+            "--format",
+            "docker",
+            "--pull=never",
+            "--target",
+            "prebuilt",
+            "--file",
+            &dockerfile.display().to_string(),
+            "--tag",
+            IMAGE,
+            &context.display().to_string(),
+        ])
+        .context("building deploy/Dockerfile --target prebuilt")?;
+    std::fs::remove_dir_all(&context)?;
+    Ok(())
+}
+
+/// Checks what `podman image inspect` says of the image and what runs in it.
+fn check_image(engine: &Engine) -> Result<()> {
+    let inspect: Value =
+        serde_json::from_str(&engine.podman(&["image", "inspect", IMAGE])?.stdout)?;
+    let image = &inspect[0];
+    let config = &image["Config"];
+    assert_eq!(config["User"], "10001:10001", "{config}");
+    assert_eq!(config["Entrypoint"], json!(["kairos"]), "{config}");
+    assert_eq!(config["StopSignal"], "SIGTERM", "{config}");
+    let ports: BTreeSet<&String> = config["ExposedPorts"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ports,
+        BTreeSet::from([&"7070/tcp".to_string(), &"8080/tcp".to_string()])
+    );
+    assert!(
+        config["Volumes"].get("/var/lib/kairos").is_some(),
+        "{config}"
+    );
+    let health = image["Healthcheck"]["Test"].to_string();
+    assert!(health.contains("/healthz"), "health check: {health}");
+
+    let version = engine.podman(&["run", "--rm", IMAGE, "--version"])?;
+    assert_eq!(
+        version.stdout.trim(),
+        format!("kairos {}", env!("CARGO_PKG_VERSION")),
+        "{version}"
+    );
+    let id = engine.podman(&["run", "--rm", "--entrypoint", "id", IMAGE])?;
+    assert_eq!(
+        id.stdout.trim(),
+        "uid=10001(kairos) gid=10001(kairos) groups=10001(kairos)",
+        "{id}"
+    );
+    let bin = engine.podman(&["run", "--rm", "--entrypoint", "ls", IMAGE, "/usr/local/bin"])?;
+    assert_eq!(bin.stdout.trim(), "kairos", "one binary: {bin}");
+    Ok(())
+}
+
+/// The compose group of one test: its project name, its published addresses and
+/// the engine it runs in.
+struct ComposeGroup<'a> {
+    engine: &'a Engine,
+    project: String,
+    env: Vec<(String, String)>,
+    /// Each scheduler's published gRPC endpoint, by node id.
+    endpoints: BTreeMap<u64, String>,
+    /// Each scheduler's published HTTP address, by node id.
+    http: BTreeMap<u64, String>,
+}
+
+impl<'a> ComposeGroup<'a> {
+    fn new(engine: &'a Engine) -> Result<ComposeGroup<'a>> {
+        let (ip, ports) = deploy::loopback_ports(6)?;
+        let mut env = vec![
+            ("KAIROS_IMAGE".to_string(), IMAGE.to_string()),
+            ("KAIROS_PUBLISH_IP".to_string(), ip.to_string()),
+        ];
+        let mut endpoints = BTreeMap::new();
+        let mut http = BTreeMap::new();
+        for id in 1..=3_u64 {
+            let grpc = ports[usize::try_from(id)? - 1];
+            let web = ports[usize::try_from(id)? + 2];
+            env.push((format!("KAIROS_GRPC_PORT_{id}"), grpc.to_string()));
+            env.push((format!("KAIROS_HTTP_PORT_{id}"), web.to_string()));
+            endpoints.insert(id, format!("http://{ip}:{grpc}"));
+            http.insert(id, format!("{ip}:{web}"));
+        }
+        Ok(ComposeGroup {
+            engine,
+            project: format!("kairos-deploy-{}", std::process::id()),
+            env,
+            endpoints,
+            http,
+        })
+    }
+
+    /// `podman-compose -p PROJECT -f deploy/compose.yaml args…`.
+    fn compose(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.engine.command(&tool("podman-compose")?);
+        cmd.arg("--project-name")
+            .arg(&self.project)
+            .arg("--file")
+            .arg(path_in_repo("deploy/compose.yaml"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        run(&mut cmd, deploy::ENGINE_DEADLINE)
+    }
+
+    /// The container of compose service `service`.
+    fn container(&self, service: &str) -> Result<String> {
+        let out = self.engine.podman(&[
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+            "--format",
+            "{{.Names}}",
+        ])?;
+        match out.stdout.split_whitespace().collect::<Vec<_>>()[..] {
+            [one] => Ok(one.to_string()),
+            _ => bail!("not one container for {service}: {out}"),
+        }
+    }
+
+    /// Every container's last log lines, for failure messages.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for service in [
+            "scheduler-1",
+            "scheduler-2",
+            "scheduler-3",
+            "executor-1",
+            "executor-2",
+        ] {
+            let Ok(name) = self.container(service) else {
+                continue;
+            };
+            let log = self
+                .engine
+                .podman_output(&["logs", "--tail", "25", &name])
+                .map(|o| format!("{}{}", o.stdout, o.stderr))
+                .unwrap_or_else(|e| format!("{e:#}"));
+            text.push_str(&format!("--- {service} ---\n{log}\n"));
+        }
+        text
+    }
+
+    fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
+        anyhow!("{e:#}\n{}", self.logs())
+    }
+
+    /// `cluster status -o json` through scheduler `id`'s published port.
+    fn status(&self, id: u64) -> Result<Value> {
+        kairos_integration_tests::cli_within(
+            BIN.as_ref(),
+            &self.endpoints[&id],
+            &["cluster", "status", "-o", "json"],
+            Duration::from_secs(15),
+        )?
+        .ok()?
+        .json()
+    }
+
+    /// The leader as the schedulers in `ids` see it: a node that answers for
+    /// itself as leader, named leader by a majority of the three.
+    fn leader_among(&self, ids: &[u64]) -> Option<u64> {
+        let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut claims = BTreeSet::new();
+        for &id in ids {
+            let Ok(status) = self.status(id) else {
+                continue;
+            };
+            let leader = num(&status, "leaderId");
+            if leader == 0 {
+                continue;
+            }
+            *named.entry(leader).or_default() += 1;
+            let claims_it = status["schedulers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| num(s, "id") == id && field(s, "role") == "leader");
+            if leader == id && num(&status, "answeredBy") == id && claims_it {
+                claims.insert(id);
+            }
+        }
+        claims
+            .into_iter()
+            .find(|l| named.get(l).copied().unwrap_or(0) >= 2)
+    }
+
+    /// Waits until the schedulers in `ids` agree on a leader that is one of them,
+    /// with `executors` executors connected to it.
+    fn wait_for_leader(&self, ids: &[u64], executors: usize) -> Result<u64> {
+        wait_until(
+            Duration::from_secs(90),
+            &format!("a leader among schedulers {ids:?} with {executors} executors"),
+            || {
+                let leader = self.leader_among(ids)?;
+                let status = self.status(leader).ok()?;
+                let connected = status["executors"].as_array().map_or(0, |l| {
+                    l.iter().filter(|e| num(e, "schedulerId") == leader).count()
+                });
+                (connected >= executors).then_some(leader)
+            },
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// Every execution of `job`, oldest first, as scheduler `id` lists them.
+    fn records(&self, id: u64, job: &str) -> Result<Vec<Exec>> {
+        Exec::parse_all(&all_executions_at(BIN.as_ref(), &self.endpoints[&id], job)?)
+    }
+}
+
+/// Waits until `job` has `n` succeeded first attempts scheduled after `after`.
+fn wait_for_successes(
+    group: &ComposeGroup<'_>,
+    via: u64,
+    job: &str,
+    after: DateTime<Utc>,
+    n: usize,
+) -> Result<Vec<Exec>> {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{n} succeeded runs of {job} scheduled after {after}"),
+        || {
+            let records = group.records(via, job).ok()?;
+            let ok = records
+                .iter()
+                .filter(|e| e.status == "succeeded" && e.scheduled_at > after)
+                .count();
+            (ok >= n).then_some(records)
+        },
+    )
+    .map_err(|e| group.with_logs(e))
+}
+
+#[test]
+fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::new(&dir.path().join("engine"))?;
+    let started = Instant::now();
+    build_image(&engine)?;
+    eprintln!("image built in {:?}", started.elapsed());
+    check_image(&engine)?;
+
+    let group = ComposeGroup::new(&engine)?;
+    group.compose(&["up", "--detach"])?.ok()?;
+    let leader = group.wait_for_leader(&[1, 2, 3], 2)?;
+    eprintln!(
+        "compose group up, leader {leader}, at {:?}",
+        started.elapsed()
+    );
+
+    // The processes run as the image's user, and the image's health check passes
+    // against a real scheduler.
+    for id in 1..=3 {
+        let name = group.container(&format!("scheduler-{id}"))?;
+        let uid = engine.podman(&["exec", &name, "id", "-u"])?;
+        assert_eq!(uid.stdout.trim(), "10001", "{uid}");
+        engine
+            .podman(&["healthcheck", "run", &name])
+            .map_err(|e| group.with_logs(e.context(format!("health check of {name}"))))?;
+    }
+    // The published HTTP port serves /readyz (the UI's port).
+    let http = &group.http[&leader];
+    let ready = run(
+        Command::new("bash").arg("-c").arg(format!(
+            "exec 3<>/dev/tcp/{}/{} && printf 'GET /readyz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3",
+            http.split(':').next().unwrap_or(""),
+            http.split(':').nth(1).unwrap_or("")
+        )),
+        Duration::from_secs(15),
+    )?;
+    assert!(ready.stdout.contains(" 200 "), "GET /readyz: {ready}");
+
+    let job = "tick";
+    let file = write_file(
+        dir.path(),
+        "tick.yaml",
+        &format!(
+            "name: {job}\nschedule: \"@every 1s\"\nshell:\n  command: echo \"tick $KAIROS_SCHEDULED_AT\"\n\
+             target:\n  selector: role=worker\nhistory:\n  keep: 1000\n"
+        ),
+    )?;
+    cli(
+        BIN.as_ref(),
+        &group.endpoints[&1],
+        &["job", "apply", "-f", &file],
+    )?
+    .ok()
+    .map_err(|e| group.with_logs(e))?;
+    let applied = Utc::now();
+    wait_for_successes(&group, 1, job, applied - TimeDelta::seconds(5), 3)?;
+
+    // Kill the leader's container; the other two elect a new leader and go on.
+    let leader = group.wait_for_leader(&[1, 2, 3], 2)?;
+    let survivors: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let killed = Utc::now();
+    let kill_started = Instant::now();
+    engine.podman(&["kill", &group.container(&format!("scheduler-{leader}"))?])?;
+    let new_leader = group.wait_for_leader(&survivors, 2)?;
+    eprintln!(
+        "killed scheduler-{leader}'s container; scheduler-{new_leader} leads with both executors after {:?}",
+        kill_started.elapsed()
+    );
+    let via = survivors[0];
+    wait_for_successes(&group, via, job, killed + TimeDelta::seconds(1), 3)?;
+
+    // Every instant from the first run to the last success so far has exactly one
+    // outcome, across the failover: nothing fired twice, nothing was dropped.
+    let records = wait_until(
+        Duration::from_secs(60),
+        "every execution up to the last success to be final",
+        || {
+            let records = group.records(via, job).ok()?;
+            let last = records
+                .iter()
+                .filter(|e| e.status == "succeeded")
+                .map(|e| e.scheduled_at)
+                .max()?;
+            records
+                .iter()
+                .filter(|e| e.scheduled_at <= last)
+                .all(|e| check::is_final(&e.status))
+                .then_some(records)
+        },
+    )
+    .map_err(|e| group.with_logs(e))?;
+    let first = records
+        .iter()
+        .map(|e| e.scheduled_at)
+        .min()
+        .ok_or_else(|| anyhow!("no executions"))?;
+    let last = records
+        .iter()
+        .filter(|e| e.status == "succeeded")
+        .map(|e| e.scheduled_at)
+        .max()
+        .ok_or_else(|| anyhow!("no success"))?;
+    let window = Window {
+        first,
+        last,
+        period: TimeDelta::seconds(1),
+    };
+    check::check_instants(&records, &window).map_err(|e| group.with_logs(e))?;
+    for e in records.iter().filter(|e| e.status == "succeeded") {
+        assert!(
+            ["executor-1", "executor-2"].contains(&e.executor.as_str()),
+            "ran on {:?}: {}",
+            e.executor,
+            e.raw
+        );
+        assert!(
+            field(&e.raw, "output").starts_with("tick 20"),
+            "output of {}",
+            e.raw
+        );
+    }
+    let after_kill = records
+        .iter()
+        .filter(|e| e.status == "succeeded" && e.scheduled_at > killed)
+        .count();
+    eprintln!(
+        "{} instants from {first} to {last}, {after_kill} succeeded after the kill",
+        window.instants().len()
+    );
+
+    // Tear down as a user would, then check that nothing is left.
+    let down_started = Instant::now();
+    group
+        .compose(&["down", "--volumes", "--timeout", "10"])?
+        .ok()?;
+    // podman-compose leaves the project's network behind.
+    engine.podman(&["network", "rm", &format!("{}_default", group.project)])?;
+    eprintln!("compose down took {:?}", down_started.elapsed());
+    let containers = engine.podman(&["ps", "--all", "--quiet"])?;
+    assert!(
+        containers.stdout.trim().is_empty(),
+        "containers left: {containers}"
+    );
+    let volumes = engine.podman(&["volume", "ls", "--quiet"])?;
+    assert!(volumes.stdout.trim().is_empty(), "volumes left: {volumes}");
+    let networks = engine.podman(&["network", "ls", "--format", "{{.Name}}"])?;
+    assert!(
+        !networks.stdout.contains(&group.project),
+        "network left: {networks}"
+    );
+    Ok(())
+}
