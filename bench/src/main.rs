@@ -9,9 +9,11 @@
 //! kairos-bench failover [--kairos PATH] [--kills N] [--keep]
 //! kairos-bench lateness [--kairos PATH] [--jobs N] [--secs S] [--keep]
 //! kairos-bench scale [--kairos PATH] [--jobs N] [--in-flight N] [--secs S] [--keep]
+//! kairos-bench handoff [--kairos PATH] [--rounds N] [--keep]
 //! ```
 
 mod failover;
+mod handoff;
 mod lateness;
 mod lines;
 mod scale;
@@ -57,6 +59,20 @@ enum Command {
         /// How many seconds of instants to measure (after a 5 s warm-up).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
         secs: u32,
+        /// Keep the directory with every node's data and log (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Stop the leader of a 3-scheduler group again and again, alternately with
+    /// SIGTERM (it hands leadership over) and SIGKILL, while a client writes without
+    /// pause, and measure how long writes stop each time.
+    Handoff {
+        /// The `kairos` binary to run [default: as for `failover`].
+        #[arg(long, value_name = "PATH")]
+        kairos: Option<PathBuf>,
+        /// Rounds of each kind of stop.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
         /// Keep the directory with every node's data and log (its path is printed).
         #[arg(long)]
         keep: bool,
@@ -135,6 +151,15 @@ fn main() -> anyhow::Result<()> {
             kairos: kairos_binary(kairos)?,
             jobs,
             secs,
+            keep,
+        }),
+        Command::Handoff {
+            kairos,
+            rounds,
+            keep,
+        } => handoff::run(&handoff::Options {
+            kairos: kairos_binary(kairos)?,
+            rounds,
             keep,
         }),
         Command::Scale {
