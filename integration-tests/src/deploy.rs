@@ -428,3 +428,232 @@ impl Drop for Engine {
         let _ = std::fs::remove_dir_all(self.dir.join("storage"));
     }
 }
+
+/// A little network of hosts for the processes a Kubernetes rendering describes:
+/// one network namespace per host, all on a bridge in a hub namespace, none of it
+/// in the machine's own network namespace; and one `hosts` file mapping names (the
+/// pods' and Services' DNS names) to those hosts, which every process started
+/// through [`Lab::command`] sees as its `/etc/hosts` (a bind mount in a mount
+/// namespace of its own). Dropping the lab deletes the namespaces; the processes
+/// in them must be gone by then (drop them first).
+pub struct Lab {
+    prefix: String,
+    hub: String,
+    hosts_file: PathBuf,
+    run_script: PathBuf,
+    hosts: Vec<String>,
+    names: Vec<(String, Ipv4Addr)>,
+}
+
+/// The lab's subnet, which exists only inside its namespaces.
+const LAB_NET: [u8; 3] = [10, 213, 0];
+
+impl Lab {
+    /// Creates the hub under a name unique to this process (needs root and `ip`).
+    pub fn new(dir: &Path, tag: &str) -> Result<Lab> {
+        tool("ip")?;
+        tool("unshare")?;
+        if euid()? != 0 {
+            bail!("network namespaces need root (run the tests as root)");
+        }
+        let prefix = format!("kd{}{tag}", std::process::id());
+        let hub = format!("{prefix}-hub");
+        std::fs::create_dir_all(dir)?;
+        let hosts_file = dir.join("hosts");
+        let run_script = dir.join("netns-run");
+        // netns-run NETNS PROGRAM ARGS…: PROGRAM in NETNS, seeing the lab's hosts
+        // file as /etc/hosts. unshare, sh and `ip netns exec` all exec, so the pid
+        // of the spawned child is PROGRAM's own: signals reach it directly.
+        std::fs::write(
+            &run_script,
+            format!(
+                "#!/bin/sh\nexec unshare --mount --propagation private -- /bin/sh -c \
+                 'mount --bind \"$0\" /etc/hosts && exec ip netns exec \"$@\"' '{}' \"$@\"\n",
+                hosts_file.display()
+            ),
+        )?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&run_script, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let mut lab = Lab {
+            prefix,
+            hub: hub.clone(),
+            hosts_file,
+            run_script,
+            hosts: Vec::new(),
+            names: Vec::new(),
+        };
+        lab.write_hosts()?;
+        lab.ip(&["netns", "add", &hub])?;
+        lab.hosts.push(hub.clone());
+        lab.ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        lab.ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        Ok(lab)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<Output> {
+        run(Command::new("ip").args(args), Duration::from_secs(30))?.ok()
+    }
+
+    /// Adds host number `n` (1–200): a namespace with address 10.213.0.(n + 10) on
+    /// the bridge. Returns the namespace's name and the address.
+    pub fn add_host(&mut self, n: u8) -> Result<(String, Ipv4Addr)> {
+        ensure_small(n)?;
+        let ns = format!("{}-{n}", self.prefix);
+        let addr = Ipv4Addr::new(LAB_NET[0], LAB_NET[1], LAB_NET[2], n + 10);
+        self.ip(&["netns", "add", &ns])?;
+        self.hosts.push(ns.clone());
+        let port = format!("p{n}");
+        self.ip(&[
+            "-n", &self.hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+            &ns,
+        ])?;
+        self.ip(&["-n", &self.hub, "link", "set", &port, "master", "br0", "up"])?;
+        self.ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        self.ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        self.ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        Ok((ns, addr))
+    }
+
+    /// Makes `name` resolve to `addr` for every process of the lab.
+    pub fn add_name(&mut self, name: &str, addr: Ipv4Addr) -> Result<()> {
+        self.names.push((name.to_string(), addr));
+        self.write_hosts()
+    }
+
+    fn write_hosts(&self) -> Result<()> {
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, addr) in &self.names {
+            text.push_str(&format!("{addr} {name}\n"));
+        }
+        // Rewritten in place: the bind mounts of running processes keep the inode.
+        std::fs::write(&self.hosts_file, text)?;
+        Ok(())
+    }
+
+    /// A command running `program` in namespace `ns` with the lab's names.
+    pub fn command(&self, ns: &str, program: &Path) -> Command {
+        let mut cmd = Command::new(&self.run_script);
+        cmd.arg(ns).arg(program);
+        cmd
+    }
+
+    /// A script that runs `program` with its arguments in namespace `ns` (for
+    /// helpers that take the path of a binary to run).
+    pub fn wrapper(&self, ns: &str, program: &Path, name: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self
+            .hosts_file
+            .parent()
+            .expect("invariant: the hosts file is in the lab's directory")
+            .join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nexec '{}' '{ns}' '{}' \"$@\"\n",
+                self.run_script.display(),
+                program.display()
+            ),
+        )?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(path)
+    }
+}
+
+fn ensure_small(n: u8) -> Result<()> {
+    if n == 0 || n > 200 {
+        bail!("lab host numbers go from 1 to 200, not {n}");
+    }
+    Ok(())
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of every veth pair, and the bridge.
+        for ns in self.hosts.iter().rev() {
+            let _ = run(
+                Command::new("ip").args(["netns", "delete", ns]),
+                Duration::from_secs(30),
+            );
+        }
+    }
+}
+
+/// A process the test started; SIGKILLed (and reaped) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        writeln!(file, "--- starting {} ---", describe(&cmd))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then waits up to `grace` for it to exit (then SIGKILL, as a kubelet
+    /// does). Returns whether it exited by itself and how long it took.
+    pub fn terminate(mut self, grace: Duration) -> Result<(bool, Duration)> {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        run(
+            Command::new("kill").args(["-TERM", &pid]),
+            Duration::from_secs(10),
+        )?
+        .ok()?;
+        let exited = wait_until(
+            grace,
+            &format!("{} to exit after SIGTERM", self.name),
+            || self.child.try_wait().ok().flatten(),
+        );
+        let by_itself = exited.is_ok();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok((by_itself, started.elapsed()))
+    }
+
+    /// The last `n` lines it logged.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

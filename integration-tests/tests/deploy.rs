@@ -2,15 +2,18 @@
 //! libclang detection, the container image (hadolint, then built and run with
 //! podman), the compose file (a real three-scheduler group in containers that
 //! survives the kill of its leader's container), the Helm chart (helm lint,
-//! kubernetes-validate against Kubernetes 1.29 and 1.33, trivy, and what it renders)
-//! and the systemd units (systemd-analyze).
+//! kubernetes-validate against Kubernetes 1.29 and 1.33, trivy, what it renders, and
+//! its rendered commands run as processes: a group that survives the kill of pod 0
+//! and scales 3 → 5 → 3 while a job fires every second) and the systemd units
+//! (systemd-analyze).
 //!
 //! The tools come from `scripts/setup-test-deps` (see `kairos_integration_tests::deploy`);
 //! a missing one fails the test with the script's name. Everything a test creates
-//! (containers, images, networks, volumes, files) lives in its temporary directory
-//! and its own container engine, and is removed when the test ends, however it ends.
-//! The compose group publishes its ports on a loopback address of its own; the
-//! containers talk on a bridge network the test's engine made.
+//! (containers, images, networks, volumes, network namespaces, processes, files)
+//! lives in its temporary directory, its own container engine or its own
+//! namespaces, and is removed when the test ends, however it ends. The compose
+//! group publishes its ports on a loopback address of its own; containers and
+//! chart pods talk on bridges inside namespaces the test made.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -932,29 +935,11 @@ impl<'a> ComposeGroup<'a> {
     /// The leader as the schedulers in `ids` see it: a node that answers for
     /// itself as leader, named leader by a majority of the three.
     fn leader_among(&self, ids: &[u64]) -> Option<u64> {
-        let mut named: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut claims = BTreeSet::new();
-        for &id in ids {
-            let Ok(status) = self.status(id) else {
-                continue;
-            };
-            let leader = num(&status, "leaderId");
-            if leader == 0 {
-                continue;
-            }
-            *named.entry(leader).or_default() += 1;
-            let claims_it = status["schedulers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| num(s, "id") == id && field(s, "role") == "leader");
-            if leader == id && num(&status, "answeredBy") == id && claims_it {
-                claims.insert(id);
-            }
-        }
-        claims
-            .into_iter()
-            .find(|l| named.get(l).copied().unwrap_or(0) >= 2)
+        let answers: Vec<(u64, Value)> = ids
+            .iter()
+            .filter_map(|&id| Some((id, self.status(id).ok()?)))
+            .collect();
+        agreed_leader(&answers, 2)
     }
 
     /// Waits until the schedulers in `ids` agree on a leader that is one of them,
@@ -1154,6 +1139,606 @@ fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Resul
     assert!(
         !networks.stdout.contains(&group.project),
         "network left: {networks}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The chart's rendered commands, run as processes
+// ---------------------------------------------------------------------------------
+//
+// No Kubernetes API server can run here, so the test plays kubelet and StatefulSet
+// controller: it takes the scheduler and executor containers' args and env from
+// `helm template`, expands them as Kubernetes would (downward API, `$(VAR)`),
+// maps the data volume's mount path to a directory per pod, and starts exactly
+// those commands, each pod in a network namespace of its own (so each binds
+// 0.0.0.0:7070 and :8080 as in a pod) with the StatefulSet's DNS names resolving
+// to the pods. Scaling and rolling updates follow the controllers' order.
+
+/// The zone the test's "nodes" are in, for `--tag zone=$(KAIROS_ZONE)`.
+const ZONE: &str = "zone-a";
+
+/// A container of a rendered workload, ready to start as pod `pod`.
+struct PodCommand {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Expands `$(NAME)` references to the container's own variables, as Kubernetes does.
+fn expand_refs(text: &str, env: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (name, value) in env {
+        out = out.replace(&format!("$({name})"), value);
+    }
+    out
+}
+
+/// Pod `pod`'s command from workload `doc`: its container's env (literal values and
+/// the downward-API fields the chart uses) and args with `$(VAR)` expanded, the
+/// data volume's mount path replaced by `data_dir`.
+fn pod_command(doc: &Value, pod: &str, data_dir: Option<&Path>) -> Result<PodCommand> {
+    let c = container(doc)?;
+    let mut env = Vec::new();
+    for e in c["env"].as_array().into_iter().flatten() {
+        let name = field(e, "name").to_string();
+        let value = if let Some(v) = e["value"].as_str() {
+            v.to_string()
+        } else {
+            match field(&e["valueFrom"]["fieldRef"], "fieldPath") {
+                "metadata.name" => pod.to_string(),
+                "metadata.namespace" => NAMESPACE.to_string(),
+                "metadata.labels['topology.kubernetes.io/zone']" => ZONE.to_string(),
+                other => bail!("{pod}: env {name} from {other:?}, which the test cannot give"),
+            }
+        };
+        env.push((name, value));
+    }
+    let mount = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "data")
+        .map(|m| field(m, "mountPath").to_string());
+    let args = args(c)
+        .iter()
+        .map(|a| {
+            let a = expand_refs(a, &env);
+            match (&mount, data_dir) {
+                (Some(mount), Some(dir)) if a == *mount => dir.display().to_string(),
+                _ => a,
+            }
+        })
+        .collect();
+    Ok(PodCommand { args, env })
+}
+
+/// The chart's workloads for `replicas` schedulers.
+struct Rendering {
+    replicas: usize,
+    statefulset: Value,
+    deployment: Value,
+    hook: Value,
+}
+
+fn render(replicas: usize) -> Result<Rendering> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        &format!("scheduler.replicas={replicas}"),
+        "--set",
+        "executor.zoneTag=true",
+        "--set",
+        "executor.shutdownGraceSeconds=10",
+    ])?)?;
+    Ok(Rendering {
+        replicas,
+        statefulset: resource(&docs, "StatefulSet", RELEASE)?.clone(),
+        deployment: resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?.clone(),
+        hook: resource(&docs, "Job", &format!("{RELEASE}-scale-down"))?.clone(),
+    })
+}
+
+impl Rendering {
+    fn termination_grace(doc: &Value) -> Duration {
+        Duration::from_secs(
+            doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+                .as_u64()
+                .unwrap_or(30),
+        )
+    }
+}
+
+/// The pods of a chart-derived group and the network they live in. Field order
+/// matters: processes drop (SIGKILL) before the lab deletes their namespaces.
+struct ChartGroup {
+    schedulers: BTreeMap<usize, deploy::Proc>,
+    executors: Vec<deploy::Proc>,
+    lab: deploy::Lab,
+    dir: PathBuf,
+    /// Each pod ordinal's namespace and address.
+    pods: BTreeMap<usize, (String, std::net::Ipv4Addr)>,
+    client: String,
+    /// `kairos` run in the client namespace, for the CLI helpers.
+    kairos: PathBuf,
+    /// Executors started so far (their pod names must differ, as a ReplicaSet's do).
+    executors_started: usize,
+}
+
+/// Pods the lab has room for: the largest group.
+const MAX_PODS: usize = 5;
+
+impl ChartGroup {
+    fn new(dir: &Path) -> Result<ChartGroup> {
+        let mut lab = deploy::Lab::new(&dir.join("lab"), "c")?;
+        let mut pods = BTreeMap::new();
+        for ordinal in 0..MAX_PODS {
+            let (ns, addr) = lab.add_host(u8::try_from(ordinal + 1)?)?;
+            lab.add_name(
+                &format!("{RELEASE}-{ordinal}.{RELEASE}-peers.{NAMESPACE}.svc.cluster.local"),
+                addr,
+            )?;
+            pods.insert(ordinal, (ns, addr));
+        }
+        // The client Service: here, pod 0 (a ClusterIP would pick any ready one).
+        lab.add_name(
+            &format!("{RELEASE}.{NAMESPACE}.svc.cluster.local"),
+            pods[&0].1,
+        )?;
+        let (client, _) = lab.add_host(100)?;
+        let kairos = lab.wrapper(&client, Path::new(BIN), "kairos-client")?;
+        std::fs::create_dir_all(dir.join("logs"))?;
+        Ok(ChartGroup {
+            schedulers: BTreeMap::new(),
+            executors: Vec::new(),
+            lab,
+            dir: dir.to_path_buf(),
+            pods,
+            client,
+            kairos,
+            executors_started: 0,
+        })
+    }
+
+    fn pod_name(ordinal: usize) -> String {
+        format!("{RELEASE}-{ordinal}")
+    }
+
+    fn endpoint(ordinal: usize) -> String {
+        format!("http://{}", pod_addr(ordinal))
+    }
+
+    fn spawn(&self, ns: &str, name: &str, command: &PodCommand) -> Result<deploy::Proc> {
+        let mut cmd = self.lab.command(ns, Path::new(BIN));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("KAIROS_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(&command.args)
+            .envs(command.env.iter().map(|(k, v)| (k, v)));
+        deploy::Proc::spawn(
+            name,
+            cmd,
+            &self.dir.join("logs").join(format!("{name}.log")),
+        )
+    }
+
+    /// Starts scheduler pod `ordinal` from `rendering` on its volume.
+    fn start_scheduler(&mut self, rendering: &Rendering, ordinal: usize) -> Result<()> {
+        let pod = Self::pod_name(ordinal);
+        let data = self.dir.join("volumes").join(&pod);
+        std::fs::create_dir_all(&data)?;
+        let command = pod_command(&rendering.statefulset, &pod, Some(&data))?;
+        let ns = self.pods[&ordinal].0.clone();
+        let proc = self.spawn(&ns, &pod, &command)?;
+        self.schedulers.insert(ordinal, proc);
+        Ok(())
+    }
+
+    /// Stops scheduler pod `ordinal` as the kubelet does (SIGTERM, then SIGKILL after
+    /// the termination grace) and says how it went.
+    fn stop_scheduler(&mut self, rendering: &Rendering, ordinal: usize) -> Result<()> {
+        let proc = self
+            .schedulers
+            .remove(&ordinal)
+            .ok_or_else(|| anyhow!("pod {ordinal} is not running"))?;
+        let tail = proc.log_tail(20);
+        let (by_itself, took) =
+            proc.terminate(Rendering::termination_grace(&rendering.statefulset))?;
+        ensure!(
+            by_itself,
+            "{RELEASE}-{ordinal} did not exit within its termination grace after SIGTERM:\n{tail}"
+        );
+        eprintln!("{RELEASE}-{ordinal} stopped after SIGTERM in {took:?}");
+        Ok(())
+    }
+
+    /// Starts an executor pod of `rendering`'s Deployment; returns its name.
+    fn start_executor(&mut self, rendering: &Rendering) -> Result<String> {
+        self.executors_started += 1;
+        let pod = format!(
+            "{RELEASE}-executor-r{}-{}",
+            rendering.replicas, self.executors_started
+        );
+        let command = pod_command(&rendering.deployment, &pod, None)?;
+        let client = self.client.clone();
+        let proc = self.spawn(&client, &pod, &command)?;
+        self.executors.push(proc);
+        Ok(pod)
+    }
+
+    /// Replaces every executor with one of `rendering`, one at a time, a new one
+    /// connected before an old one stops (a Deployment's rolling update with
+    /// surge).
+    fn roll_executors(&mut self, rendering: &Rendering) -> Result<()> {
+        let mut old: std::collections::VecDeque<deploy::Proc> =
+            std::mem::take(&mut self.executors).into();
+        while let Some(proc) = old.pop_front() {
+            self.start_executor(rendering)?;
+            let want: BTreeSet<String> = self
+                .executors
+                .iter()
+                .chain(&old)
+                .chain(std::iter::once(&proc))
+                .map(|p| p.name.clone())
+                .collect();
+            self.wait_for_executors(&want)?;
+            let (by_itself, took) =
+                proc.terminate(Rendering::termination_grace(&rendering.deployment))?;
+            ensure!(by_itself, "an executor ignored SIGTERM for its whole grace");
+            eprintln!("executor stopped after SIGTERM in {took:?}");
+        }
+        Ok(())
+    }
+
+    fn status(&self, ordinal: usize) -> Result<Value> {
+        kairos_integration_tests::cli_within(
+            &self.kairos,
+            &Self::endpoint(ordinal),
+            &["cluster", "status", "-o", "json"],
+            Duration::from_secs(15),
+        )?
+        .ok()?
+        .json()
+    }
+
+    /// The leader the running pods agree on (a majority of them name it, and it
+    /// says so of itself).
+    fn leader(&self) -> Option<u64> {
+        let answers: Vec<(u64, Value)> = self
+            .schedulers
+            .keys()
+            .filter_map(|&o| Some((u64::try_from(o).ok()? + 1, self.status(o).ok()?)))
+            .collect();
+        agreed_leader(&answers, self.schedulers.len() / 2 + 1)
+    }
+
+    /// Waits until the group's voters are exactly `voters`, a leader is agreed, and
+    /// the executors connected to it are exactly `executors`.
+    fn wait_for_group(&self, voters: &BTreeSet<u64>, executors: &BTreeSet<String>) -> Result<u64> {
+        wait_until(
+            Duration::from_secs(90),
+            &format!("voters {voters:?} with a leader and executors {executors:?}"),
+            || {
+                let leader = self.leader()?;
+                let status = self.status(usize::try_from(leader).ok()? - 1).ok()?;
+                let members: BTreeSet<u64> = status["schedulers"]
+                    .as_array()?
+                    .iter()
+                    .map(|s| num(s, "id"))
+                    .collect();
+                let connected: BTreeSet<String> = status["executors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| num(e, "schedulerId") == leader)
+                    .map(|e| field(e, "id").to_string())
+                    .collect();
+                (members == *voters && connected == *executors).then_some(leader)
+            },
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    fn wait_for_executors(&self, executors: &BTreeSet<String>) -> Result<()> {
+        let voters = self.voters_now()?;
+        self.wait_for_group(&voters, executors).map(|_| ())
+    }
+
+    /// The voters the leader reports now.
+    fn voters_now(&self) -> Result<BTreeSet<u64>> {
+        let leader = wait_until(Duration::from_secs(60), "a leader", || self.leader())
+            .map_err(|e| self.with_logs(e))?;
+        let status = self.status(usize::try_from(leader)? - 1)?;
+        Ok(status["schedulers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| num(s, "id"))
+            .collect())
+    }
+
+    /// Waits until pod `ordinal` answers 200 on /readyz (what its readiness probe
+    /// asks).
+    fn wait_ready(&self, ordinal: usize) -> Result<()> {
+        let ip = self.pods[&ordinal].1;
+        let bash = tool("bash")?;
+        wait_until(
+            Duration::from_secs(90),
+            &format!("{RELEASE}-{ordinal} to be ready (/readyz)"),
+            || {
+                let out = run(
+                    self.lab.command(&self.client, &bash).arg("-c").arg(format!(
+                        "exec 3<>/dev/tcp/{ip}/8080 && printf 'GET /readyz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3"
+                    )),
+                    Duration::from_secs(10),
+                )
+                .ok()?;
+                out.stdout.contains(" 200 ").then_some(())
+            },
+        )
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// A StatefulSet rolling update onto `rendering`: pods from the highest ordinal
+    /// down, each stopped, started with the new command and ready before the next.
+    fn roll_schedulers(&mut self, rendering: &Rendering) -> Result<()> {
+        let ordinals: Vec<usize> = self.schedulers.keys().rev().copied().collect();
+        for ordinal in ordinals {
+            self.stop_scheduler(rendering, ordinal)?;
+            self.start_scheduler(rendering, ordinal)?;
+            self.wait_ready(ordinal)?;
+        }
+        Ok(())
+    }
+
+    fn records(&self, job: &str) -> Result<Vec<Exec>> {
+        let leader = wait_until(Duration::from_secs(60), "a leader", || self.leader())
+            .map_err(|e| self.with_logs(e))?;
+        Exec::parse_all(&all_executions_at(
+            &self.kairos,
+            &Self::endpoint(usize::try_from(leader)? - 1),
+            job,
+        )?)
+    }
+
+    fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
+        let mut text = format!("{e:#}");
+        for proc in self.schedulers.values().chain(&self.executors) {
+            text.push_str(&format!("\n--- {} ---\n{}", proc.name, proc.log_tail(15)));
+        }
+        anyhow!(text)
+    }
+}
+
+/// The leader named by at least `majority` of `answers` (node id, its status) and
+/// claimed by itself (role leader, answered by itself).
+fn agreed_leader(answers: &[(u64, Value)], majority: usize) -> Option<u64> {
+    let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut claims = BTreeSet::new();
+    for (id, status) in answers {
+        let leader = num(status, "leaderId");
+        if leader == 0 {
+            continue;
+        }
+        *named.entry(leader).or_default() += 1;
+        let says_so = status["schedulers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| num(s, "id") == *id && field(s, "role") == "leader");
+        if leader == *id && num(status, "answeredBy") == *id && says_so {
+            claims.insert(*id);
+        }
+    }
+    claims
+        .into_iter()
+        .find(|l| named.get(l).copied().unwrap_or(0) >= majority)
+}
+
+/// Waits until the job's run file has `n` lines for instants after `after`.
+fn wait_for_runs(group: &ChartGroup, file: &Path, after: DateTime<Utc>, n: usize) -> Result<()> {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{n} runs after {after}"),
+        || {
+            let runs = check::read_runs(file).ok()?;
+            (runs.iter().filter(|r| r.scheduled_at > after).count() >= n).then_some(())
+        },
+    )
+    .map_err(|e| group.with_logs(e))
+}
+
+#[test]
+fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let mut group = ChartGroup::new(dir.path())?;
+    let three = render(3)?;
+    let five = render(5)?;
+    let three_again = render(3)?;
+    let ids = |n: u64| (1..=n).collect::<BTreeSet<u64>>();
+
+    // Install: three scheduler pods at once (Parallel), two executors.
+    for ordinal in 0..3 {
+        group.start_scheduler(&three, ordinal)?;
+    }
+    let e1 = group.start_executor(&three)?;
+    let e2 = group.start_executor(&three)?;
+    group.wait_for_group(&ids(3), &BTreeSet::from([e1, e2]))?;
+    for ordinal in 0..3 {
+        group.wait_ready(ordinal)?;
+    }
+    eprintln!("3 pods ready at {:?}", started.elapsed());
+
+    let job = "tick";
+    let runs = dir.path().join("runs");
+    let doc = format!(
+        "name: {job}\nschedule: \"@every 1s\"\nshell:\n  command: echo \"$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID\" >> '{}'\n\
+         target:\n  selector: \"role=worker,zone={ZONE}\"\nhistory:\n  keep: 10000\n",
+        runs.display()
+    );
+    let file = write_file(dir.path(), "tick.yaml", &doc)?;
+    cli(
+        &group.kairos,
+        &ChartGroup::endpoint(0),
+        &["job", "apply", "-f", &file],
+    )?
+    .ok()
+    .map_err(|e| group.with_logs(e))?;
+    wait_for_runs(&group, &runs, Utc::now() - TimeDelta::seconds(3), 3)?;
+
+    // Pod 0, made the leader first, is killed; the others elect a new leader, and
+    // the StatefulSet recreates the pod on its volume.
+    cli(
+        &group.kairos,
+        &ChartGroup::endpoint(1),
+        &["cluster", "transfer-leader", "1"],
+    )?
+    .ok()
+    .map_err(|e| group.with_logs(e))?;
+    let leader = wait_until(Duration::from_secs(30), "node 1 to lead", || {
+        group.leader().filter(|&l| l == 1)
+    })
+    .map_err(|e| group.with_logs(e))?;
+    drop(group.schedulers.remove(&0));
+    let killed = Utc::now();
+    wait_for_runs(&group, &runs, killed + TimeDelta::seconds(1), 3)?;
+    group.start_scheduler(&three, 0)?;
+    group.wait_ready(0)?;
+    eprintln!(
+        "pod 0 (node {leader}, the leader) killed and back, firing went on, at {:?}",
+        started.elapsed()
+    );
+
+    // 3 → 5: pods 3 and 4 start empty with the longer --peers and join by
+    // themselves; then the StatefulSet rolls 2, 1, 0 onto the new template and the
+    // Deployment its executors.
+    for ordinal in 3..5 {
+        group.start_scheduler(&five, ordinal)?;
+    }
+    for ordinal in 3..5 {
+        group.wait_ready(ordinal)?;
+    }
+    group.wait_for_group(
+        &ids(5),
+        &group.executors.iter().map(|p| p.name.clone()).collect(),
+    )?;
+    let grown = Instant::now();
+    group.roll_schedulers(&five)?;
+    group.roll_executors(&five)?;
+    wait_for_runs(&group, &runs, Utc::now(), 2)?;
+    eprintln!(
+        "grown to 5 and rolled in {:?}, at {:?}",
+        grown.elapsed(),
+        started.elapsed()
+    );
+
+    // 5 → 3: the pre-upgrade hook runs first (with the new size's rendering), then
+    // the StatefulSet deletes pods 4 and 3 together, their volumes with them, and
+    // rolls the rest; the Deployment rolls its executors.
+    let hook = pod_command(&three_again.hook, "hook", None)?;
+    let out = run(
+        group
+            .lab
+            .command(&group.client, Path::new(BIN))
+            .args(&hook.args),
+        Duration::from_secs(300),
+    )?;
+    ensure!(
+        out.success(),
+        "{}",
+        group.with_logs(anyhow!("the scale-down hook failed: {out}"))
+    );
+    ensure!(
+        group.voters_now()? == ids(3),
+        "after the hook the voters are {:?}",
+        group.voters_now()?
+    );
+    let gone: Vec<deploy::Proc> = [4, 3]
+        .iter()
+        .filter_map(|o| group.schedulers.remove(o))
+        .collect();
+    for proc in gone {
+        let (by_itself, took) =
+            proc.terminate(Rendering::termination_grace(&three_again.statefulset))?;
+        ensure!(
+            by_itself,
+            "a removed pod ignored SIGTERM for its whole grace"
+        );
+        eprintln!("removed pod stopped after SIGTERM in {took:?}");
+    }
+    for ordinal in 3..5 {
+        std::fs::remove_dir_all(
+            group
+                .dir
+                .join("volumes")
+                .join(ChartGroup::pod_name(ordinal)),
+        )?;
+    }
+    group.roll_schedulers(&three_again)?;
+    group.roll_executors(&three_again)?;
+    let executors: BTreeSet<String> = group.executors.iter().map(|p| p.name.clone()).collect();
+    group.wait_for_group(&ids(3), &executors)?;
+    wait_for_runs(&group, &runs, Utc::now(), 3)?;
+    eprintln!("shrunk to 3 and rolled, at {:?}", started.elapsed());
+
+    // Every instant from the first run to the last one so far: exactly one outcome,
+    // and no instant's attempt ran twice.
+    let records = wait_until(
+        Duration::from_secs(60),
+        "every execution up to the last success to be final",
+        || {
+            let records = group.records(job).ok()?;
+            let last = records
+                .iter()
+                .filter(|e| e.status == "succeeded")
+                .map(|e| e.scheduled_at)
+                .max()?;
+            records
+                .iter()
+                .filter(|e| e.scheduled_at <= last)
+                .all(|e| check::is_final(&e.status))
+                .then_some(records)
+        },
+    )
+    .map_err(|e| group.with_logs(e))?;
+    let first = records
+        .iter()
+        .map(|e| e.scheduled_at)
+        .min()
+        .ok_or_else(|| anyhow!("no executions"))?;
+    let last = records
+        .iter()
+        .filter(|e| e.status == "succeeded")
+        .map(|e| e.scheduled_at)
+        .max()
+        .ok_or_else(|| anyhow!("no success"))?;
+    let window = Window {
+        first,
+        last,
+        period: TimeDelta::seconds(1),
+    };
+    let outcomes = check::check_instants(&records, &window).map_err(|e| group.with_logs(e))?;
+    let ran = check::read_runs(&runs)?;
+    check::check_runs(
+        &records
+            .iter()
+            .filter(|e| window.contains(e.scheduled_at))
+            .cloned()
+            .collect::<Vec<_>>(),
+        &ran.into_iter()
+            .filter(|r| window.contains(r.scheduled_at))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| group.with_logs(e))?;
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for outcome in outcomes.values() {
+        *by_status.entry(outcome.status()).or_default() += 1;
+    }
+    eprintln!(
+        "{} instants, outcomes {by_status:?}, in {:?}",
+        outcomes.len(),
+        started.elapsed()
     );
     Ok(())
 }
