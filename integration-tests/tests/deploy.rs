@@ -1053,9 +1053,12 @@ fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Resul
     let killed = Utc::now();
     let kill_started = Instant::now();
     engine.podman(&["kill", &group.container(&format!("scheduler-{leader}"))?])?;
-    let new_leader = group.wait_for_leader(&survivors, 2)?;
+    let new_leader = group.wait_for_leader(&survivors, 0)?;
+    let elected = kill_started.elapsed();
+    group.wait_for_leader(&survivors, 2)?;
     eprintln!(
-        "killed scheduler-{leader}'s container; scheduler-{new_leader} leads with both executors after {:?}",
+        "killed scheduler-{leader}'s container; scheduler-{new_leader} led after {elected:?}, \
+         with both executors after {:?}",
         kill_started.elapsed()
     );
     let via = survivors[0];
@@ -1122,8 +1125,23 @@ fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Resul
 
     // Tear down as a user would, then check that nothing is left.
     let down_started = Instant::now();
+    // Stop first (SIGTERM, 10 s), so that the logs of a process that needed
+    // SIGKILL can still be shown, then remove.
+    let stop = group.compose(&["stop", "--timeout", "10"])?.ok()?;
+    for line in stop.stderr.lines().filter(|l| l.contains("SIGKILL")) {
+        eprintln!("compose stop: {line}");
+        for id in 1..=3 {
+            let service = format!("scheduler-{id}");
+            let name = group.container(&service)?;
+            if line.contains(&name) {
+                let log = engine.podman_output(&["logs", "--tail", "12", &name])?;
+                eprintln!("--- {service} ---\n{}{}", log.stdout, log.stderr);
+            }
+        }
+    }
+    eprintln!("compose stop took {:?}", down_started.elapsed());
     group
-        .compose(&["down", "--volumes", "--timeout", "10"])?
+        .compose(&["down", "--volumes", "--timeout", "0"])?
         .ok()?;
     // podman-compose leaves the project's network behind.
     engine.podman(&["network", "rm", &format!("{}_default", group.project)])?;
