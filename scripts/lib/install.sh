@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the set-up scripts: run as root (directly or through sudo) and install
 # Debian packages only when they are missing, so every script stays idempotent.
 # Sourced, not run.
@@ -26,5 +27,7 @@ apt_install() {
     export KAIROS_APT_UPDATED=1
   fi
   echo "setup: apt-get install ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Through env, so that sudo (which resets the environment) passes them on.
+  as_root env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
