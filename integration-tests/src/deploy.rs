@@ -15,7 +15,8 @@
 //! image is never pulled), network configuration, runtime state and locks, all given
 //! through `CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF` and
 //! `CONTAINERS_REGISTRIES_CONF`. Nothing of the machine's own podman is read or
-//! touched. Dropping the engine removes every container (SIGKILL), network and
+//! touched, but for the image library's cache of layer digests, which podman as
+//! root always keeps in /var/lib/containers/cache (no setting moves it). Dropping the engine removes every container (SIGKILL), network and
 //! volume it made and unmounts whatever is left under its directory, so the test's
 //! temporary directory can go, on success and on failure alike.
 //!
