@@ -29,10 +29,26 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the runtime waits, once a command has returned, for blocking tasks it
+/// cannot cancel (a DNS lookup of a peer that vanished can take many seconds). The
+/// roles have drained and written everything by then: nothing is lost by leaving.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", errors::render(&err));
