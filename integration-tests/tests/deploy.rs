@@ -405,9 +405,7 @@ fn the_schedulers_form_one_group_of_the_rendered_size() -> Result<()> {
         assert_eq!(one_flag(&a, "--data-dir")?, "/var/lib/kairos");
         assert_eq!(
             one_flag(&a, "--advertise-addr")?,
-            format!(
-                "$(KAIROS_POD_NAME).{RELEASE}-peers.$(KAIROS_NAMESPACE).svc.cluster.local:7070"
-            )
+            format!("$(KAIROS_POD_NAME).{RELEASE}-peers.$(POD_NAMESPACE).svc.cluster.local:7070")
         );
         // Node id = ordinal + 1, each at its pod's DNS name.
         let want: Vec<String> = (0..replicas)
@@ -425,7 +423,7 @@ fn the_schedulers_form_one_group_of_the_rendered_size() -> Result<()> {
             "{env:?}"
         );
         assert_eq!(
-            env["KAIROS_NAMESPACE"]["fieldRef"]["fieldPath"], "metadata.namespace",
+            env["POD_NAMESPACE"]["fieldRef"]["fieldPath"], "metadata.namespace",
             "{env:?}"
         );
         assert_eq!(scheduler["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -548,7 +546,7 @@ fn executors_carry_their_tags_zone_and_drain_time() -> Result<()> {
     assert_eq!(one_flag(&a, "--id")?, "$(KAIROS_POD_NAME)");
     assert_eq!(
         flag_values(&a, "--tag"),
-        ["pool=batch", "role=worker", "zone=$(KAIROS_ZONE)"]
+        ["pool=batch", "role=worker", "zone=$(NODE_ZONE)"]
     );
     assert_eq!(one_flag(&a, "--shutdown-grace")?, "120s");
     // The pod is killed only after the drain and a margin for the last reports.
@@ -560,8 +558,8 @@ fn executors_carry_their_tags_zone_and_drain_time() -> Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|e| e["name"] == "KAIROS_ZONE")
-        .ok_or_else(|| anyhow!("no KAIROS_ZONE in {executor}"))?;
+        .find(|e| e["name"] == "NODE_ZONE")
+        .ok_or_else(|| anyhow!("no NODE_ZONE in {executor}"))?;
     assert_eq!(
         zone["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.labels['topology.kubernetes.io/zone']"
@@ -628,8 +626,8 @@ fn the_service_monitor_scrapes_every_scheduler() -> Result<()> {
 /// Replaces the downward-API references Kubernetes would expand.
 fn expand(arg: &str, pod: &str) -> String {
     arg.replace("$(KAIROS_POD_NAME)", pod)
-        .replace("$(KAIROS_NAMESPACE)", NAMESPACE)
-        .replace("$(KAIROS_ZONE)", "zone-a")
+        .replace("$(POD_NAMESPACE)", NAMESPACE)
+        .replace("$(NODE_ZONE)", "zone-a")
 }
 
 #[test]
@@ -1173,7 +1171,7 @@ fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Resul
 // 0.0.0.0:7070 and :8080 as in a pod) with the StatefulSet's DNS names resolving
 // to the pods. Scaling and rolling updates follow the controllers' order.
 
-/// The zone the test's "nodes" are in, for `--tag zone=$(KAIROS_ZONE)`.
+/// The zone the test's "nodes" are in, for `--tag zone=$(NODE_ZONE)`.
 const ZONE: &str = "zone-a";
 
 /// A container of a rendered workload, ready to start as pod `pod`.
