@@ -26,8 +26,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::logging::LogFormat;
 use crate::output::OutputFormat;
 use crate::settings::values;
 
@@ -90,16 +91,6 @@ pub struct GlobalArgs {
 
 /// Where the flags every subcommand accepts are listed in `--help`.
 const GLOBAL_HEADING: &str = "Global options";
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    // Human-readable lines.
-    #[default]
-    Text,
-    // One JSON object per line, for log collectors.
-    Json,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -14,7 +14,17 @@ use std::io::IsTerminal as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::args::LogFormat;
+use clap::ValueEnum;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    // Human-readable lines.
+    #[default]
+    Text,
+    // One JSON object per line, for log collectors.
+    Json,
+}
 
 /// Level for `dev`, `scheduler` and `executor` when `RUST_LOG` is unset.
 pub const ROLE_DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;

@@ -24,8 +24,6 @@
 //! `InvalidArgument` messages are passed on untouched (`diff`, which must not
 //! write, runs the same checks locally through `kairos_common::job::normalize`).
 
-use std::collections::BTreeMap;
-
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use kairos_proto::v1 as pb;
@@ -189,7 +187,7 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
 async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
     let (source, text) = job_file::read(file).await?;
     let docs = job_file::parse(&source, &text)?;
-    check_documents(&source, &docs)?;
+    job_file::check_documents(&source, &docs)?;
 
     let table = client.output() == OutputFormat::Table;
     let mut jobs = client.jobs();
@@ -233,28 +231,6 @@ async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
             output::emit(client.output(), only, |_| String::new())?;
         } else {
             print_responses(client.output(), &responses)?;
-        }
-    }
-    Ok(())
-}
-
-/// The file-level rules of `apply` and `diff`: at least one job, every job named,
-/// no name twice.
-pub(super) fn check_documents(source: &str, docs: &[job_file::JobDoc]) -> anyhow::Result<()> {
-    if docs.is_empty() {
-        bail!("{source}: no jobs found");
-    }
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for doc in docs {
-        if doc.job.name.is_empty() {
-            bail!("{source}: {}: the job has no name", doc.origin);
-        }
-        if let Some(first) = seen.insert(&doc.job.name, &doc.origin) {
-            bail!(
-                "{source}: job {} appears twice ({first} and {})",
-                doc.job.name,
-                doc.origin
-            );
         }
     }
     Ok(())

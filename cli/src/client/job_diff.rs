@@ -29,7 +29,7 @@ use anyhow::{Context as _, anyhow, bail};
 use kairos_proto::v1 as pb;
 use serde::Serialize;
 
-use super::{Client, job, job_file, unary};
+use super::{Client, job_file, unary};
 use crate::line_diff;
 use crate::output::{self, OutputFormat};
 
@@ -37,7 +37,7 @@ use crate::output::{self, OutputFormat};
 pub async fn run(client: &Client, file: &str) -> anyhow::Result<()> {
     let (source, text) = job_file::read(file).await?;
     let docs = job_file::parse(&source, &text)?;
-    job::check_documents(&source, &docs)?;
+    job_file::check_documents(&source, &docs)?;
     let desired = docs
         .iter()
         .map(|doc| normalize(&source, doc))

@@ -16,8 +16,11 @@
 //! `kairos job get NAME -o yaml` can be edited and applied back.
 //!
 //! Every error names the file, the position of the offending job (`document 2`, or
-//! `item 3` inside a list) and the problem. This module does not check names,
-//! schedules or anything else the server validates; it only reads.
+//! `item 3` inside a list) and the problem. Besides reading, it holds the file-level
+//! rules of `apply` and `diff` ([`check_documents`]: some job, every job named, no
+//! name twice); names, schedules and everything else are the server's to check.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context as _, anyhow, bail};
 use kairos_proto::v1 as pb;
@@ -166,6 +169,28 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
+}
+
+/// The file-level rules of `apply` and `diff`: at least one job, every job named,
+/// no name twice.
+pub(super) fn check_documents(source: &str, docs: &[JobDoc]) -> anyhow::Result<()> {
+    if docs.is_empty() {
+        bail!("{source}: no jobs found");
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for doc in docs {
+        if doc.job.name.is_empty() {
+            bail!("{source}: {}: the job has no name", doc.origin);
+        }
+        if let Some(first) = seen.insert(&doc.job.name, &doc.origin) {
+            bail!(
+                "{source}: job {} appears twice ({first} and {})",
+                doc.job.name,
+                doc.origin
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
-use crate::args::{DevArgs, ExecutorArgs, LogFormat, SchedulerArgs};
+use crate::args::{DevArgs, ExecutorArgs, SchedulerArgs};
 use crate::config_file::ConfigFile;
+use crate::logging::LogFormat;
 
 /// `kairos dev` keeps its data here unless told otherwise.
 pub const DEV_DATA_DIR: &str = "./kairos-data";

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use tonic::codegen::http::Uri;
 
-use crate::args::LogFormat;
+use crate::logging::LogFormat;
 
 /// A listen address: `IP:PORT`, `HOST:PORT` (resolved once, now) or `:PORT` (every
 /// IPv4 interface). Port 0 asks the OS for a free port.
