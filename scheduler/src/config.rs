@@ -51,6 +51,49 @@ pub struct Config {
 }
 
 impl Config {
+    /// The rules a node's settings must keep, checked before anything starts. Each
+    /// error names the flag (`field`) as `kairos scheduler` spells it, so the CLI
+    /// shows it as `--FIELD REASON` and repeats none of these rules.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        if self.node_id == 0 {
+            return Err(Error::invalid("node-id", "must be at least 1"));
+        }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
+            let ids: Vec<String> = self.peers.keys().map(u64::to_string).collect();
+            return Err(Error::invalid(
+                "peers",
+                format!(
+                    "lists the group's voters and must include this node (--node-id {}); it has {}",
+                    self.node_id,
+                    ids.join(", ")
+                ),
+            ));
+        }
+        if self.join && self.peers.keys().any(|id| *id != self.node_id) {
+            return Err(Error::invalid(
+                "join",
+                "and --peers exclude each other: a joining node gets its membership from the group",
+            ));
+        }
+        if self.snapshot_interval == 0 {
+            return Err(Error::invalid("snapshot-interval", "must be at least 1"));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err(Error::invalid(
+                "election-ticks",
+                format!(
+                    "({}) must be greater than --heartbeat-ticks ({}), which must be at least 1",
+                    self.election_ticks, self.heartbeat_ticks
+                ),
+            ));
+        }
+        if self.tick_interval.is_zero() {
+            return Err(Error::invalid("tick-interval", "must be longer than 0"));
+        }
+        Ok(())
+    }
+
     /// Defaults for a node with the given id and data directory.
     pub fn new(node_id: u64, data_dir: PathBuf) -> Self {
         Config {
@@ -70,5 +113,57 @@ impl Config {
             max_executions: 1_000_000,
             notify: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(config: &Config) -> String {
+        match config.validate() {
+            Err(crate::Error::InvalidArgument { field, reason }) => format!("--{field} {reason}"),
+            other => format!("not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_broken_rule_is_refused_naming_its_flag() {
+        let ok = Config::new(1, "d".into());
+        assert!(ok.validate().is_ok());
+
+        let mut c = ok.clone();
+        c.node_id = 0;
+        assert_eq!(refusal(&c), "--node-id must be at least 1");
+
+        let mut c = Config::new(3, "d".into());
+        c.peers = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
+        assert_eq!(
+            refusal(&c),
+            "--peers lists the group's voters and must include this node (--node-id 3); it has 1, 2"
+        );
+
+        let mut c = Config::new(1, "d".into());
+        c.peers = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
+        c.join = true;
+        assert!(refusal(&c).starts_with("--join and --peers exclude each other"));
+
+        let mut c = ok.clone();
+        c.snapshot_interval = 0;
+        assert_eq!(refusal(&c), "--snapshot-interval must be at least 1");
+
+        let mut c = ok.clone();
+        c.election_ticks = 2;
+        assert_eq!(
+            refusal(&c),
+            "--election-ticks (2) must be greater than --heartbeat-ticks (2), which must be at least 1"
+        );
+        let mut c = ok.clone();
+        c.heartbeat_ticks = 0;
+        assert!(refusal(&c).starts_with("--election-ticks"));
+
+        let mut c = ok;
+        c.tick_interval = Duration::ZERO;
+        assert_eq!(refusal(&c), "--tick-interval must be longer than 0");
     }
 }

@@ -79,40 +79,6 @@ impl Handle {
     }
 }
 
-fn validate(config: &Config) -> Result<()> {
-    if config.node_id == 0 {
-        return Err(Error::invalid("node-id", "must be a positive number"));
-    }
-    if !config.peers.is_empty() && !config.peers.contains_key(&config.node_id) {
-        return Err(Error::invalid(
-            "peers",
-            format!("must include this node ({}) when given", config.node_id),
-        ));
-    }
-    if config.join
-        && !config.peers.is_empty()
-        && config.peers.keys().any(|id| *id != config.node_id)
-    {
-        return Err(Error::invalid(
-            "join",
-            "a joining node gets its membership from the group; give --peers only for a new group",
-        ));
-    }
-    if config.snapshot_interval == 0 {
-        return Err(Error::invalid("snapshot-interval", "must be positive"));
-    }
-    if config.election_ticks <= config.heartbeat_ticks {
-        return Err(Error::invalid(
-            "election-ticks",
-            "must be greater than heartbeat-ticks",
-        ));
-    }
-    if config.tick_interval.is_zero() {
-        return Err(Error::invalid("tick-interval", "must be positive"));
-    }
-    Ok(())
-}
-
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -137,7 +103,7 @@ pub async fn start_with_clock(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> Result<Handle> {
-    validate(&config)?;
+    config.validate()?;
     let data_dir = config.data_dir.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&data_dir))
         .await

@@ -11,12 +11,14 @@
 //! The file's accepted keys are the role's own long flags (derived from the clap
 //! definitions, so they cannot drift) plus `log-format`.
 //!
-//! Cross-field rules enforced here, before anything starts: a scheduler needs
-//! `--node-id` and `--data-dir`; `--peers`, when given, lists this node among the
-//! voters, with distinct ids; election ticks exceed heartbeat ticks; tags and peers
-//! are not given twice, nor are `--notify` URLs; an executor needs `--schedulers`
-//! and `--id`; capacity is at least 1. Everything else (ports in use, an unreadable
-//! data dir) is the libraries' to report when they start.
+//! Rules enforced here, before anything starts: a scheduler needs `--node-id` (or
+//! `--pod-name`) and `--data-dir`; tags and peers are not given twice, nor are
+//! `--notify` URLs; an executor needs `--schedulers` and `--id`; capacity is at
+//! least 1. The scheduler's cross-field rules (the peers include this node, ticks,
+//! intervals, `--join`) are the library's own [`kairos_scheduler::Config::validate`],
+//! called here so they fail before anything starts and are written once. Everything
+//! else (ports in use, an unreadable data dir) is the libraries' to report when they
+//! start.
 
 pub mod values;
 
@@ -94,6 +96,8 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
     )?;
     history_and_webhooks(&mut scheduler, args.max_executions, &args.notify, &file)?;
 
+    validated(&scheduler)?;
+
     Ok(DevSettings {
         scheduler,
         executor,
@@ -122,9 +126,6 @@ pub fn scheduler(
         (None, Some(pod)) => pod,
         (None, None) => return Err(missing("node-id")),
     };
-    if node_id == 0 {
-        bail!("--node-id must be at least 1");
-    }
     let data_dir = pick(args.data_dir.clone(), file.value("data-dir", values::path)?)
         .ok_or_else(|| missing("data-dir"))?;
     let mut config = kairos_scheduler::Config::new(node_id, data_dir);
@@ -135,17 +136,14 @@ pub fn scheduler(
         args.addr_file.clone(),
         &file,
     )?;
-    config.peers = peer_map(
-        node_id,
-        pick_list(args.peers.clone(), file.list("peers", values::peer)?),
-    )?;
+    config.peers = peer_map(pick_list(
+        args.peers.clone(),
+        file.list("peers", values::peer)?,
+    ))?;
     if let Some(tick) = pick(
         args.tick_interval,
         file.value("tick-interval", values::duration)?,
     ) {
-        if tick.is_zero() {
-            bail!("--tick-interval must be longer than 0");
-        }
         config.tick_interval = tick;
     }
     if let Some(n) = pick(
@@ -169,24 +167,10 @@ pub fn scheduler(
         args.snapshot_interval,
         file.value("snapshot-interval", values::number)?,
     ) {
-        if n == 0 {
-            bail!("--snapshot-interval must be at least 1");
-        }
         config.snapshot_interval = n;
     }
     history_and_webhooks(&mut config, args.max_executions, &args.notify, &file)?;
-    if config.join && config.peers.len() > 1 {
-        bail!(
-            "--join and --peers exclude each other: a joining node gets its membership from the group"
-        );
-    }
-    if config.heartbeat_ticks == 0 || config.election_ticks <= config.heartbeat_ticks {
-        bail!(
-            "--election-ticks ({}) must be greater than --heartbeat-ticks ({}), which must be at least 1",
-            config.election_ticks,
-            config.heartbeat_ticks
-        );
-    }
+    validated(&config)?;
 
     Ok(SchedulerSettings {
         config,
@@ -404,21 +388,25 @@ fn node_id_of_pod(name: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("--pod-name {name:?}: the ordinal is too large"))
 }
 
-fn peer_map(node_id: u64, peers: Vec<(u64, String)>) -> anyhow::Result<BTreeMap<u64, String>> {
+fn peer_map(peers: Vec<(u64, String)>) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut map = BTreeMap::new();
     for (id, addr) in peers {
         if let Some(first) = map.insert(id, addr.clone()) {
             bail!("--peers names node {id} twice ({first} and {addr})");
         }
     }
-    if !map.is_empty() && !map.contains_key(&node_id) {
-        let ids: Vec<String> = map.keys().map(u64::to_string).collect();
-        bail!(
-            "--peers lists the initial voters and must include this node (--node-id {node_id}); it has {}",
-            ids.join(", ")
-        );
-    }
     Ok(map)
+}
+
+/// The scheduler library's own rules ([`kairos_scheduler::Config::validate`]), shown
+/// as `--FLAG REASON`.
+fn validated(config: &kairos_scheduler::Config) -> anyhow::Result<()> {
+    config.validate().map_err(|e| match e {
+        kairos_scheduler::Error::InvalidArgument { field, reason } => {
+            anyhow!("--{field} {reason}")
+        }
+        other => anyhow!("{other}"),
+    })
 }
 
 #[cfg(test)]
