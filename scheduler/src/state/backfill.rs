@@ -11,8 +11,8 @@
 use kairos_proto::internal as ipb;
 use prost::Message as _;
 
-use super::apply::{Applied, StateMachine};
 use super::keys;
+use super::machine::{Applied, StateMachine};
 use crate::Error;
 use crate::storage::{Batch, Cf, StorageError};
 use crate::time::dt_from_ms;

@@ -21,8 +21,8 @@ use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
 
-use super::apply::StateMachine;
 use super::keys;
+use super::machine::StateMachine;
 use crate::Error;
 use crate::storage::{Batch, Cf, StorageError};
 
@@ -217,7 +217,7 @@ impl StateMachine {
                 continue;
             }
             if let Some(bytes) = batch.get(&self.db, Cf::State, &keys::execution(id))? {
-                let e = super::apply::decode_execution(&bytes)?;
+                let e = super::records::decode_execution(&bytes)?;
                 if e.group == exec.group {
                     members.push(e);
                 }

@@ -74,18 +74,22 @@
 //! Deliberately absent: picking executors, reading clocks, talking to executors —
 //! the leader does those and records its decisions through commands.
 
-mod apply;
 mod backfill;
 mod chain;
+mod fires;
+mod history;
+mod jobs;
 pub mod keys;
+mod machine;
+mod records;
+mod reports;
 mod view;
 
-pub use apply::{
-    Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine, assignment_for,
-    skipped_by_pause,
-};
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use chain::group_status;
+pub use fires::assignment_for;
+pub use jobs::skipped_by_pause;
+pub use machine::{Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine};
 pub use view::{ExecutionPage, StateView};
 
 use kairos_common::job::Job;

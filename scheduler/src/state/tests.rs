@@ -7,7 +7,7 @@ use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
 
-use super::apply::FireOutcome;
+use super::machine::FireOutcome;
 use super::*;
 use crate::raft::StateMachine as _;
 use crate::storage::{Batch, Db};

@@ -8,7 +8,7 @@ use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use tokio::sync::{Notify, broadcast};
 
-use super::apply::decode_execution;
+use super::records::decode_execution;
 use super::{ActiveExecution, JobEntry, keys};
 use crate::storage::{Cf, Db, StorageError};
 

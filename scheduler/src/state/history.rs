@@ -1,0 +1,94 @@
+//! Bounded history: a job keeps its newest `history.keep` finished executions (and
+//! those still running); across all jobs at most `--max-executions` are stored.
+
+use super::machine::StateMachine;
+use super::records::decode_execution;
+use super::{JobEntry, keys};
+use crate::storage::{Batch, Cf, StorageError};
+
+/// Executions deleted by the global cap in one apply, at most.
+const MAX_GLOBAL_PRUNE: usize = 1000;
+
+impl StateMachine {
+    /// Deletes the job's oldest finished executions beyond `history.keep`.
+    /// `spare` is an execution that just finished: never the one pruned, so a result
+    /// is not dropped the moment it arrives (it goes with the next addition).
+    pub(super) fn prune_history(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        spare: Option<u64>,
+    ) -> Result<(), StorageError> {
+        // `keep` counts finished executions: running ones are never pruned and do not
+        // push newer finished ones out.
+        let keep = u64::from(entry.spec.history_keep.max(1));
+        let name = entry.name().to_string();
+        let active_here = self.active_by_job.get(&name).map_or(0, |ids| ids.len());
+        let finished = entry.record.history_len.saturating_sub(active_here as u64);
+        if finished <= keep {
+            return Ok(());
+        }
+        let excess = (finished - keep) as usize;
+        let prefix = keys::job_executions_prefix(&name);
+        let oldest = batch.scan_prefix(&self.db, Cf::State, &prefix, excess + active_here + 1)?;
+        let mut removed = 0u64;
+        for (key, _) in oldest {
+            if removed as usize >= excess {
+                break;
+            }
+            let id =
+                keys::id_suffix(&key).ok_or_else(|| StorageError::corrupt("job execution key"))?;
+            if self.active.contains_key(&id) || spare == Some(id) {
+                continue;
+            }
+            batch.delete(Cf::State, key);
+            batch.delete(Cf::State, keys::execution(id));
+            self.count_executions(batch, -1);
+            removed += 1;
+        }
+        entry.record.history_len -= removed;
+        Ok(())
+    }
+
+    /// Deletes the oldest finished executions across all jobs while more than
+    /// `global_keep` are stored (at most `MAX_GLOBAL_PRUNE` per call).
+    pub(super) fn prune_globally(
+        &mut self,
+        batch: &mut Batch,
+        global_keep: u64,
+    ) -> Result<(), StorageError> {
+        if global_keep == 0 || self.execution_count <= global_keep {
+            return Ok(());
+        }
+        let excess = ((self.execution_count - global_keep) as usize).min(MAX_GLOBAL_PRUNE);
+        let oldest = batch.scan_prefix(
+            &self.db,
+            Cf::State,
+            keys::EXECUTION_PREFIX,
+            excess + self.active.len(),
+        )?;
+        let mut removed = 0usize;
+        for (key, value) in oldest {
+            if removed >= excess {
+                break;
+            }
+            let Some(id) = keys::id_suffix(&key) else {
+                continue;
+            };
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            let exec = decode_execution(&value)?;
+            batch.delete(Cf::State, key);
+            batch.delete(Cf::State, keys::job_execution(&exec.job, id));
+            self.count_executions(batch, -1);
+            if let Some(entry) = self.jobs.get(&exec.job).cloned() {
+                let mut entry = (*entry).clone();
+                entry.record.history_len = entry.record.history_len.saturating_sub(1);
+                self.put_record(batch, entry);
+            }
+            removed += 1;
+        }
+        Ok(())
+    }
+}
