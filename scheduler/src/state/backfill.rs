@@ -57,7 +57,7 @@ impl StateMachine {
         };
         batch.put(Cf::State, keys::backfill(id), record.encode_to_vec());
         self.backfills.insert(id, record);
-        self.backfills_changed = true;
+        self.changes.backfills = true;
         Ok(Ok(Applied::Backfill { id }))
     }
 
@@ -94,7 +94,7 @@ impl StateMachine {
             batch.delete(Cf::State, keys::backfill(id));
             self.backfills.remove(&id);
         }
-        self.backfills_changed = true;
+        self.changes.backfills = true;
         Ok(())
     }
 
@@ -108,7 +108,7 @@ impl StateMachine {
         for id in ids {
             self.backfills.remove(&id);
             batch.delete(Cf::State, keys::backfill(id));
-            self.backfills_changed = true;
+            self.changes.backfills = true;
         }
     }
 }

@@ -127,7 +127,7 @@ impl StateMachine {
         for (parent_execution, child) in keys {
             self.dependencies.remove(&(parent_execution, child.clone()));
             batch.delete(Cf::State, keys::dependency(parent_execution, &child));
-            self.dependencies_changed = true;
+            self.changes.dependencies = true;
         }
     }
 
@@ -191,7 +191,7 @@ impl StateMachine {
                 record.encode_to_vec(),
             );
             self.dependencies.insert((anchor, child), record);
-            self.dependencies_changed = true;
+            self.changes.dependencies = true;
         }
         Ok(())
     }
@@ -265,7 +265,7 @@ impl StateMachine {
             ));
         }
         batch.delete(Cf::State, keys::dependency(parent_execution, child));
-        self.dependencies_changed = true;
+        self.changes.dependencies = true;
         Ok(())
     }
 }

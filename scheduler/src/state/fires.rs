@@ -45,6 +45,23 @@ pub fn assignment_for(
     }
 }
 
+/// What the executions of a fire inherit: a retry stays in its attempt's fan-out
+/// group, dependency and backfill; a dependency start names its parent's execution;
+/// a backfill run its backfill. Empty strings for none (the record's form).
+#[derive(Debug, Default)]
+struct Lineage {
+    group: String,
+    parent_execution: String,
+    backfill: String,
+}
+
+/// An admitted fire: the job as it will be stored, and what the executions carry.
+struct Admitted {
+    entry: JobEntry,
+    previous_attempt: String,
+    lineage: Lineage,
+}
+
 impl StateMachine {
     pub(super) fn apply_fire_batch(
         &mut self,
@@ -158,6 +175,8 @@ impl StateMachine {
         Ok(Ok(()))
     }
 
+    /// One fire: admitted (see [`StateMachine::admit`]), judged against the job's
+    /// pause and concurrency ([`StateMachine::judge`]), then started.
     pub(super) fn apply_fire(
         &mut self,
         batch: &mut Batch,
@@ -165,12 +184,62 @@ impl StateMachine {
         term: u64,
         now_ms: i64,
     ) -> Result<Result<FireOutcome, String>, StorageError> {
-        let Some(entry) = self.jobs.get(&fire.job).cloned() else {
-            return Ok(Err(format!("job {} no longer exists", fire.job)));
-        };
         let trigger: Trigger = match fire.trigger.parse() {
             Ok(t) => t,
             Err(e) => return Ok(Err(format!("trigger {e}"))),
+        };
+        let Admitted {
+            mut entry,
+            previous_attempt,
+            lineage,
+        } = match self.admit(batch, &fire, trigger)? {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let base = pb::Execution {
+            job: fire.job.clone(),
+            scheduled_at: Some(ts_from_ms(fire.scheduled_at_ms)),
+            attempt: fire.attempt.max(1),
+            trigger: trigger.as_str().to_string(),
+            created_at: Some(ts_from_ms(now_ms)),
+            term,
+            previous_attempt,
+            group: lineage.group,
+            parent_execution: lineage.parent_execution,
+            backfill: lineage.backfill,
+            ..Default::default()
+        };
+        let mut outcome = FireOutcome::default();
+        let blocked = self.judge(
+            batch,
+            &mut entry,
+            &fire,
+            trigger,
+            &base,
+            now_ms,
+            &mut outcome,
+        )?;
+        if !blocked {
+            self.start(batch, &mut entry, base, &fire, now_ms, &mut outcome);
+        }
+        self.prune_history(batch, &mut entry, None)?;
+        self.put_record(batch, entry);
+        Ok(Ok(outcome))
+    }
+
+    /// Whether the fire is still owed, consuming what it stands for: the job exists
+    /// at the planned version, and a scheduled or catch-up instant is after the
+    /// cursor (which moves to it); a queued start, a pending retry, a dependency
+    /// start or a backfill instant is taken (a second fire for it is refused). The
+    /// job comes back as it will be stored, with what the new executions inherit.
+    fn admit(
+        &mut self,
+        batch: &mut Batch,
+        fire: &ipb::Fire,
+        trigger: Trigger,
+    ) -> Result<Result<Admitted, String>, StorageError> {
+        let Some(entry) = self.jobs.get(&fire.job).cloned() else {
+            return Ok(Err(format!("job {} no longer exists", fire.job)));
         };
         if fire.job_version != 0 && fire.job_version != entry.version() {
             return Ok(Err(format!(
@@ -182,8 +251,7 @@ impl StateMachine {
         }
         let mut entry = (*entry).clone();
         let mut previous_attempt = String::new();
-        // (group, parent execution, backfill) of the executions created.
-        let mut inherited = (String::new(), String::new(), String::new());
+        let mut lineage = Lineage::default();
         if fire.dequeue {
             match &entry.record.queued {
                 Some(q) if q.scheduled_at_ms == fire.scheduled_at_ms => {
@@ -213,24 +281,28 @@ impl StateMachine {
             };
             self.retries.remove(&key);
             batch.delete(Cf::State, keys::retry(key.0, key.1));
-            self.retries_changed = true;
+            self.changes.retries = true;
             previous_attempt = fire.retry_of.to_string();
             // A retry stays in its attempt's group, dependency and backfill.
             if let Some(prev) = self.load_execution(batch, fire.retry_of)? {
-                inherited = (prev.group, prev.parent_execution, prev.backfill);
+                lineage = Lineage {
+                    group: prev.group,
+                    parent_execution: prev.parent_execution,
+                    backfill: prev.backfill,
+                };
             }
         } else if trigger == Trigger::Dependency {
             if let Err(reason) = self.take_dependency(batch, fire.parent_execution, &fire.job) {
                 return Ok(Err(reason));
             }
-            inherited.1 = fire.parent_execution.to_string();
+            lineage.parent_execution = fire.parent_execution.to_string();
         } else if trigger == Trigger::Backfill {
             if let Err(reason) =
                 self.take_backfill_instant(batch, fire.backfill, &fire.job, fire.scheduled_at_ms)
             {
                 return Ok(Err(reason));
             }
-            inherited.2 = fire.backfill.to_string();
+            lineage.backfill = fire.backfill.to_string();
         } else if matches!(trigger, Trigger::Schedule | Trigger::Catchup) {
             if fire.scheduled_at_ms <= entry.record.cursor_ms {
                 return Ok(Err(format!(
@@ -243,23 +315,29 @@ impl StateMachine {
                 st.last_scheduled_at = Some(ts_from_ms(fire.scheduled_at_ms));
             }
         }
-
-        let mut outcome = FireOutcome::default();
-        let base = pb::Execution {
-            job: fire.job.clone(),
-            scheduled_at: Some(ts_from_ms(fire.scheduled_at_ms)),
-            attempt: fire.attempt.max(1),
-            trigger: trigger.as_str().to_string(),
-            created_at: Some(ts_from_ms(now_ms)),
-            term,
+        Ok(Ok(Admitted {
+            entry,
             previous_attempt,
-            group: inherited.0,
-            parent_execution: inherited.1,
-            backfill: inherited.2,
-            ..Default::default()
-        };
+            lineage,
+        }))
+    }
 
-        // A paused job does not start scheduled work (manual runs and retries go on).
+    /// Whether an admitted fire may start now: a paused job skips scheduled work
+    /// (manual runs and retries go on); while the job runs, its concurrency decides
+    /// (`forbid` skips, `queue` keeps one start waiting, `replace` cancels what runs;
+    /// backfills and dequeued starts are not judged). Records what it decided in
+    /// `outcome`; true when the fire is not to start.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        fire: &ipb::Fire,
+        trigger: Trigger,
+        base: &pb::Execution,
+        now_ms: i64,
+        outcome: &mut FireOutcome,
+    ) -> Result<bool, StorageError> {
         let paused_skip = entry.spec.paused
             && matches!(
                 trigger,
@@ -269,7 +347,7 @@ impl StateMachine {
         if paused_skip {
             let exec = self.record_final(
                 batch,
-                &mut entry,
+                entry,
                 base.clone(),
                 ExecutionStatus::SkippedPaused,
                 "the job is paused".into(),
@@ -282,7 +360,7 @@ impl StateMachine {
                 Concurrency::Forbid => {
                     let exec = self.record_final(
                         batch,
-                        &mut entry,
+                        entry,
                         base.clone(),
                         ExecutionStatus::SkippedOverlap,
                         format!(
@@ -312,7 +390,7 @@ impl StateMachine {
                     } else {
                         let exec = self.record_final(
                             batch,
-                            &mut entry,
+                            entry,
                             base.clone(),
                             ExecutionStatus::SkippedOverlap,
                             "a start is already queued behind the running execution (concurrency: queue)".into(),
@@ -331,7 +409,7 @@ impl StateMachine {
                             );
                             self.finish(
                                 batch,
-                                &mut entry,
+                                entry,
                                 &mut old,
                                 ExecutionStatus::Cancelled,
                                 cancelled_by,
@@ -343,13 +421,7 @@ impl StateMachine {
                 }
             }
         }
-        let blocked = paused_skip || outcome.queued || !outcome.executions.is_empty();
-        if !blocked {
-            self.start(batch, &mut entry, base, &fire, now_ms, &mut outcome);
-        }
-        self.prune_history(batch, &mut entry, None)?;
-        self.put_record(batch, entry);
-        Ok(Ok(outcome))
+        Ok(paused_skip || outcome.queued || !outcome.executions.is_empty())
     }
 
     /// Creates the executions of a fire that starts: one per chosen executor, or a
@@ -424,7 +496,7 @@ impl StateMachine {
                     backfill: fire.backfill,
                 },
             );
-            self.active_changed = true;
+            self.changes.active = true;
             batch.put(Cf::State, keys::job_execution(&fire.job, id), Vec::new());
             self.put_execution(batch, &exec);
             entry.record.history_len += 1;

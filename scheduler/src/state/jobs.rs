@@ -172,7 +172,7 @@ impl StateMachine {
             self.count_executions(batch, -1);
             if let Some(a) = self.deactivate(id) {
                 batch.delete(Cf::State, keys::active(id));
-                self.active_changed = true;
+                self.changes.active = true;
                 cancelled.push(a);
             }
         }
@@ -185,7 +185,7 @@ impl StateMachine {
         for (due, id) in retries {
             self.retries.remove(&(due, id));
             batch.delete(Cf::State, keys::retry(due, id));
-            self.retries_changed = true;
+            self.changes.retries = true;
         }
         self.forget_dependencies_of(batch, name);
         self.forget_backfills_of(batch, name);
@@ -197,7 +197,7 @@ impl StateMachine {
         self.index_parent(name, old_parent, None);
         batch.delete(Cf::State, keys::job(name));
         self.jobs.remove(name);
-        self.changed_jobs.insert(name.to_string());
+        self.changes.jobs.insert(name.to_string());
         Ok(cancelled)
     }
 

@@ -94,13 +94,29 @@ pub enum Applied {
     Members(BTreeMap<u64, String>),
 }
 
+/// What applies changed since the last publish: what [`StateMachine`] hands the
+/// readers ([`StateView`]) once the batch holding it is on disk.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Jobs written or deleted.
+    pub(super) jobs: BTreeSet<String>,
+    /// The active executions, pending retries, address book, dependency starts and
+    /// backfills are republished whole when they changed at all.
+    pub(super) active: bool,
+    pub(super) retries: bool,
+    pub(super) members: bool,
+    pub(super) dependencies: bool,
+    pub(super) backfills: bool,
+    /// Executions written, for watchers.
+    pub(super) executions: Vec<pb::Execution>,
+}
+
 /// Applies committed commands to RocksDB and the in-memory tables.
 pub struct StateMachine {
     pub(super) db: Arc<Db>,
     pub(super) view: Arc<StateView>,
     /// Schedulers' addresses (replicated); published to the transport's book.
     pub(super) members: BTreeMap<u64, String>,
-    pub(super) members_changed: bool,
     pub(super) book: crate::raft::AddressBook,
     pub(super) jobs: BTreeMap<String, Arc<JobEntry>>,
     pub(super) active: BTreeMap<u64, ActiveExecution>,
@@ -108,19 +124,14 @@ pub struct StateMachine {
     pub(super) retries: BTreeMap<(i64, u64), ipb::RetryRecord>,
     pub(super) applied: u64,
     pub(super) next_execution_id: u64,
-    pub(super) changed_jobs: BTreeSet<String>,
-    pub(super) active_changed: bool,
-    pub(super) retries_changed: bool,
-    /// Executions changed since the last publish, for watchers.
-    pub(super) changed_executions: Vec<pb::Execution>,
+    /// What changed since the last publish.
+    pub(super) changes: Changes,
     /// Jobs by parent: who to start when a parent's run ends.
     pub(super) children: BTreeMap<String, BTreeSet<String>>,
     /// Dependency starts waiting for the leader, by (parent execution, child).
     pub(super) dependencies: BTreeMap<(u64, String), ipb::DependencyRecord>,
-    pub(super) dependencies_changed: bool,
     /// Backfills in progress, by id.
     pub(super) backfills: BTreeMap<u64, ipb::BackfillRecord>,
-    pub(super) backfills_changed: bool,
     pub(super) next_backfill_id: u64,
     /// Active execution ids by job (the concurrency and history checks of a fire).
     pub(super) active_by_job: BTreeMap<String, BTreeSet<u64>>,
@@ -149,22 +160,16 @@ impl StateMachine {
             db,
             view,
             members: BTreeMap::new(),
-            members_changed: false,
             book,
             jobs: BTreeMap::new(),
             active: BTreeMap::new(),
             retries: BTreeMap::new(),
             applied: 0,
             next_execution_id: 1,
-            changed_jobs: BTreeSet::new(),
-            active_changed: false,
-            retries_changed: false,
-            changed_executions: Vec::new(),
+            changes: Changes::default(),
             children: BTreeMap::new(),
             dependencies: BTreeMap::new(),
-            dependencies_changed: false,
             backfills: BTreeMap::new(),
-            backfills_changed: false,
             next_backfill_id: 1,
             execution_count: 0,
             active_by_job: BTreeMap::new(),
@@ -272,9 +277,9 @@ impl StateMachine {
         }
         self.children = children;
         self.dependencies = dependencies;
-        self.dependencies_changed = true;
+        self.changes.dependencies = true;
         self.backfills = backfills;
-        self.backfills_changed = true;
+        self.changes.backfills = true;
         self.next_backfill_id = next_backfill_id;
         self.execution_count = execution_count;
         self.jobs = jobs;
@@ -288,10 +293,10 @@ impl StateMachine {
         self.applied = applied;
         self.next_execution_id = next_execution_id;
         self.members = members;
-        self.members_changed = true;
-        self.changed_jobs = changed_jobs;
-        self.active_changed = true;
-        self.retries_changed = true;
+        self.changes.members = true;
+        self.changes.jobs = changed_jobs;
+        self.changes.active = true;
+        self.changes.retries = true;
         crate::raft::StateMachine::publish(self);
         Ok(())
     }
@@ -307,7 +312,7 @@ impl StateMachine {
         }
         .encode_to_vec();
         batch.put(Cf::State, keys::MEMBERS.to_vec(), encoded);
-        self.members_changed = true;
+        self.changes.members = true;
     }
 
     pub(super) fn next_id(&mut self, batch: &mut Batch) -> u64 {
@@ -336,7 +341,7 @@ impl StateMachine {
             .or_default()
             .insert(id);
         self.active.insert(id, a);
-        self.active_changed = true;
+        self.changes.active = true;
     }
 
     /// Forgets an active execution (it ended or was removed).
@@ -348,7 +353,7 @@ impl StateMachine {
                 self.active_by_job.remove(&a.job);
             }
         }
-        self.active_changed = true;
+        self.changes.active = true;
         Some(a)
     }
 
@@ -435,35 +440,37 @@ impl crate::raft::StateMachine for StateMachine {
     }
 
     fn publish(&mut self) {
-        let changed: Vec<(String, Option<Arc<JobEntry>>)> = std::mem::take(&mut self.changed_jobs)
+        let changes = std::mem::take(&mut self.changes);
+        let changed: Vec<(String, Option<Arc<JobEntry>>)> = changes
+            .jobs
             .into_iter()
             .map(|name| {
                 let entry = self.jobs.get(&name).cloned();
                 (name, entry)
             })
             .collect();
-        let active = if std::mem::take(&mut self.active_changed) {
+        let active = if changes.active {
             Some(self.active.clone())
         } else {
             None
         };
-        let retries = if std::mem::take(&mut self.retries_changed) {
+        let retries = if changes.retries {
             Some(self.retries.clone())
         } else {
             None
         };
-        let executions = std::mem::take(&mut self.changed_executions);
-        if std::mem::take(&mut self.members_changed) {
+        let executions = changes.executions;
+        if changes.members {
             for (id, addr) in &self.members {
                 self.book.set(*id, addr.clone());
             }
             self.view.set_members(self.members.clone());
         }
-        if std::mem::take(&mut self.dependencies_changed) {
+        if changes.dependencies {
             self.view
                 .set_dependencies(self.dependencies.values().cloned().collect());
         }
-        if std::mem::take(&mut self.backfills_changed) {
+        if changes.backfills {
             self.view
                 .set_backfills(self.backfills.values().cloned().collect());
         }

@@ -64,7 +64,7 @@ impl StateMachine {
     pub(super) fn put_record(&mut self, batch: &mut Batch, entry: JobEntry) {
         let name = entry.name().to_string();
         batch.put(Cf::State, keys::job(&name), entry.record.encode_to_vec());
-        self.changed_jobs.insert(name.clone());
+        self.changes.jobs.insert(name.clone());
         self.jobs.insert(name, Arc::new(entry));
     }
 
@@ -74,7 +74,7 @@ impl StateMachine {
             keys::execution(id_of(exec)),
             exec.encode_to_vec(),
         );
-        self.changed_executions.push(exec.clone());
+        self.changes.executions.push(exec.clone());
     }
 
     pub(super) fn load_execution(

@@ -128,7 +128,7 @@ impl StateMachine {
                 record.encode_to_vec(),
             );
             self.retries.insert((c.retry_at_ms, id), record);
-            self.retries_changed = true;
+            self.changes.retries = true;
         }
         self.put_record(batch, entry);
         if !retrying {
@@ -200,7 +200,7 @@ impl StateMachine {
         self.put_execution(batch, exec);
         if self.deactivate(id).is_some() {
             batch.delete(Cf::State, keys::active(id));
-            self.active_changed = true;
+            self.changes.active = true;
         }
         let st = entry
             .record
