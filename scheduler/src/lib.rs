@@ -31,6 +31,7 @@ mod listen;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod peers;
 pub mod raft;
 pub mod state;
 pub mod storage;
@@ -223,7 +224,7 @@ pub async fn start_with_clock(
         leader_since: std::sync::Mutex::new(None),
         notifier: notify::Notifier::start(metrics.clone(), node_token.clone()),
         metrics,
-        forwarder: grpc::Forwarder::default(),
+        peers: peers::Peers::default(),
         live: live::LiveOutputs::default(),
     });
 

@@ -42,7 +42,7 @@ impl Core {
                 return self.local_status();
             }
             let addr = self.book.get(*id).unwrap_or_default();
-            match crate::grpc::peer_status(&self.forwarder, &addr).await {
+            match self.peers.status_of(&addr).await {
                 Some(mut st) => {
                     st.id = *id;
                     st
@@ -62,9 +62,7 @@ impl Core {
             self.executors.statuses()
         } else {
             let addr = self.book.get(s.leader_id).unwrap_or_default();
-            crate::grpc::leader_executors(&self.forwarder, &addr)
-                .await
-                .unwrap_or_default()
+            self.peers.executors_of(&addr).await.unwrap_or_default()
         };
         pb::ClusterStatus {
             leader_id: s.leader_id,
@@ -201,7 +199,7 @@ impl Core {
                 .book
                 .get(next)
                 .ok_or_else(|| Error::Unavailable(format!("no address for scheduler {next}")))?;
-            return crate::grpc::remove_via(&self.forwarder, self.config.node_id, &addr, id).await;
+            return self.peers.remove_via(self.config.node_id, &addr, id).await;
         }
         self.raft
             .change_membership(crate::raft::MemberChange::Remove { id })

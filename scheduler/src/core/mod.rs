@@ -38,9 +38,7 @@ use crate::{Config, Error, Result};
 pub const DEFAULT_JOB_PAGE: u32 = 100;
 pub const DEFAULT_EXECUTION_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 1000;
-/// How long a request waits for the group to have a leader before it is refused
-/// (covers an election; bounded so a group without quorum answers promptly).
-pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+pub use crate::raft::LEADER_WAIT;
 /// How long a leader that is shutting down waits for its successor to take over.
 /// raft-rs gives up a transfer after an election timeout; this leaves room for two.
 pub const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -57,8 +55,8 @@ pub struct Core {
     pub db: Arc<crate::storage::Db>,
     /// Schedulers' addresses (replicated members, --peers, and learned).
     pub book: crate::raft::AddressBook,
-    /// Channels for handing requests to the leader.
-    pub forwarder: crate::grpc::Forwarder,
+    /// The way to the leader and to other members.
+    pub peers: crate::peers::Peers,
     /// Live output of running executions (leader only).
     pub live: crate::live::LiveOutputs,
     pub clock: Arc<dyn Clock>,
@@ -140,6 +138,33 @@ impl Core {
             }
         }
         self.raft.read_barrier().await
+    }
+
+    /// Serves a request from the leader when `err` says this node is not it (see
+    /// [`crate::peers`]); otherwise `err` as a status. For the adapters.
+    pub async fn to_leader<T, R, F, Fut>(
+        &self,
+        err: Error,
+        forwarded: bool,
+        msg: T,
+        call: F,
+    ) -> std::result::Result<tonic::Response<R>, tonic::Status>
+    where
+        T: Clone,
+        F: Fn(tonic::transport::Channel, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.peers
+            .to_leader(
+                &self.raft,
+                &self.book,
+                self.config.node_id,
+                err,
+                forwarded,
+                msg,
+                call,
+            )
+            .await
     }
 
     pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {

@@ -7,9 +7,9 @@ use futures::Stream;
 use kairos_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, or_leader};
 use super::status::IntoStatus;
 use crate::core::Core;
+use crate::peers::is_forwarded;
 use pb::execution_service_client::ExecutionServiceClient;
 
 #[derive(Debug, Clone)]
@@ -56,10 +56,11 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         match self.0.cancel_execution(&req.id).await {
             Ok(e) => Ok(Response::new(e)),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    ExecutionServiceClient::new(ch).cancel_execution(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        ExecutionServiceClient::new(ch).cancel_execution(r).await
+                    })
+                    .await
             }
         }
     }
@@ -123,20 +124,11 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         }
         if let Err(e) = self.0.require_leader() {
             // Live output lives on the leader: relay its stream.
-            let crate::Error::NotLeader { leader: Some(addr) } = &e else {
-                return Err(super::status::to_status(e));
-            };
-            if forwarded {
-                return Err(super::status::to_status(e));
-            }
-            let channel = self.0.forwarder.channel(addr)?;
-            let mut fwd = Request::new(req);
-            if let Ok(v) = self.0.config.node_id.to_string().parse() {
-                fwd.metadata_mut()
-                    .insert(super::forward::FORWARDED_METADATA_KEY, v);
-            }
-            let upstream = ExecutionServiceClient::new(channel)
-                .tail_output(fwd)
+            let upstream = self
+                .0
+                .to_leader(e, forwarded, req, |ch, r| async move {
+                    ExecutionServiceClient::new(ch).tail_output(r).await
+                })
                 .await?
                 .into_inner();
             return Ok(Response::new(Box::pin(upstream)));

@@ -1,5 +1,5 @@
 //! `kairos.v1.JobService`: decode, call [`Core`], encode. Writes a follower cannot
-//! serve go to the leader ([`super::forward`]).
+//! serve go to the leader ([`crate::peers`]).
 
 use std::sync::Arc;
 
@@ -7,9 +7,9 @@ use kairos_proto::v1 as pb;
 use pb::job_service_client::JobServiceClient;
 use tonic::{Request, Response, Status};
 
-use super::forward::{is_forwarded, or_leader};
 use super::status::IntoStatus;
 use crate::core::Core;
+use crate::peers::is_forwarded;
 use crate::time::dt_from_ts;
 
 #[derive(Debug, Clone)]
@@ -33,10 +33,11 @@ impl pb::job_service_server::JobService for JobApi {
                 result: result.as_str().to_string(),
             })),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).put_job(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).put_job(r).await
+                    })
+                    .await
             }
         }
     }
@@ -72,10 +73,11 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.delete_job(&req.name, req.cascade).await {
             Ok(deleted) => Ok(Response::new(pb::DeleteJobResponse { deleted })),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).delete_job(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).delete_job(r).await
+                    })
+                    .await
             }
         }
     }
@@ -89,10 +91,11 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.run_job(&req.name).await {
             Ok((execution, queued)) => Ok(Response::new(pb::RunJobResponse { execution, queued })),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).run_job(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).run_job(r).await
+                    })
+                    .await
             }
         }
     }
@@ -106,10 +109,11 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.set_paused(&req.name, true, &req.reason).await {
             Ok(job) => Ok(Response::new(job)),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).pause_job(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).pause_job(r).await
+                    })
+                    .await
             }
         }
     }
@@ -123,10 +127,11 @@ impl pb::job_service_server::JobService for JobApi {
         match self.0.set_paused(&req.name, false, "").await {
             Ok(job) => Ok(Response::new(job)),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).resume_job(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).resume_job(r).await
+                    })
+                    .await
             }
         }
     }
@@ -175,10 +180,11 @@ impl pb::job_service_server::JobService for JobApi {
                 id: id.map(|i| i.to_string()).unwrap_or_default(),
             })),
             Err(e) => {
-                or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    JobServiceClient::new(ch).backfill(r).await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        JobServiceClient::new(ch).backfill(r).await
+                    })
+                    .await
             }
         }
     }

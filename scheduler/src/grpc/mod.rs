@@ -7,15 +7,12 @@
 
 mod cluster;
 mod executions;
-mod forward;
 mod gateway;
 mod jobs;
 mod raft_transport;
 pub mod status;
 mod waiting;
 
-pub use cluster::{leader_executors, peer_status, remove_via};
-pub use forward::Forwarder;
 pub use waiting::{WaitingTransport, serve_waiting};
 
 use std::sync::Arc;

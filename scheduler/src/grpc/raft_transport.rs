@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::core::Core;
+use crate::peers::is_forwarded;
 use crate::raft::SnapshotReceiver;
 
 /// The service; the token ends peers' long-lived message streams when the node stops
@@ -33,7 +34,7 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
     }
 
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinReply>, Status> {
-        let forwarded = super::forward::is_forwarded(&req);
+        let forwarded = is_forwarded(&req);
         let req = req.into_inner();
         match self.0.join(req.id, &req.addr, req.empty).await {
             Ok(voters) => Ok(Response::new(pb::JoinReply {
@@ -41,12 +42,13 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
                 leader_id: self.0.status().leader_id,
             })),
             Err(e) => {
-                super::forward::or_leader(&self.0, e, forwarded, req, |ch, r| async move {
-                    pb::raft_transport_client::RaftTransportClient::new(ch)
-                        .join(r)
-                        .await
-                })
-                .await
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        pb::raft_transport_client::RaftTransportClient::new(ch)
+                            .join(r)
+                            .await
+                    })
+                    .await
             }
         }
     }

@@ -38,6 +38,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kairos_proto::v1 as pb;
+use pb::job_service_client::JobServiceClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -108,18 +109,6 @@ impl From<tonic::Status> for ApiError {
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
-
-/// The leader's job client, when this node is a follower that must forward.
-fn leader_jobs(
-    core: &Core,
-    e: &Error,
-) -> Option<pb::job_service_client::JobServiceClient<tonic::transport::Channel>> {
-    let Error::NotLeader { leader: Some(addr) } = e else {
-        return None;
-    };
-    let channel = core.forwarder.channel(addr).ok()?;
-    Some(pb::job_service_client::JobServiceClient::new(channel))
-}
 
 // ---- the job document ----
 
@@ -521,18 +510,20 @@ async fn put_job(
     let doc = to_kairos(body)?;
     let job = match core.put_job(doc.clone(), None).await {
         Ok((job, _)) => job,
-        Err(e) => match leader_jobs(&core, &e) {
-            Some(mut client) => client
-                .put_job(pb::PutJobRequest {
+        Err(e) => core
+            .to_leader(
+                e,
+                false,
+                pb::PutJobRequest {
                     job: Some(doc),
                     expected_version: None,
-                })
-                .await?
-                .into_inner()
-                .job
-                .unwrap_or_default(),
-            None => return Err(e.into()),
-        },
+                },
+                |ch, r| async move { JobServiceClient::new(ch).put_job(r).await },
+            )
+            .await?
+            .into_inner()
+            .job
+            .unwrap_or_default(),
     };
     if q.runoncreate.is_some() {
         run(&core, &name).await?;
@@ -553,17 +544,18 @@ async fn get_job(
 async fn run(core: &Core, name: &str) -> ApiResult<()> {
     match core.run_job(name).await {
         Ok(_) => Ok(()),
-        Err(e) => match leader_jobs(core, &e) {
-            Some(mut client) => {
-                client
-                    .run_job(pb::RunJobRequest {
-                        name: name.to_string(),
-                    })
-                    .await?;
-                Ok(())
-            }
-            None => Err(e.into()),
-        },
+        Err(e) => {
+            core.to_leader(
+                e,
+                false,
+                pb::RunJobRequest {
+                    name: name.to_string(),
+                },
+                |ch, r| async move { JobServiceClient::new(ch).run_job(r).await },
+            )
+            .await?;
+            Ok(())
+        }
     }
 }
 
@@ -582,17 +574,18 @@ async fn delete_job(
     let children = children_of(&core, &name).await;
     match core.delete_job(&name, false).await {
         Ok(_) => {}
-        Err(e) => match leader_jobs(&core, &e) {
-            Some(mut client) => {
-                client
-                    .delete_job(pb::DeleteJobRequest {
-                        name: name.clone(),
-                        cascade: false,
-                    })
-                    .await?;
-            }
-            None => return Err(e.into()),
-        },
+        Err(e) => {
+            core.to_leader(
+                e,
+                false,
+                pb::DeleteJobRequest {
+                    name: name.clone(),
+                    cascade: false,
+                },
+                |ch, r| async move { JobServiceClient::new(ch).delete_job(r).await },
+            )
+            .await?;
+        }
     }
     Ok(Json(to_dkron(&job, children)))
 }
@@ -608,25 +601,27 @@ async fn toggle_job(
         .await
     {
         Ok(j) => j,
-        Err(e) => match leader_jobs(&core, &e) {
-            Some(mut client) => {
-                if pause {
-                    client
-                        .pause_job(pb::PauseJobRequest {
-                            name: name.clone(),
-                            reason: "toggled through the Dkron API".into(),
-                        })
-                        .await?
-                        .into_inner()
-                } else {
-                    client
-                        .resume_job(pb::ResumeJobRequest { name: name.clone() })
-                        .await?
-                        .into_inner()
-                }
-            }
-            None => return Err(e.into()),
-        },
+        Err(e) if pause => core
+            .to_leader(
+                e,
+                false,
+                pb::PauseJobRequest {
+                    name: name.clone(),
+                    reason: "toggled through the Dkron API".into(),
+                },
+                |ch, r| async move { JobServiceClient::new(ch).pause_job(r).await },
+            )
+            .await?
+            .into_inner(),
+        Err(e) => core
+            .to_leader(
+                e,
+                false,
+                pb::ResumeJobRequest { name: name.clone() },
+                |ch, r| async move { JobServiceClient::new(ch).resume_job(r).await },
+            )
+            .await?
+            .into_inner(),
     };
     let children = children_of(&core, &name).await;
     Ok(Json(to_dkron(&toggled, children)))

@@ -72,6 +72,10 @@ pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, decode_message
 
 use crate::storage::{Batch, StorageError};
 
+/// How long a request waits for the group to have a leader before it is refused
+/// (covers an election; bounded so a group without quorum answers promptly).
+pub const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A change of the voters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberChange {

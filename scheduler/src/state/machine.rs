@@ -10,7 +10,7 @@ use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
 
-use super::records::{decode_execution, decode_job_record};
+use super::records::{decode_execution, decode_job_record, id_of};
 use super::view::StateView;
 use super::{ActiveExecution, JobEntry, keys};
 use crate::storage::{Batch, Cf, Db, StorageError};
@@ -365,6 +365,35 @@ impl StateMachine {
             keys::EXECUTION_COUNT.to_vec(),
             keys::encode_u64(self.execution_count),
         );
+    }
+}
+
+impl StateMachine {
+    pub(super) fn put_record(&mut self, batch: &mut Batch, entry: JobEntry) {
+        let name = entry.name().to_string();
+        batch.put(Cf::State, keys::job(&name), entry.record.encode_to_vec());
+        self.changes.jobs.insert(name.clone());
+        self.jobs.insert(name, Arc::new(entry));
+    }
+
+    pub(super) fn put_execution(&mut self, batch: &mut Batch, exec: &pb::Execution) {
+        batch.put(
+            Cf::State,
+            keys::execution(id_of(exec)),
+            exec.encode_to_vec(),
+        );
+        self.changes.executions.push(exec.clone());
+    }
+
+    pub(super) fn load_execution(
+        &self,
+        batch: &Batch,
+        id: u64,
+    ) -> Result<Option<pb::Execution>, StorageError> {
+        batch
+            .get(&self.db, Cf::State, &keys::execution(id))?
+            .map(|b| decode_execution(&b))
+            .transpose()
     }
 }
 

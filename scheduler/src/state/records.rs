@@ -1,16 +1,15 @@
-//! The stored records: the codec of job records and executions, and writing and
-//! reading them through a batch. Everything that reads a stored execution decodes it
-//! here, so the format has one reader.
+//! The codec of the stored records (job records and executions) and the small
+//! conversions around them. Everything that reads a stored execution decodes it
+//! here, so the format has one reader; the state machine writes them
+//! (`machine.rs`).
 
 use kairos_common::status::ExecutionStatus;
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
-use std::sync::Arc;
 
-use super::machine::StateMachine;
-use super::{JobEntry, keys};
-use crate::storage::{Batch, Cf, StorageError};
+use super::JobEntry;
+use crate::storage::StorageError;
 
 pub(super) fn decode_job_record(bytes: &[u8]) -> Result<JobEntry, StorageError> {
     let record = ipb::JobRecord::decode(bytes)
@@ -58,33 +57,4 @@ pub(super) fn id_of(exec: &pb::Execution) -> u64 {
     exec.id
         .parse()
         .expect("invariant: execution ids are numbers")
-}
-
-impl StateMachine {
-    pub(super) fn put_record(&mut self, batch: &mut Batch, entry: JobEntry) {
-        let name = entry.name().to_string();
-        batch.put(Cf::State, keys::job(&name), entry.record.encode_to_vec());
-        self.changes.jobs.insert(name.clone());
-        self.jobs.insert(name, Arc::new(entry));
-    }
-
-    pub(super) fn put_execution(&mut self, batch: &mut Batch, exec: &pb::Execution) {
-        batch.put(
-            Cf::State,
-            keys::execution(id_of(exec)),
-            exec.encode_to_vec(),
-        );
-        self.changes.executions.push(exec.clone());
-    }
-
-    pub(super) fn load_execution(
-        &self,
-        batch: &Batch,
-        id: u64,
-    ) -> Result<Option<pb::Execution>, StorageError> {
-        batch
-            .get(&self.db, Cf::State, &keys::execution(id))?
-            .map(|b| decode_execution(&b))
-            .transpose()
-    }
 }
