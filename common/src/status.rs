@@ -84,7 +84,36 @@ word_enum! {
 impl ExecutionStatus {
     /// True for every final outcome.
     pub fn is_final(self) -> bool {
-        !matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+        !self.is_active()
+    }
+
+    /// Pending or running: the execution holds a lease and may still change.
+    pub fn is_active(self) -> bool {
+        matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+    }
+
+    /// An attempt that went wrong: `failed`, `timed_out` or `lost`. These are the
+    /// outcomes a retry policy runs again and a `parent_on: failure` child follows.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost
+        )
+    }
+
+    /// The process (or request) ran to an end it reported: `succeeded`, `failed`,
+    /// `timed_out`. Not `lost` (nobody knows), nor any skip or stop before a start.
+    pub fn ran_to_an_end(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Succeeded | ExecutionStatus::Failed | ExecutionStatus::TimedOut
+        )
+    }
+
+    /// The status of a stored or received execution, typed; `None` for a word this
+    /// version does not know (written by a newer one).
+    pub fn of(execution: &kairos_proto::v1::Execution) -> Option<ExecutionStatus> {
+        execution.status.parse().ok()
     }
 }
 
@@ -162,6 +191,22 @@ mod tests {
     fn unknown_word_lists_the_expected_ones() {
         let err = "sometimes".parse::<Concurrency>().unwrap_err();
         assert!(err.contains("allow, forbid, queue, replace"), "{err}");
+    }
+
+    #[test]
+    fn failures_are_what_retries_run_again() {
+        let failures: Vec<_> = ExecutionStatus::ALL
+            .iter()
+            .filter(|s| s.is_failure())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(failures, ["failed", "timed_out", "lost"]);
+        let ran: Vec<_> = ExecutionStatus::ALL
+            .iter()
+            .filter(|s| s.ran_to_an_end())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(ran, ["succeeded", "failed", "timed_out"]);
     }
 
     #[test]

@@ -73,12 +73,10 @@ impl Core {
                     && e.status == reported
                     && e.finished_at.as_ref().map(ms_from_ts) == Some(finished_at_ms)
                 {
-                    let event = if e.status == ExecutionStatus::Succeeded.as_str() {
-                        Some(NotifyEvent::Success)
-                    } else if matches!(e.status.as_str(), "failed" | "timed_out" | "lost") {
-                        Some(NotifyEvent::Failure)
-                    } else {
-                        None
+                    let event = match ExecutionStatus::of(e) {
+                        Some(ExecutionStatus::Succeeded) => Some(NotifyEvent::Success),
+                        Some(s) if s.is_failure() => Some(NotifyEvent::Failure),
+                        _ => None,
                     };
                     if let Some(event) = event {
                         self.notify(job_before.as_deref(), event, e);
@@ -95,10 +93,10 @@ impl Core {
     }
 
     pub(super) fn retry_at_ms(&self, c: &ipb::ExecutionFinished) -> i64 {
-        let retryable = matches!(
-            c.status.parse::<ExecutionStatus>(),
-            Ok(ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost)
-        );
+        let retryable = c
+            .status
+            .parse::<ExecutionStatus>()
+            .is_ok_and(ExecutionStatus::is_failure);
         if !retryable {
             return 0;
         }

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use kairos_common::status::ExecutionStatus;
 use kairos_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -116,7 +117,7 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
             .id
             .parse()
             .map_err(|_| Status::internal("execution ids are numbers"))?;
-        let ended = !matches!(exec.status.as_str(), "pending" | "running");
+        let ended = ExecutionStatus::of(&exec).is_none_or(ExecutionStatus::is_final);
         if ended {
             // The stored output is the record.
             let chunk = pb::OutputChunk { data: exec.output };
@@ -162,7 +163,7 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
                                 .execution(id)
                                 .ok()
                                 .flatten()
-                                .is_none_or(|e| !matches!(e.status.as_str(), "pending" | "running"));
+                                .is_none_or(|e| ExecutionStatus::of(&e).is_none_or(ExecutionStatus::is_final));
                                                         if over {
                                 // Whatever was queued before the end still goes out.
                                 while let Ok(data) = rx.try_recv() {

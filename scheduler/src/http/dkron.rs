@@ -37,6 +37,7 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use kairos_common::status::ExecutionStatus;
 use kairos_proto::v1 as pb;
 use pb::job_service_client::JobServiceClient;
 use serde::{Deserialize, Serialize};
@@ -339,9 +340,13 @@ pub fn to_dkron(job: &pb::Job, children: Vec<String>) -> DkronJob {
         }
     }
     let status = job.status.clone().unwrap_or_default();
-    let count_of = |s: &str| status.outcome_counts.get(s).copied().unwrap_or(0);
-    let errors = count_of("failed") + count_of("timed_out") + count_of("lost");
-    let last_outcome = status.last_outcome.as_str();
+    let count_of = |s: ExecutionStatus| status.outcome_counts.get(s.as_str()).copied().unwrap_or(0);
+    let errors: u64 = ExecutionStatus::ALL
+        .iter()
+        .filter(|s| s.is_failure())
+        .map(|s| count_of(*s))
+        .sum();
+    let last_outcome = status.last_outcome.parse::<ExecutionStatus>().ok();
     DkronJob {
         name: job.name.clone(),
         displayname,
@@ -363,19 +368,20 @@ pub fn to_dkron(job: &pb::Job, children: Vec<String>) -> DkronJob {
         executor_config,
         starts_at: job.starts_at.as_ref().map(dt_from_ts),
         expires_at: job.expires_at.as_ref().map(dt_from_ts),
-        success_count: count_of("succeeded"),
+        success_count: count_of(ExecutionStatus::Succeeded),
         error_count: errors,
-        last_success: (last_outcome == "succeeded")
+        last_success: (last_outcome == Some(ExecutionStatus::Succeeded))
             .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
             .flatten(),
-        last_error: matches!(last_outcome, "failed" | "timed_out" | "lost")
+        last_error: last_outcome
+            .is_some_and(ExecutionStatus::is_failure)
             .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
             .flatten(),
         status: match last_outcome {
-            "" => String::new(),
-            "succeeded" => "success".into(),
-            "failed" | "timed_out" | "lost" => "failed".into(),
-            other => other.to_string(),
+            None => status.last_outcome.clone(),
+            Some(ExecutionStatus::Succeeded) => "success".into(),
+            Some(s) if s.is_failure() => "failed".into(),
+            Some(s) => s.as_str().to_string(),
         },
         next: status.next_fire_at.as_ref().map(dt_from_ts),
     }
@@ -388,7 +394,7 @@ fn execution(e: &pb::Execution) -> Value {
         "job_name": e.job,
         "started_at": e.started_at.as_ref().map(dt_from_ts),
         "finished_at": e.finished_at.as_ref().map(dt_from_ts),
-        "success": e.status == "succeeded",
+        "success": ExecutionStatus::of(e) == Some(ExecutionStatus::Succeeded),
         "output": e.output,
         "node_name": e.executor,
         "group": e.group,

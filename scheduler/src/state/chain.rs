@@ -36,9 +36,7 @@ pub(super) enum Settled {
 fn classify(status: &str) -> Option<Settled> {
     match status.parse::<ExecutionStatus>().ok()? {
         ExecutionStatus::Succeeded => Some(Settled::Success),
-        ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost => {
-            Some(Settled::Failure)
-        }
+        s if s.is_failure() => Some(Settled::Failure),
         _ => None,
     }
 }
@@ -272,15 +270,18 @@ impl StateMachine {
 
 /// Words for a group's end, as `Execution.group` readers see it.
 pub fn group_status(statuses: &[&str]) -> &'static str {
-    let active = statuses.iter().any(|s| matches!(*s, "pending" | "running"));
-    if active {
-        return "running";
+    let typed: Vec<Option<ExecutionStatus>> = statuses.iter().map(|s| s.parse().ok()).collect();
+    if typed.iter().flatten().any(|s| s.is_active()) {
+        return ExecutionStatus::Running.as_str();
     }
-    let ok = statuses.iter().filter(|s| **s == "succeeded").count();
+    let ok = typed
+        .iter()
+        .filter(|s| **s == Some(ExecutionStatus::Succeeded))
+        .count();
     if ok == statuses.len() {
-        "succeeded"
+        ExecutionStatus::Succeeded.as_str()
     } else if ok == 0 {
-        "failed"
+        ExecutionStatus::Failed.as_str()
     } else {
         "partially_failed"
     }

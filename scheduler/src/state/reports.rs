@@ -57,10 +57,7 @@ impl StateMachine {
             // (its lease had expired, or a pause or cancel did not reach it in time),
             // what it did is kept as a late result.
             // (A `cancelled` report means the executor dropped or killed it: nothing to add.)
-            let ran = matches!(
-                status,
-                ExecutionStatus::Succeeded | ExecutionStatus::Failed | ExecutionStatus::TimedOut
-            );
+            let ran = status.ran_to_an_end();
             if exec.late_status.is_empty() && status != current && ran {
                 exec.late_status = word(status);
                 exec.exit_code = c.exit_code;
@@ -97,10 +94,7 @@ impl StateMachine {
             c.finished_at_ms,
         );
 
-        let retryable = matches!(
-            status,
-            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost
-        );
+        let retryable = status.is_failure();
         let retrying =
             retryable && c.retry_at_ms > 0 && exec.attempt < entry.spec.retry.max_attempts;
         self.prune_history(batch, &mut entry, Some(c.id))?;
