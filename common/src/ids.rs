@@ -23,6 +23,13 @@ impl fmt::Display for ExecutionId {
     }
 }
 
+/// Compares with a bare number (records and tests speak in numbers).
+impl PartialEq<u64> for ExecutionId {
+    fn eq(&self, other: &u64) -> bool {
+        self.0 == *other
+    }
+}
+
 impl std::str::FromStr for ExecutionId {
     type Err = crate::Error;
 
@@ -42,11 +49,48 @@ impl std::str::FromStr for ExecutionId {
 }
 
 /// An executor's self-chosen name (`--id`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExecutorId(pub String);
+
+impl ExecutorId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl fmt::Display for ExecutorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl From<&str> for ExecutorId {
+    fn from(s: &str) -> Self {
+        ExecutorId(s.to_string())
+    }
+}
+
+impl From<String> for ExecutorId {
+    fn from(s: String) -> Self {
+        ExecutorId(s)
+    }
+}
+
+impl PartialEq<&str> for ExecutorId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<str> for ExecutorId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+/// Maps keyed by executor look up by `&str` (the derived order is the string's).
+impl std::borrow::Borrow<str> for ExecutorId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }

@@ -32,6 +32,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_common::selector::Selector;
 use kairos_common::status::TargetStrategy;
 use kairos_proto::v1 as pb;
@@ -57,17 +58,17 @@ struct Conn {
     connected_at: DateTime<Utc>,
     last_heartbeat_at: DateTime<Utc>,
     /// Executions this executor runs, as far as we know (assigned or reported).
-    running: BTreeSet<u64>,
+    running: BTreeSet<ExecutionId>,
     /// It is shutting down: it finishes what it holds and is chosen for nothing new.
     draining: bool,
 }
 
 #[derive(Default)]
 struct Inner {
-    conns: BTreeMap<String, Conn>,
+    conns: BTreeMap<ExecutorId, Conn>,
     next_session: u64,
     /// Last confirmation of each execution's lease.
-    confirmed: HashMap<u64, Instant>,
+    confirmed: HashMap<ExecutionId, Instant>,
     /// Rotates ties for the spread strategy.
     round_robin: u64,
 }
@@ -117,7 +118,7 @@ impl ExecutorRegistry {
         inner.next_session += 1;
         let session = inner.next_session;
         let token = CancellationToken::new();
-        let running: BTreeSet<u64> = hello
+        let running: BTreeSet<ExecutionId> = hello
             .running
             .iter()
             .filter_map(|id| id.parse().ok())
@@ -139,7 +140,10 @@ impl ExecutorRegistry {
             running,
             draining: hello.draining,
         };
-        if let Some(old) = inner.conns.insert(hello.executor_id.clone(), conn) {
+        if let Some(old) = inner
+            .conns
+            .insert(ExecutorId::from(hello.executor_id.as_str()), conn)
+        {
             old.token.cancel();
         }
         (session, token)
@@ -171,7 +175,7 @@ impl ExecutorRegistry {
     pub fn heartbeat(&self, executor: &str, session: u64, running: &[String], now: DateTime<Utc>) {
         let mut inner = self.lock();
         let at = Instant::now();
-        let ids: BTreeSet<u64> = running.iter().filter_map(|id| id.parse().ok()).collect();
+        let ids: BTreeSet<ExecutionId> = running.iter().filter_map(|id| id.parse().ok()).collect();
         for id in &ids {
             inner.confirmed.insert(*id, at);
         }
@@ -204,7 +208,7 @@ impl ExecutorRegistry {
     }
 
     /// Records that `id` was handed to `executor`: its lease starts now.
-    pub fn note_assigned(&self, executor: &str, id: u64) {
+    pub fn note_assigned(&self, executor: &str, id: ExecutionId) {
         let mut inner = self.lock();
         inner.confirmed.insert(id, Instant::now());
         if let Some(c) = inner.conns.get_mut(executor) {
@@ -213,7 +217,7 @@ impl ExecutorRegistry {
     }
 
     /// Forgets a finished execution.
-    pub fn note_finished(&self, executor: &str, id: u64) {
+    pub fn note_finished(&self, executor: &str, id: ExecutionId) {
         let mut inner = self.lock();
         inner.confirmed.remove(&id);
         if let Some(c) = inner.conns.get_mut(executor) {
@@ -223,7 +227,7 @@ impl ExecutorRegistry {
 
     /// True while the execution's lease holds. Executions this leader has never heard
     /// of are leased from `leader_since`, giving executors time to reconnect.
-    pub fn lease_holds(&self, id: u64, leader_since: Instant, lease: Duration) -> bool {
+    pub fn lease_holds(&self, id: ExecutionId, leader_since: Instant, lease: Duration) -> bool {
         let inner = self.lock();
         let last = inner
             .confirmed
@@ -254,9 +258,9 @@ impl ExecutorRegistry {
         strategy: TargetStrategy,
         job: &str,
         avoid: Option<&str>,
-    ) -> Vec<String> {
+    ) -> Vec<ExecutorId> {
         let mut inner = self.lock();
-        let mut matches: Vec<(&String, &Conn)> = inner
+        let mut matches: Vec<(&ExecutorId, &Conn)> = inner
             .conns
             .iter()
             .filter(|(_, c)| !c.draining && selector.matches(&c.tags))
@@ -275,11 +279,11 @@ impl ExecutorRegistry {
         } else {
             (count as usize).min(matches.len())
         };
-        let chosen: Vec<String> = match strategy {
+        let chosen: Vec<ExecutorId> = match strategy {
             TargetStrategy::Hash => {
                 // Rendezvous hashing: the same job keeps the same executor while it is
                 // connected, and only its jobs move when it leaves.
-                matches.sort_by_key(|(name, _)| std::cmp::Reverse(rendezvous(job, name)));
+                matches.sort_by_key(|(name, _)| std::cmp::Reverse(rendezvous(job, name.as_str())));
                 matches
                     .iter()
                     .take(want)
@@ -334,7 +338,7 @@ impl ExecutorRegistry {
             .conns
             .iter()
             .map(|(id, c)| pb::ExecutorStatus {
-                id: id.clone(),
+                id: id.to_string(),
                 tags: c.tags.clone().into_iter().collect(),
                 capacity: c.capacity,
                 running: c.running.len() as u32,

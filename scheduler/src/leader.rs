@@ -594,9 +594,9 @@ async fn check_leases(core: &Core) {
             a.executor,
             LEASE.as_secs()
         );
-        warn!(execution = a.id, job = %a.job, executor = %a.executor, "lease expired: execution lost");
+        warn!(execution = %a.id, job = %a.job, executor = %a.executor, "lease expired: execution lost");
         if let Err(e) = core.finish_lost(a.id, &a.executor, &why).await {
-            debug!(execution = a.id, error = %e, "could not record the lost execution");
+            debug!(execution = %a.id, error = %e, "could not record the lost execution");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! into the command), committing a batch of them, handing each execution to its
 //! executor, and telling executors to stop runs (cancel, replace, pause, delete).
 
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_common::status::{ExecutionStatus, Trigger};
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
@@ -50,7 +51,7 @@ impl Core {
         let now = now_ms(self.clock.as_ref());
         let executor_boots = executors
             .iter()
-            .map(|e| self.executors.boot_of(e))
+            .map(|e| self.executors.boot_of(e.as_str()))
             .collect();
         ipb::Fire {
             executor_boots,
@@ -61,7 +62,7 @@ impl Core {
             scheduled_at_ms: at_ms,
             trigger: trigger.as_str().to_string(),
             attempt: 1,
-            executors,
+            executors: executors.iter().map(ExecutorId::to_string).collect(),
             job_version: entry.version(),
             no_target_reason,
             max_output_bytes: self.config.max_output_bytes,
@@ -128,7 +129,7 @@ impl Core {
 
     /// Sends one assignment; an executor that is gone makes the attempt lost.
     pub async fn dispatch(&self, d: &Dispatch) {
-        let id: u64 = d.execution.id.parse().expect("invariant: ids are numbers");
+        let id = d.id.0;
         let executor = d.execution.executor.clone();
         let msg = pb::SchedulerMessage {
             kind: Some(pb::scheduler_message::Kind::Assignment(
@@ -150,14 +151,19 @@ impl Core {
             warn!(execution = id, %why, "assignment not delivered; waiting for the executor within the lease");
         }
         // The lease starts now either way.
-        self.executors.note_assigned(&executor, id);
+        self.executors.note_assigned(&executor, ExecutionId(id));
     }
 
     /// Records an attempt as lost (its executor is gone).
-    pub async fn finish_lost(&self, id: u64, executor: &str, why: &str) -> Result<()> {
+    pub async fn finish_lost(
+        &self,
+        id: ExecutionId,
+        executor: &ExecutorId,
+        why: &str,
+    ) -> Result<()> {
         let now = now_ms(self.clock.as_ref());
         self.report_finished(ipb::ExecutionFinished {
-            id,
+            id: id.0,
             executor: executor.to_string(),
             status: ExecutionStatus::Lost.as_str().to_string(),
             exit_code: None,
@@ -189,7 +195,7 @@ impl Core {
     pub fn cancel_on_executors(&self, executions: &[ActiveExecution], reason: &str) {
         for a in executions {
             self.send_cancel(a, reason, "");
-            self.executors.note_finished(&a.executor, a.id);
+            self.executors.note_finished(a.executor.as_str(), a.id);
         }
     }
 
@@ -208,8 +214,8 @@ impl Core {
                 if_not_started_status: if_not_started_status.to_string(),
             })),
         };
-        if self.executors.send(&a.executor, msg).is_err() {
-            debug!(execution = a.id, executor = %a.executor, "cancel not delivered: executor gone");
+        if self.executors.send(a.executor.as_str(), msg).is_err() {
+            debug!(execution = %a.id, executor = %a.executor, "cancel not delivered: executor gone");
         }
     }
 }

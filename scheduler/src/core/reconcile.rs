@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_proto::v1 as pb;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::state::ActiveExecution;
 use crate::time::ms_from_ts;
@@ -22,27 +23,27 @@ impl Core {
     /// process died — and is left to its lease (`lost`, then the retry policy).
     pub fn reconcile_executor(&self, hello: &pb::Hello) {
         let executor = hello.executor_id.as_str();
-        let running: BTreeSet<u64> = hello
+        let running: BTreeSet<ExecutionId> = hello
             .running
             .iter()
             .filter_map(|id| id.parse().ok())
             .collect();
         let active = self.view.active();
         // The records of the runs the state gives this executor, read once.
-        let records: BTreeMap<u64, pb::Execution> = active
+        let records: BTreeMap<ExecutionId, pb::Execution> = active
             .iter()
-            .filter(|a| a.executor == executor)
-            .filter_map(|a| Some((a.id, self.view.execution(a.id).ok().flatten()?)))
+            .filter(|a| a.executor.as_str() == executor)
+            .filter_map(|a| Some((a.id, self.view.execution(a.id.0).ok().flatten()?)))
             .collect();
         let resent = self.resend_never_received(hello, &records);
-        let known: BTreeSet<u64> = active.iter().map(|a| a.id).collect();
+        let known: BTreeSet<ExecutionId> = active.iter().map(|a| a.id).collect();
         let over: Vec<ActiveExecution> = running
             .iter()
             .filter(|id| !known.contains(id))
             .map(|id| ActiveExecution {
                 id: *id,
                 job: String::new(),
-                executor: executor.to_string(),
+                executor: ExecutorId::from(executor),
                 scheduled_at_ms: 0,
                 attempt: 0,
                 backfill: 0,
@@ -61,7 +62,8 @@ impl Core {
         let ahead_of_pause: Vec<ActiveExecution> = active
             .iter()
             .filter(|a| {
-                a.executor == executor && (running.contains(&a.id) || resent.contains(&a.id))
+                a.executor.as_str() == executor
+                    && (running.contains(&a.id) || resent.contains(&a.id))
             })
             .filter(|a| {
                 self.view.job(&a.job).is_some_and(|entry| {
@@ -90,8 +92,8 @@ impl Core {
     pub(super) fn resend_never_received(
         &self,
         hello: &pb::Hello,
-        records: &BTreeMap<u64, pb::Execution>,
-    ) -> BTreeSet<u64> {
+        records: &BTreeMap<ExecutionId, pb::Execution>,
+    ) -> BTreeSet<ExecutionId> {
         let missing = crate::executors::never_received(hello, records.values());
         let mut sent = BTreeSet::new();
         if missing.is_empty() {
@@ -112,7 +114,10 @@ impl Core {
             // Committed under an earlier term maybe; handed over under this one, which
             // the executor has just been told (an older one it would refuse).
             assignment.term = term;
-            let id: u64 = exec.id.parse().expect("invariant: ids are numbers");
+            let Ok(id) = exec.id.parse::<ExecutionId>() else {
+                warn!(execution = %exec.id, "a stored execution id that is not a number; not sent again");
+                continue;
+            };
             let msg = pb::SchedulerMessage {
                 kind: Some(pb::scheduler_message::Kind::Assignment(assignment)),
             };

@@ -2,6 +2,7 @@
 //! that may be retried gets its retry's due time here (backoff with jitter), since
 //! apply may not read a clock or draw a random number; webhooks after commit.
 
+use kairos_common::ids::ExecutionId;
 use kairos_common::job::NotifyEvent;
 use kairos_common::status::ExecutionStatus;
 use kairos_proto::internal as ipb;
@@ -67,7 +68,7 @@ impl Core {
             .await?
         {
             Applied::Execution(e) => {
-                self.executors.note_finished(&executor, id);
+                self.executors.note_finished(&executor, ExecutionId(id));
                 self.live.end(id);
                 if let Some(e) = &e
                     && e.status == reported

@@ -708,7 +708,7 @@ async fn is_leader(State(core): State<Arc<Core>>) -> StatusCode {
 async fn busy(State(core): State<Arc<Core>>) -> ApiResult<Json<Vec<Value>>> {
     let mut out = Vec::new();
     for a in core.view.active() {
-        if let Ok(Some(e)) = core.view.execution(a.id) {
+        if let Ok(Some(e)) = core.view.execution(a.id.0) {
             out.push(execution(&e));
         }
     }

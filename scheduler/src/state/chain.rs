@@ -134,16 +134,13 @@ impl StateMachine {
     pub(super) fn settle(
         &mut self,
         batch: &mut Batch,
+        id: u64,
         exec: &pb::Execution,
     ) -> Result<(), StorageError> {
         if !self.children.contains_key(&exec.job) {
             return Ok(());
         }
         let (anchor, outcome) = if exec.group.is_empty() {
-            let id: u64 = exec
-                .id
-                .parse()
-                .expect("invariant: execution ids are numbers");
             (id, classify(&exec.status))
         } else {
             match self.group_outcome(batch, exec)? {
@@ -201,10 +198,12 @@ impl StateMachine {
         batch: &Batch,
         exec: &pb::Execution,
     ) -> Result<Option<(u64, Option<Settled>)>, StorageError> {
-        let group: u64 = exec
-            .group
-            .parse()
-            .expect("invariant: group ids are execution ids");
+        let group: u64 = exec.group.parse().map_err(|_| {
+            StorageError::corrupt(format!(
+                "execution {} names group {:?}, not an execution id",
+                exec.id, exec.group
+            ))
+        })?;
         let prefix = keys::job_executions_prefix(&exec.job);
         let mut members = Vec::new();
         for (key, _) in batch.scan_prefix(&self.db, Cf::State, &prefix, usize::MAX)? {
@@ -228,7 +227,12 @@ impl StateMachine {
         let mut current = 0usize;
         for m in members.iter().filter(|m| !superseded.contains(&m.id)) {
             current += 1;
-            let id: u64 = m.id.parse().expect("invariant: execution ids are numbers");
+            let id: u64 = m.id.parse().map_err(|_| {
+                StorageError::corrupt(format!(
+                    "execution {:?} of group {}: not a number",
+                    m.id, m.group
+                ))
+            })?;
             let retrying = self.retries.values().any(|r| r.retry_of == id);
             if self.active.contains_key(&id) || retrying {
                 return Ok(None);

@@ -4,6 +4,7 @@
 //! or the job's concurrency against what runs), then started (one execution per
 //! chosen executor, or `no_target`).
 
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_common::status::{Concurrency, ExecutionStatus, Trigger};
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
@@ -153,7 +154,7 @@ impl StateMachine {
                 ..Default::default()
             };
             batch.put(Cf::State, keys::job_execution(&miss.job, id), Vec::new());
-            self.put_execution(batch, &exec);
+            self.put_execution(batch, id, &exec);
             entry.record.history_len += 1;
         }
         let status = entry
@@ -401,7 +402,7 @@ impl StateMachine {
                 }
                 Concurrency::Replace => {
                     for a in active {
-                        if let Some(mut old) = self.load_execution(batch, a.id)? {
+                        if let Some(mut old) = self.load_execution(batch, a.id.0)? {
                             let cancelled_by = format!(
                                 "replaced by a new start of the job (instant {})",
                                 crate::time::dt_from_ms(fire.scheduled_at_ms)
@@ -410,6 +411,7 @@ impl StateMachine {
                             self.finish(
                                 batch,
                                 entry,
+                                a.id.0,
                                 &mut old,
                                 ExecutionStatus::Cancelled,
                                 cancelled_by,
@@ -488,9 +490,9 @@ impl StateMachine {
             self.activate(
                 id,
                 ActiveExecution {
-                    id,
+                    id: ExecutionId(id),
                     job: fire.job.clone(),
-                    executor: executor.clone(),
+                    executor: ExecutorId::from(executor.as_str()),
                     scheduled_at_ms: fire.scheduled_at_ms,
                     attempt: exec.attempt,
                     backfill: fire.backfill,
@@ -498,9 +500,10 @@ impl StateMachine {
             );
             self.changes.active = true;
             batch.put(Cf::State, keys::job_execution(&fire.job, id), Vec::new());
-            self.put_execution(batch, &exec);
+            self.put_execution(batch, id, &exec);
             entry.record.history_len += 1;
             outcome.dispatches.push(Dispatch {
+                id: ExecutionId(id),
                 assignment: assignment_for(entry, &exec, start_at_ms, fire.max_output_bytes),
                 execution: exec.clone(),
             });
@@ -538,7 +541,7 @@ impl StateMachine {
         st.last_outcome = exec.status.clone();
         st.last_finished_at = exec.finished_at;
         batch.put(Cf::State, keys::job_execution(&exec.job, id), Vec::new());
-        self.put_execution(batch, &exec);
+        self.put_execution(batch, id, &exec);
         entry.record.history_len += 1;
         exec
     }

@@ -242,7 +242,7 @@ impl StateMachine {
                 if a.scheduled_at_ms <= c.now_ms {
                     continue;
                 }
-                let Some(exec) = self.load_execution(batch, a.id)? else {
+                let Some(exec) = self.load_execution(batch, a.id.0)? else {
                     continue;
                 };
                 if skipped_by_pause(&exec) {

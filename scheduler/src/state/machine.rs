@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use prost::Message as _;
 
-use super::records::{decode_execution, decode_job_record, id_of};
+use super::records::{decode_execution, decode_job_record};
 use super::view::StateView;
 use super::{ActiveExecution, JobEntry, keys};
 use crate::storage::{Batch, Cf, Db, StorageError};
@@ -36,6 +37,7 @@ impl PutResult {
 /// An execution to hand to an executor, built in apply from committed state.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
+    pub id: ExecutionId,
     pub execution: pb::Execution,
     pub assignment: pb::Assignment,
 }
@@ -222,9 +224,9 @@ impl StateMachine {
             active.insert(
                 id,
                 ActiveExecution {
-                    id,
+                    id: ExecutionId(id),
                     job,
-                    executor,
+                    executor: ExecutorId(executor),
                     scheduled_at_ms,
                     attempt,
                     backfill,
@@ -285,7 +287,7 @@ impl StateMachine {
         self.jobs = jobs;
         let mut by_job: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
         for a in active.values() {
-            by_job.entry(a.job.clone()).or_default().insert(a.id);
+            by_job.entry(a.job.clone()).or_default().insert(a.id.0);
         }
         self.active_by_job = by_job;
         self.active = active;
@@ -376,12 +378,10 @@ impl StateMachine {
         self.jobs.insert(name, Arc::new(entry));
     }
 
-    pub(super) fn put_execution(&mut self, batch: &mut Batch, exec: &pb::Execution) {
-        batch.put(
-            Cf::State,
-            keys::execution(id_of(exec)),
-            exec.encode_to_vec(),
-        );
+    /// Writes an execution record; `id` is its number (the record's `id` field is
+    /// the same in decimal, written by whoever built the record from it).
+    pub(super) fn put_execution(&mut self, batch: &mut Batch, id: u64, exec: &pb::Execution) {
+        batch.put(Cf::State, keys::execution(id), exec.encode_to_vec());
         self.changes.executions.push(exec.clone());
     }
 

@@ -92,6 +92,7 @@ pub use jobs::skipped_by_pause;
 pub use machine::{Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine};
 pub use view::{ExecutionPage, StateView};
 
+use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_common::job::Job;
 use kairos_proto::internal as ipb;
 
@@ -115,9 +116,9 @@ impl JobEntry {
 /// An execution that is pending or running, as the leader tracks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveExecution {
-    pub id: u64,
+    pub id: ExecutionId,
     pub job: String,
-    pub executor: String,
+    pub executor: ExecutorId,
     /// The instant it stands for (fires committed ahead have it in the future).
     pub scheduled_at_ms: i64,
     pub attempt: u32,

@@ -52,9 +52,3 @@ pub(super) fn parse_status(s: &str, id: u64) -> Result<ExecutionStatus, StorageE
     s.parse()
         .map_err(|e| StorageError::corrupt(format!("execution {id}: {e}")))
 }
-
-pub(super) fn id_of(exec: &pb::Execution) -> u64 {
-    exec.id
-        .parse()
-        .expect("invariant: execution ids are numbers")
-}

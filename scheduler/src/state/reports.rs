@@ -8,7 +8,7 @@ use kairos_proto::v1 as pb;
 use prost::Message as _;
 
 use super::machine::{Applied, StateMachine};
-use super::records::{id_of, parse_status, word};
+use super::records::{parse_status, word};
 use super::{JobEntry, keys};
 use crate::Error;
 use crate::storage::{Batch, Cf, StorageError};
@@ -29,7 +29,7 @@ impl StateMachine {
             if !c.executor.is_empty() {
                 exec.executor = c.executor;
             }
-            self.put_execution(batch, &exec);
+            self.put_execution(batch, c.id, &exec);
         }
         Ok(Applied::Execution(Some(Box::new(exec))))
     }
@@ -66,7 +66,7 @@ impl StateMachine {
                 if exec.started_at.is_none() && c.started_at_ms != 0 {
                     exec.started_at = Some(ts_from_ms(c.started_at_ms));
                 }
-                self.put_execution(batch, &exec);
+                self.put_execution(batch, c.id, &exec);
             }
             return Ok(Ok(Applied::Execution(Some(Box::new(exec)))));
         }
@@ -88,6 +88,7 @@ impl StateMachine {
         self.finish(
             batch,
             &mut entry,
+            c.id,
             &mut exec,
             status,
             c.error,
@@ -126,7 +127,7 @@ impl StateMachine {
         }
         self.put_record(batch, entry);
         if !retrying {
-            self.settle(batch, &exec)?;
+            self.settle(batch, c.id, &exec)?;
         }
         if ephemeral_done {
             // An ephemeral job has done its work (jobs that others depend on stay).
@@ -161,6 +162,7 @@ impl StateMachine {
         self.finish(
             batch,
             &mut entry,
+            c.id,
             &mut exec,
             ExecutionStatus::Cancelled,
             reason,
@@ -173,17 +175,18 @@ impl StateMachine {
         }))
     }
 
-    /// Makes an active execution final and updates its job's figures.
+    /// Makes active execution `id` final and updates its job's figures.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         &mut self,
         batch: &mut Batch,
         entry: &mut JobEntry,
+        id: u64,
         exec: &mut pb::Execution,
         status: ExecutionStatus,
         error: String,
         now_ms: i64,
     ) {
-        let id = id_of(exec);
         exec.status = word(status);
         if !error.is_empty() {
             exec.error = error;
@@ -191,7 +194,7 @@ impl StateMachine {
         if exec.finished_at.is_none() {
             exec.finished_at = Some(ts_from_ms(now_ms));
         }
-        self.put_execution(batch, exec);
+        self.put_execution(batch, id, exec);
         if self.deactivate(id).is_some() {
             batch.delete(Cf::State, keys::active(id));
             self.changes.active = true;
