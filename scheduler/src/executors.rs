@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kairos_common::ids::{ExecutionId, ExecutorId};
@@ -37,6 +37,7 @@ use kairos_common::selector::Selector;
 use kairos_common::status::TargetStrategy;
 use kairos_proto::v1 as pb;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::time::ts_from_dt;

@@ -35,6 +35,8 @@ pub mod peers;
 pub mod raft;
 pub mod state;
 pub mod storage;
+#[cfg(test)]
+pub mod test;
 pub mod time;
 
 pub use config::Config;
@@ -98,17 +100,58 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Handle
     start_with_clock(config, shutdown, Arc::new(SystemClock)).await
 }
 
-/// [`start`] with a given clock (tests).
+/// [`start`] with a given clock.
 pub async fn start_with_clock(
     config: Config,
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> Result<Handle> {
+    start_node(config, shutdown, clock, RaftRunner::Thread)
+        .await
+        .map(|(handle, _)| handle)
+}
+
+/// [`start_with_clock`] with the raft node on a task of the current runtime
+/// ([`raft::spawn_task`]), for tests that pause tokio's clock; also returns the
+/// node's [`Core`], for them to look inside.
+#[cfg(test)]
+pub(crate) async fn start_in_runtime(
+    config: Config,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> Result<(Handle, Arc<Core>)> {
+    match start_node(config, shutdown, clock, RaftRunner::Task).await? {
+        (handle, Some(core)) => Ok((handle, core)),
+        (_, None) => Err(Error::Unavailable("stopped before joining a group".into())),
+    }
+}
+
+/// Where the raft node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RaftRunner {
+    /// Its own thread: a storage write never blocks the async runtime.
+    Thread,
+    /// A task of the runtime, ticking on tokio's clock (tests with paused time).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Task,
+}
+
+async fn start_node(
+    config: Config,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+    runner: RaftRunner,
+) -> Result<(Handle, Option<Arc<Core>>)> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
-    let db = tokio::task::spawn_blocking(move || Db::open(&data_dir))
-        .await
-        .map_err(|e| Error::Internal(format!("opening storage: {e}")))??;
+    // With the raft node on the runtime (paused-clock tests), nothing may leave the
+    // runtime idle while it works: a paused clock jumps ahead whenever it idles.
+    let db = match runner {
+        RaftRunner::Thread => tokio::task::spawn_blocking(move || Db::open(&data_dir))
+            .await
+            .map_err(|e| Error::Internal(format!("opening storage: {e}")))??,
+        RaftRunner::Task => Db::open(&data_dir)?,
+    };
     let db = Arc::new(db);
     let book = raft::AddressBook::new(config.peers.clone());
     let view = StateView::new(db.clone());
@@ -138,11 +181,14 @@ pub async fn start_with_clock(
 
     // A new node listed with others first finds out whether to bootstrap or join.
     let mut join = config.join;
-    let is_new = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || raft::is_new(&db))
-            .await
-            .map_err(|e| Error::Internal(format!("reading raft state: {e}")))??
+    let is_new = match runner {
+        RaftRunner::Thread => {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || raft::is_new(&db))
+                .await
+                .map_err(|e| Error::Internal(format!("reading raft state: {e}")))??
+        }
+        RaftRunner::Task => raft::is_new(&db)?,
     };
     if is_new && !config.join && config.peers.keys().any(|id| *id != config.node_id) {
         info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "new node: asking the listed peers whether a group runs");
@@ -170,11 +216,14 @@ pub async fn start_with_clock(
         match mode {
             None => {
                 info!("stopped before joining a group");
-                return Ok(Handle {
-                    grpc_addr,
-                    http_addr,
-                    done: tokio::spawn(async { Ok(()) }),
-                });
+                return Ok((
+                    Handle {
+                        grpc_addr,
+                        http_addr,
+                        done: tokio::spawn(async { Ok(()) }),
+                    },
+                    None,
+                ));
             }
             Some(join::StartMode::Joined) => join = true,
             Some(join::StartMode::Bootstrap) => {}
@@ -194,7 +243,10 @@ pub async fn start_with_clock(
         snapshot_interval: config.snapshot_interval,
         snapshot_dir: config.data_dir.join("snapshots"),
     };
-    let inbox = raft::Inbox::default();
+    let inbox = match runner {
+        RaftRunner::Thread => raft::Inbox::default(),
+        RaftRunner::Task => raft::Inbox::for_task(),
+    };
     let transport = raft::GrpcTransport::new(
         config.node_id,
         my_addr.clone(),
@@ -203,14 +255,57 @@ pub async fn start_with_clock(
         options.snapshot_dir.clone(),
         node_token.clone(),
     );
-    let (raft_handle, raft_thread) = raft::spawn(
-        options,
-        db.clone(),
-        sm,
-        transport,
-        inbox,
-        node_token.clone(),
-    )?;
+    let raft_token = node_token.clone();
+    let (raft_handle, raft_done): (_, futures::future::BoxFuture<'static, Result<()>>) =
+        match runner {
+            RaftRunner::Thread => {
+                let (handle, thread) = raft::spawn(
+                    options,
+                    db.clone(),
+                    sm,
+                    transport,
+                    inbox,
+                    node_token.clone(),
+                )?;
+                let done = tokio::task::spawn_blocking(move || {
+                    let result = thread.join();
+                    // Whatever ended the raft loop ends the node.
+                    raft_token.cancel();
+                    match result {
+                        Ok(r) => r.map_err(Error::from),
+                        Err(_) => Err(Error::Internal("the raft thread panicked".into())),
+                    }
+                });
+                (
+                    handle,
+                    Box::pin(async move {
+                        done.await
+                            .map_err(|e| Error::Internal(format!("raft join: {e}")))?
+                    }),
+                )
+            }
+            RaftRunner::Task => {
+                let (handle, task) = raft::spawn_task(
+                    options,
+                    db.clone(),
+                    sm,
+                    transport,
+                    inbox,
+                    node_token.clone(),
+                )?;
+                (
+                    handle,
+                    Box::pin(async move {
+                        let result = task.await;
+                        raft_token.cancel();
+                        match result {
+                            Ok(r) => r.map_err(Error::from),
+                            Err(e) => Err(Error::Internal(format!("the raft task failed: {e}"))),
+                        }
+                    }),
+                )
+            }
+        };
     let metrics = Arc::new(metrics::Metrics::new());
     let core = Arc::new(Core {
         executors: ExecutorRegistry::new(config.node_id),
@@ -231,16 +326,6 @@ pub async fn start_with_clock(
     let grpc_task = tokio::spawn(grpc::serve(core.clone(), grpc_listener, node_token.clone()));
     let http_task = tokio::spawn(http::serve(core.clone(), http_listener, node_token.clone()));
     let leader_task = tokio::spawn(leader::watch_leadership(core.clone(), node_token.clone()));
-    let raft_token = node_token.clone();
-    let raft_task = tokio::task::spawn_blocking(move || {
-        let result = raft_thread.join();
-        // Whatever ended the raft loop ends the node.
-        raft_token.cancel();
-        match result {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::Internal("the raft thread panicked".into())),
-        }
-    });
 
     info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "scheduler listening");
 
@@ -264,10 +349,7 @@ pub async fn start_with_clock(
     }
 
     let done = tokio::spawn(async move {
-        let raft_result = raft_task
-            .await
-            .map_err(|e| Error::Internal(format!("raft join: {e}")))
-            .and_then(|r| r);
+        let raft_result = raft_done.await;
         node_token.cancel();
         let grpc_result = drain(grpc_task, "gRPC").await;
         let http_result = drain(http_task, "HTTP").await;
@@ -286,11 +368,14 @@ pub async fn start_with_clock(
         info!("scheduler stopped");
         Ok(())
     });
-    Ok(Handle {
-        grpc_addr,
-        http_addr,
-        done,
-    })
+    Ok((
+        Handle {
+            grpc_addr,
+            http_addr,
+            done,
+        },
+        Some(core),
+    ))
 }
 
 /// How long the servers may take to finish in-flight requests once the node stops.

@@ -22,7 +22,6 @@ mod reconcile;
 mod reports;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kairos_common::clock::Clock;
 use kairos_proto::internal as ipb;
@@ -62,7 +61,7 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub executors: ExecutorRegistry,
     /// When this node last became a ready leader (for lease grace).
-    pub leader_since: std::sync::Mutex<Option<Instant>>,
+    pub leader_since: std::sync::Mutex<Option<tokio::time::Instant>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Webhook deliveries (leader only).
     pub notifier: crate::notify::Notifier,

@@ -111,9 +111,63 @@ impl Core {
         if attempt >= entry.spec.retry.max_attempts {
             return 0;
         }
-        let delay = entry.spec.retry.delay_before(attempt + 1);
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        let delay_ms = (delay.as_millis() as f64 * jitter) as i64;
-        now_ms(self.clock.as_ref()) + delay_ms.max(1)
+        now_ms(self.clock.as_ref())
+            + retry_delay_ms(&entry.spec.retry, attempt + 1, rand::random::<f64>())
+    }
+}
+
+/// The wait before attempt `next` of a retry policy: its backoff doubled for each
+/// attempt after the second, capped at `max_backoff`, times a jitter of ±20%
+/// (`unit` in [0, 1) picks where in that range), at least 1 ms. The jitter keeps
+/// the retries of many jobs that failed together from all landing at once.
+pub(super) fn retry_delay_ms(
+    policy: &kairos_common::job::RetryPolicy,
+    next: u32,
+    unit: f64,
+) -> i64 {
+    let delay = policy.delay_before(next);
+    let jitter = 0.8 + unit.clamp(0.0, 1.0) * 0.4;
+    ((delay.as_millis() as f64 * jitter) as i64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::retry_delay_ms;
+
+    #[test]
+    fn the_delay_doubles_to_the_cap_within_twenty_percent() {
+        let policy = kairos_common::job::RetryPolicy {
+            max_attempts: 6,
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(5),
+        };
+        // (next attempt, nominal delay)
+        for (next, nominal) in [(2, 2_000), (3, 4_000), (4, 5_000), (5, 5_000)] {
+            assert_eq!(
+                retry_delay_ms(&policy, next, 0.0),
+                nominal * 8 / 10,
+                "attempt {next}"
+            );
+            assert_eq!(
+                retry_delay_ms(&policy, next, 0.5),
+                nominal,
+                "attempt {next}"
+            );
+            assert_eq!(
+                retry_delay_ms(&policy, next, 1.0),
+                nominal * 12 / 10,
+                "attempt {next}"
+            );
+        }
+        // Jitter outside [0, 1] is clamped, and a zero backoff still waits 1 ms.
+        assert_eq!(retry_delay_ms(&policy, 2, 7.0), 2_400);
+        let instant = kairos_common::job::RetryPolicy {
+            max_attempts: 3,
+            backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        };
+        assert_eq!(retry_delay_ms(&instant, 2, 0.5), 1);
     }
 }

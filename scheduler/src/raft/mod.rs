@@ -66,7 +66,7 @@ mod transport;
 
 pub use node::{
     ACTIVE_ELECTIONS, GroupProgress, Inbox, Node, NodeOptions, PROPOSAL_TIMEOUT, RaftHandle,
-    RaftThread, Reporter, Request, Transport, VoterProgress, spawn,
+    RaftThread, Reporter, Request, Transport, VoterProgress, spawn, spawn_task,
 };
 pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, decode_message};
 

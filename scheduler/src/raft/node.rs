@@ -183,10 +183,37 @@ pub trait Transport: Send + 'static {
     fn forget(&mut self, _peer: u64) {}
 }
 
+/// The sending side of a node's inbox. When the node is driven by a task on the
+/// async runtime ([`spawn_task`]) rather than by its own thread, a send also wakes
+/// that task.
+struct InboxSender<O> {
+    tx: SyncSender<Request<O>>,
+    wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl<O> Clone for InboxSender<O> {
+    fn clone(&self) -> Self {
+        InboxSender {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+impl<O> InboxSender<O> {
+    fn try_send(&self, req: Request<O>) -> std::result::Result<(), TrySendError<Request<O>>> {
+        self.tx.try_send(req)?;
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
 /// The async side's way into the raft thread. Cheap to clone.
 pub struct RaftHandle<O> {
     id: u64,
-    inbox: SyncSender<Request<O>>,
+    inbox: InboxSender<O>,
     status: watch::Receiver<RaftStatus>,
 }
 
@@ -310,18 +337,34 @@ impl<O: Send + 'static> RaftHandle<O> {
 
 /// The inbox of a node not started yet, so a transport can be given a handle first.
 pub struct Inbox<O> {
-    tx: SyncSender<Request<O>>,
+    tx: InboxSender<O>,
     rx: Receiver<Request<O>>,
 }
 
 impl<O> Default for Inbox<O> {
     fn default() -> Self {
         let (tx, rx) = sync_channel(INBOX_CAPACITY);
-        Inbox { tx, rx }
+        Inbox {
+            tx: InboxSender { tx, wake: None },
+            rx,
+        }
     }
 }
 
 impl<O> Inbox<O> {
+    /// An inbox for a node driven by an async task ([`spawn_task`]): every send
+    /// wakes the task.
+    pub fn for_task() -> Self {
+        let (tx, rx) = sync_channel(INBOX_CAPACITY);
+        Inbox {
+            tx: InboxSender {
+                tx,
+                wake: Some(Arc::new(tokio::sync::Notify::new())),
+            },
+            rx,
+        }
+    }
+
     /// A sender for reports (the transport's feedback).
     pub fn sender(&self) -> Reporter<O> {
         Reporter {
@@ -333,7 +376,7 @@ impl<O> Inbox<O> {
 /// Lets a transport report delivery problems and hand over received messages
 /// without a full handle.
 pub struct Reporter<O> {
-    tx: SyncSender<Request<O>>,
+    tx: InboxSender<O>,
 }
 
 impl<O> Clone for Reporter<O> {
@@ -356,6 +399,9 @@ impl<O> Reporter<O> {
 
 /// The raft thread; joining it yields how the loop ended.
 pub type RaftThread = std::thread::JoinHandle<Result<(), StorageError>>;
+
+/// The raft node's task (see [`spawn_task`]); awaiting it yields how the loop ended.
+pub type RaftTask = tokio::task::JoinHandle<Result<(), StorageError>>;
 
 /// Starts the raft thread. Returns its handle and the thread, which ends `Ok` after
 /// `shutdown` and `Err` when storage failed.
@@ -388,6 +434,67 @@ pub fn spawn<S: StateMachine, T: Transport>(
             status,
         },
         thread,
+    ))
+}
+
+/// Starts the node as a task on the current async runtime instead of a thread, with
+/// ticks from tokio's timer: tests that pause tokio's clock then drive raft, the
+/// leader's duties and the executors on one timeline, and the runtime never idles
+/// (and so never jumps its paused clock) while raft has work. The inbox must come
+/// from [`Inbox::for_task`]. The task ends `Ok` after `shutdown`, `Err` when storage
+/// failed. Production uses [`spawn`]: a storage write must not block the runtime.
+pub fn spawn_task<S: StateMachine, T: Transport>(
+    options: NodeOptions,
+    db: Arc<Db>,
+    state_machine: S,
+    transport: T,
+    inbox: Inbox<S::Output>,
+    shutdown: CancellationToken,
+) -> Result<(RaftHandle<S::Output>, RaftTask)> {
+    let Inbox { tx, rx } = inbox;
+    let wake = tx
+        .wake
+        .clone()
+        .ok_or_else(|| Error::Internal("a raft task needs Inbox::for_task".into()))?;
+    let mut node = Node::new(options.clone(), db, state_machine, transport)?;
+    let status = node.watch_status();
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(options.tick_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                _ = wake.notified() => {}
+                _ = ticks.tick() => node.tick(),
+            }
+            let mut handled = 0;
+            while handled < MAX_REQUESTS_PER_READY {
+                match rx.try_recv() {
+                    Ok(req) => node.handle(req),
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            if handled == MAX_REQUESTS_PER_READY {
+                // More may wait: come round again before sleeping.
+                wake.notify_one();
+            }
+            if let Err(e) = node.on_ready() {
+                error!(error = %e, "raft loop stopped on a storage failure");
+                break Err(e);
+            }
+        };
+        node.fail_all_pending("the node stopped");
+        result
+    });
+    Ok((
+        RaftHandle {
+            id: options.id,
+            inbox: tx,
+            status,
+        },
+        task,
     ))
 }
 
