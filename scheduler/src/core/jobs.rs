@@ -22,8 +22,7 @@ impl Core {
         job: pb::Job,
         expected_version: Option<u64>,
     ) -> Result<(pb::Job, PutResult)> {
-        let (normalized, spec) = kairos_common::job::normalize(&job)?;
-        self.check_supported(&spec)?;
+        let (normalized, _) = kairos_common::job::normalize(&job)?;
         self.leader_or_wait().await?;
         let cmd = ipb::command::Kind::PutJob(ipb::PutJob {
             job: Some(normalized),
@@ -44,13 +43,6 @@ impl Core {
             }
             other => Err(unexpected(other)),
         }
-    }
-
-    /// Refuses features the document can express but this version does not run yet,
-    /// so that nothing is stored that would silently behave differently.
-    pub(super) fn check_supported(&self, spec: &kairos_common::job::Job) -> Result<()> {
-        let _ = spec;
-        Ok(())
     }
 
     /// Fills the read-time fields of a stored job (the next fire instant).
