@@ -13,6 +13,11 @@
 //! - [`check_runs`]: no (instant, attempt) ran twice, every line matches a record
 //!   of an attempt that may have run (not `missed`, `no_target`, `skipped_*`), and
 //!   every `succeeded` attempt left its line;
+//! - [`check_policy`]: the outcomes obey the job's own [`Policy`]: an attempt that
+//!   failed, timed out or was lost with attempts left was retried, no instant has
+//!   more attempts than allowed, and instants missed while no leader could fire them
+//!   were handled as the misfire policy says (`run_all` runs every one inside its
+//!   window, `run_once` the newest, `skip` none);
 //! - [`check_counts`]: the job's `status.outcomeCounts` equal the statuses of its
 //!   records (valid while nothing was pruned: tests that count set `history.keep`
 //!   high).
@@ -465,6 +470,134 @@ pub fn check_runs(records: &[Exec], runs: &[Ran]) -> Result<()> {
     )
 }
 
+/// What a job does about instants missed while no leader could fire them
+/// (`misfire.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misfire {
+    /// Records every missed instant `missed`, runs none.
+    Skip,
+    /// Runs the newest missed instant inside the window (trigger `catchup`), records
+    /// the rest `missed`.
+    RunOnce,
+    /// Runs every missed instant inside the window, oldest first.
+    RunAll,
+}
+
+/// The parts of a job's document that decide what its record must show when
+/// instants are missed or attempts fail: what [`check_policy`] holds it to.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub misfire: Misfire,
+    /// `misfire.window`: missed instants older than this are `missed` whatever the
+    /// policy.
+    pub misfire_window: TimeDelta,
+    /// `retry.max_attempts`: attempts in all (1 = no retry).
+    pub max_attempts: u64,
+}
+
+/// How close to the edge of the misfire window a `missed` record may be and still
+/// count as outside it: the leader measures the window from its own clock when it
+/// takes over, and stamps the record a moment later.
+const WINDOW_EDGE: TimeDelta = TimeDelta::seconds(2);
+
+/// Checks that `outcomes` (from [`check_instants`]) obey `policy`:
+///
+/// - no instant has more attempts than `max_attempts`;
+/// - an instant whose last attempt ended `failed`, `timed_out` or `lost` used every
+///   attempt the policy allows (otherwise a retry was dropped);
+/// - a first attempt recorded `missed` inside the misfire window (its `finishedAt`,
+///   when the leader recorded it, less than the window after its instant): under
+///   `run_all` that is a problem (run_all runs it); under `run_once` the next
+///   instant not `missed` must be its catch-up run; under `skip` it is expected;
+/// - under `skip`, no instant ran as a catch-up.
+pub fn check_policy(outcomes: &BTreeMap<DateTime<Utc>, Outcome>, policy: &Policy) -> Result<()> {
+    let mut problems = Vec::new();
+    let brief = |o: &Outcome| {
+        o.attempts
+            .iter()
+            .map(Exec::brief)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let list: Vec<(&DateTime<Utc>, &Outcome)> = outcomes.iter().collect();
+    for (i, (t, o)) in list.iter().enumerate() {
+        let attempts = o.attempts.len() as u64;
+        if attempts > policy.max_attempts {
+            problems.push(format!(
+                "instant {t} has {attempts} attempts, the policy allows {}: {}",
+                policy.max_attempts,
+                brief(o)
+            ));
+        }
+        let Some(last) = o.attempts.last() else {
+            continue;
+        };
+        if RETRYABLE_STATUSES.contains(&last.status.as_str()) && last.attempt < policy.max_attempts
+        {
+            problems.push(format!(
+                "instant {t}: attempt {} ended {} with {} attempt(s) left (max_attempts {}) and was never retried: {}",
+                last.attempt,
+                last.status,
+                policy.max_attempts - last.attempt,
+                policy.max_attempts,
+                brief(o)
+            ));
+        }
+        let first = o.first();
+        if policy.misfire == Misfire::Skip && first.trigger == "catchup" {
+            problems.push(format!(
+                "instant {t} ran as a catch-up under misfire policy skip: {}",
+                brief(o)
+            ));
+        }
+        if first.status != "missed" {
+            continue;
+        }
+        let Some(recorded) = first.finished_at else {
+            problems.push(format!(
+                "instant {t} is missed with no finishedAt: {}",
+                first.raw
+            ));
+            continue;
+        };
+        let age = recorded - first.scheduled_at;
+        if age + WINDOW_EDGE >= policy.misfire_window {
+            continue; // older than the window: missed whatever the policy
+        }
+        match policy.misfire {
+            Misfire::Skip => {}
+            Misfire::RunAll => problems.push(format!(
+                "instant {t} was recorded missed {:.1} s after it, inside the run_all window of {} s, which runs it: {}",
+                age.as_seconds_f64(),
+                policy.misfire_window.num_seconds(),
+                brief(o)
+            )),
+            Misfire::RunOnce => {
+                let next = list[i + 1..]
+                    .iter()
+                    .map(|(_, o)| o.first())
+                    .find(|e| e.status != "missed");
+                if next.is_none_or(|e| e.trigger != "catchup") {
+                    problems.push(format!(
+                        "instant {t} was recorded missed inside the run_once window, and the next instant not missed is not its catch-up: {}",
+                        next.map_or("none".to_string(), Exec::brief)
+                    ));
+                }
+            }
+        }
+    }
+    fail_with(
+        &format!(
+            "the policy ({:?}, window {} s, max_attempts {}) of {}",
+            policy.misfire,
+            policy.misfire_window.num_seconds(),
+            policy.max_attempts,
+            list.first().map_or("?", |(_, o)| o.first().job.as_str())
+        ),
+        &problems,
+    )
+}
+
 /// The statuses of `records` counted, final ones only.
 pub fn count_statuses(records: &[Exec]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
@@ -594,6 +727,122 @@ mod tests {
         assert!(err.contains("ran 2 times"), "{err}");
         assert!(err.contains("skipped_paused"), "{err}");
         assert!(err.contains("#3") && err.contains("left no line"), "{err}");
+    }
+
+    /// A missed first attempt at `at`, recorded (finishedAt) at `recorded`.
+    fn missed(id: u64, at: &str, recorded: &str) -> Exec {
+        Exec::parse(&json!({
+            "id": id.to_string(),
+            "job": "j",
+            "scheduledAt": at,
+            "attempt": 1,
+            "trigger": "schedule",
+            "status": "missed",
+            "finishedAt": recorded,
+        }))
+        .unwrap()
+    }
+
+    fn policy(misfire: Misfire, max_attempts: u64) -> Policy {
+        Policy {
+            misfire,
+            misfire_window: TimeDelta::minutes(5),
+            max_attempts,
+        }
+    }
+
+    fn outcomes_of(records: &[Exec], last: &str) -> BTreeMap<DateTime<Utc>, Outcome> {
+        check_instants(records, &window("2026-01-01T00:00:00Z", last)).unwrap()
+    }
+
+    #[test]
+    fn a_dropped_retry_and_an_attempt_too_many_break_the_policy() {
+        let records = vec![
+            exec(1, "2026-01-01T00:00:00Z", 1, "schedule", "lost", 0),
+            exec(2, "2026-01-01T00:00:01Z", 1, "schedule", "failed", 0),
+            exec(3, "2026-01-01T00:00:01Z", 2, "retry", "failed", 2),
+            exec(4, "2026-01-01T00:00:02Z", 1, "schedule", "timed_out", 0),
+            exec(5, "2026-01-01T00:00:02Z", 2, "retry", "succeeded", 4),
+        ];
+        let outcomes = outcomes_of(&records, "2026-01-01T00:00:02Z");
+        // Three attempts allowed: the lost attempt 1 and the failed attempt 2 each
+        // had one left.
+        let err = check_policy(&outcomes, &policy(Misfire::RunAll, 3))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 problem(s)"), "{err}");
+        assert!(
+            err.contains("attempt 1 ended lost with 2 attempt(s) left"),
+            "{err}"
+        );
+        assert!(
+            err.contains("attempt 2 ended failed with 1 attempt(s) left"),
+            "{err}"
+        );
+        // Two allowed: only the lost attempt 1 had one left.
+        let err = check_policy(&outcomes, &policy(Misfire::RunAll, 2))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 problem(s)") && err.contains("ended lost"),
+            "{err}"
+        );
+        // One allowed: every retry is one too many.
+        let err = check_policy(&outcomes, &policy(Misfire::RunAll, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has 2 attempts, the policy allows 1"), "{err}");
+        assert!(!err.contains("never retried"), "{err}");
+    }
+
+    #[test]
+    fn missed_inside_the_window_breaks_run_all_and_run_once_without_its_catchup() {
+        let outage = vec![
+            exec(1, "2026-01-01T00:00:00Z", 1, "schedule", "succeeded", 0),
+            missed(2, "2026-01-01T00:00:01Z", "2026-01-01T00:00:05Z"),
+            missed(3, "2026-01-01T00:00:02Z", "2026-01-01T00:00:05Z"),
+            exec(4, "2026-01-01T00:00:03Z", 1, "catchup", "succeeded", 0),
+            exec(5, "2026-01-01T00:00:04Z", 1, "schedule", "succeeded", 0),
+        ];
+        let outcomes = outcomes_of(&outage, "2026-01-01T00:00:04Z");
+        let err = check_policy(&outcomes, &policy(Misfire::RunAll, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 problem(s)"), "{err}");
+        assert!(
+            err.contains("instant 2026-01-01 00:00:01 UTC was recorded missed 4.0 s after it, inside the run_all window"),
+            "{err}"
+        );
+        check_policy(&outcomes, &policy(Misfire::RunOnce, 1)).unwrap();
+        let err = check_policy(&outcomes, &policy(Misfire::Skip, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ran as a catch-up under misfire policy skip"),
+            "{err}"
+        );
+
+        // run_once without the catch-up: the newest missed instant did not run.
+        let mut no_catchup = outage.clone();
+        no_catchup[3] = missed(4, "2026-01-01T00:00:03Z", "2026-01-01T00:00:05Z");
+        let outcomes = outcomes_of(&no_catchup, "2026-01-01T00:00:04Z");
+        let err = check_policy(&outcomes, &policy(Misfire::RunOnce, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not its catch-up"), "{err}");
+        check_policy(&outcomes, &policy(Misfire::Skip, 1)).unwrap();
+    }
+
+    #[test]
+    fn missed_older_than_the_window_passes_every_policy() {
+        let records = vec![
+            missed(1, "2026-01-01T00:00:00Z", "2026-01-01T00:10:00Z"),
+            exec(2, "2026-01-01T00:00:01Z", 1, "schedule", "succeeded", 0),
+        ];
+        let outcomes = outcomes_of(&records, "2026-01-01T00:00:01Z");
+        for misfire in [Misfire::Skip, Misfire::RunOnce, Misfire::RunAll] {
+            check_policy(&outcomes, &policy(misfire, 1)).unwrap();
+        }
     }
 
     #[test]
