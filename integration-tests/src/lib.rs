@@ -284,6 +284,12 @@ impl Dev {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Every line the process has logged so far (its stderr, at `RUST_LOG=info`), for
+    /// waits on an event only the log shows.
+    pub fn log_lines(&self) -> Vec<String> {
+        read_lines(&self.log_path)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
