@@ -81,16 +81,25 @@ mod tests {
         );
     }
 
+    /// The precise sleep wakes no earlier than its deadline, and not a whole delay
+    /// late: a wrong deadline (counted twice, or from the wrong clock) would be off
+    /// by at least the delay, and the 300 ms one shows it. The bound is what a loaded
+    /// 2-core CI machine needs (a thread can wait tens of milliseconds for a core);
+    /// how precise the start really is (~0.1 ms here when idle) is a figure, measured
+    /// end to end by `kairos-bench lateness`, not a pass/fail line.
     #[tokio::test]
     async fn the_precise_sleep_never_wakes_early_and_is_close() {
-        for delay_ms in [1u64, 5, 30] {
+        const LOADED_MACHINE_SLACK: Duration = Duration::from_millis(150);
+        for delay_ms in [1u64, 5, 30, 300] {
             let deadline = Instant::now() + Duration::from_millis(delay_ms);
             sleep_until_precise(deadline).await;
             let woke = Instant::now();
             assert!(woke >= deadline, "woke early for {delay_ms} ms");
-            // Generous for a loaded test machine; on an idle one it is ~0.1 ms.
             let late = woke - deadline;
-            assert!(late < Duration::from_millis(20), "{late:?} late");
+            assert!(
+                late < LOADED_MACHINE_SLACK,
+                "{late:?} late for a {delay_ms} ms sleep"
+            );
         }
     }
 

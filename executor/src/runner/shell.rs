@@ -502,15 +502,19 @@ mod tests {
             "sleep 100 & echo $! > {}; echo waiting; sleep 100",
             pid_file.display()
         ));
-        spec.timeout = Some(Duration::from_millis(300));
+        // Long enough that the shell, started on a loaded machine, surely writes the
+        // pid and the test sees the grandchild alive before the timeout fires.
+        spec.timeout = Some(Duration::from_secs(3));
         spec.kill_grace = Duration::from_millis(200);
+        let spawned_at = Instant::now();
         let spawned = spawn(&spec, None).unwrap();
         let cancel = CancellationToken::new();
         let waiting = tokio::spawn(async move { spawned.wait(&cancel).await });
         let grandchild = wait_for_pid_file(&pid_file).await;
         assert!(
             !is_dead(grandchild),
-            "the grandchild runs before the timeout"
+            "the grandchild runs before the timeout ({:?} after the spawn)",
+            spawned_at.elapsed()
         );
 
         let outcome = tokio::time::timeout(Duration::from_secs(30), waiting)
@@ -518,8 +522,13 @@ mod tests {
             .expect("a timed-out run ends")
             .unwrap();
         assert_eq!(outcome.status, ExecutionStatus::TimedOut, "{outcome:?}");
-        assert_eq!(outcome.error, "killed after timeout 300ms");
+        assert_eq!(outcome.error, "killed after timeout 3s");
         assert_eq!(outcome.output, "waiting\n");
+        assert!(
+            spawned_at.elapsed() >= Duration::from_secs(3),
+            "ended {:?} after the spawn, before its timeout",
+            spawned_at.elapsed()
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while !is_dead(grandchild) {
             assert!(
