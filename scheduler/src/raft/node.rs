@@ -550,7 +550,34 @@ enum Reply<O> {
 
 impl<S: StateMachine, T: Transport> Node<S, T> {
     /// Opens the node over its storage, bootstrapping a new group on first start.
-    pub fn new(options: NodeOptions, db: Arc<Db>, mut sm: S, transport: T) -> Result<Self> {
+    pub fn new(options: NodeOptions, db: Arc<Db>, sm: S, transport: T) -> Result<Self> {
+        let election = options.election_ticks..options.election_ticks * 2;
+        Self::open(options, election, db, sm, transport)
+    }
+
+    /// A node whose election timeout is always `ticks` (at least `election_ticks`)
+    /// instead of raft's random draw from [election_ticks, 2 × election_ticks): the
+    /// deterministic simulation derives each node's timeout from its seed, so that a
+    /// run replays exactly.
+    #[cfg(test)]
+    pub(crate) fn with_election_timeout(
+        options: NodeOptions,
+        ticks: usize,
+        db: Arc<Db>,
+        sm: S,
+        transport: T,
+    ) -> Result<Self> {
+        Self::open(options, ticks..ticks + 1, db, sm, transport)
+    }
+
+    /// `election` is the range raft draws each election timeout from.
+    fn open(
+        options: NodeOptions,
+        election: std::ops::Range<usize>,
+        db: Arc<Db>,
+        mut sm: S,
+        transport: T,
+    ) -> Result<Self> {
         let applied = Arc::new(AtomicU64::new(sm.applied_index()));
         let store = LogStore::open(db.clone(), options.snapshot_dir.clone(), applied.clone())?;
         if store.is_empty() && !options.join {
@@ -586,8 +613,8 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             id: options.id,
             election_tick: options.election_ticks,
             heartbeat_tick: options.heartbeat_ticks,
-            min_election_tick: options.election_ticks,
-            max_election_tick: options.election_ticks * 2,
+            min_election_tick: election.start,
+            max_election_tick: election.end,
             applied: sm.applied_index(),
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
