@@ -64,6 +64,15 @@ pub fn seed(default: u64) -> u64 {
     }
 }
 
+/// The seeds a sweep runs: only `KAIROS_RAFT_SEED` if set (to replay one failing
+/// run), else `count` seeds from `first`.
+pub fn seeds(first: u64, count: u64) -> Vec<u64> {
+    match std::env::var("KAIROS_RAFT_SEED") {
+        Ok(_) => vec![seed(first)],
+        Err(_) => (first..first + count).collect(),
+    }
+}
+
 fn parse_seed(s: &str) -> Option<u64> {
     let s = s.trim();
     match s.strip_prefix("0x") {
@@ -284,6 +293,11 @@ pub struct Sim {
     sent: Vec<Sent>,
     proposals: BTreeMap<u64, (Vec<u8>, Outcome)>,
     next_ticket: u64,
+    crashes: u64,
+    /// Every payload proposed so far, in order.
+    proposed: Vec<Vec<u8>>,
+    /// Every proposal a node answered with success: (log index, payload).
+    acknowledged: Vec<(u64, Vec<u8>)>,
     pub snapshots_sent: u64,
 }
 
@@ -312,6 +326,9 @@ impl Sim {
             sent: Vec::new(),
             proposals: BTreeMap::new(),
             next_ticket: 1,
+            crashes: 0,
+            proposed: Vec::new(),
+            acknowledged: Vec::new(),
             snapshots_sent: 0,
         };
         sim.log(format!(
@@ -388,6 +405,11 @@ impl Sim {
         self.trace.push(format!("t={} {line}", self.t));
     }
 
+    /// The trace kept so far (the newest lines).
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.trace.lines().map(str::to_owned).collect()
+    }
+
     /// Every message the network handled, in order.
     pub fn sent(&self) -> &[Sent] {
         &self.sent
@@ -435,6 +457,13 @@ impl Sim {
         self.net.cut_one_way(from, to);
     }
 
+    /// Cuts `a` and `b` apart, both ways.
+    pub fn cut(&mut self, a: u64, b: u64) {
+        self.log(format!("net cut n{a}⇹n{b}"));
+        self.net.cut_one_way(a, b);
+        self.net.cut_one_way(b, a);
+    }
+
     /// Cuts `isolated` off from every other node, both ways.
     pub fn isolate(&mut self, isolated: u64) {
         self.log(format!("net isolate n{isolated}"));
@@ -442,6 +471,22 @@ impl Sim {
             if id != isolated {
                 self.net.cut_one_way(id, isolated);
                 self.net.cut_one_way(isolated, id);
+            }
+        }
+    }
+
+    /// Splits the group: no node of `side` talks to a node outside it.
+    pub fn partition(&mut self, side: &[u64]) {
+        let other: Vec<u64> = self
+            .ids()
+            .into_iter()
+            .filter(|id| !side.contains(id))
+            .collect();
+        self.log(format!("net partition {side:?} | {other:?}"));
+        for &a in side {
+            for &b in &other {
+                self.net.cut_one_way(a, b);
+                self.net.cut_one_way(b, a);
             }
         }
     }
@@ -456,6 +501,18 @@ impl Sim {
     pub fn unignore(&mut self, kind: MessageType) {
         self.log(format!("net deliver {kind:?} again"));
         self.net.unignore(kind);
+    }
+
+    /// Loses each message on any link with a chance of `permille`/1000 (seeded).
+    pub fn lose_everywhere(&mut self, permille: u32) {
+        self.log(format!("net lose {permille}‰ of every link's messages"));
+        self.net.lose_everywhere(permille);
+    }
+
+    /// Loses each message from `from` to `to` with a chance of `permille`/1000.
+    pub fn lose(&mut self, from: u64, to: u64, permille: u32) {
+        self.log(format!("net lose {permille}‰ of n{from}→n{to}"));
+        self.net.lose(from, to, permille);
     }
 
     /// Lifts every network rule.
@@ -474,7 +531,13 @@ impl Sim {
         m.node = None;
         m.seen = None;
         m.outbox.0.lock().unwrap().clear();
+        self.crashes += 1;
         self.poll_proposals();
+    }
+
+    /// How many crashes the run had.
+    pub fn crashes(&self) -> u64 {
+        self.crashes
     }
 
     /// Starts a crashed node again over its data, with a new election timeout.
@@ -644,6 +707,7 @@ impl Sim {
             data: data.to_vec(),
             reply,
         });
+        self.proposed.push(data.to_vec());
         self.proposals
             .insert(ticket, (data.to_vec(), Outcome::Waiting(id, rx)));
         self.poll_proposals();
@@ -656,6 +720,16 @@ impl Sim {
             Outcome::Answered(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// Every proposal a node acknowledged: (log index, payload).
+    pub fn acknowledged(&self) -> &[(u64, Vec<u8>)] {
+        &self.acknowledged
+    }
+
+    /// Every payload ever proposed.
+    pub fn proposed(&self) -> &[Vec<u8>] {
+        &self.proposed
     }
 
     /// Proposes on node `id` and drives the group until that node answers. The
@@ -677,13 +751,16 @@ impl Sim {
 
     fn poll_proposals(&mut self) {
         let mut lines = Vec::new();
-        for (ticket, (_, outcome)) in self.proposals.iter_mut() {
+        for (ticket, (data, outcome)) in self.proposals.iter_mut() {
             let Outcome::Waiting(id, rx) = outcome else {
                 continue;
             };
             let id = *id;
             let next = match rx.try_recv() {
                 Ok(r) => {
+                    if let Ok(index) = &r {
+                        self.acknowledged.push((*index, data.clone()));
+                    }
                     lines.push(match &r {
                         Ok(index) => format!("n{id} answer #{ticket}: applied at index {index}"),
                         Err(e) => format!("n{id} answer #{ticket}: refused: {e}"),
