@@ -5,10 +5,9 @@
 //! # Replay
 //! A run is a function of its seed. The seed comes from `KAIROS_RAFT_SEED` when set,
 //! else from the default each test names ([`seed`]). It fixes each node's election
-//! timeout (raft-rs would otherwise draw one at random on every reset; see
-//! `Sim::start` for why no two running nodes share one) and every
-//! chance the network takes; a scenario that wants randomness draws it from its own
-//! [`Rng`] seeded the same way. Everything else the nodes do is deterministic: raft's
+//! timeout (raft-rs would otherwise draw one at random on every reset; `Sim::start`
+//! says why no two running nodes share one) and every chance the network takes; a
+//! scenario that wants randomness draws it from its own [`Rng`] seeded the same way. Everything else the nodes do is deterministic: raft's
 //! progress maps hash with a fixed hasher, the simulation walks nodes in id order and
 //! delivers messages in the order they were sent.
 //!
