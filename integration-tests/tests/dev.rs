@@ -366,3 +366,93 @@ fn a_run_past_its_timeout_is_timed_out_and_its_children_are_gone() -> Result<()>
     )?;
     Ok(())
 }
+
+// `WatchExecutions` for one job: a run of it streams each change in order, from
+// pending to its end, while a run of another job started first does not appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_executions_streams_each_change_of_the_job_s_runs_and_no_other() -> Result<()> {
+    use kairos_proto::v1 as pb;
+    let (dir, dev) = tokio::task::spawn_blocking(start).await??;
+    let dev = std::sync::Arc::new(dev);
+    for name in ["watched", "other"] {
+        let (dev, path) = (dev.clone(), dir.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            apply(
+                &dev,
+                &path,
+                name,
+                &format!(
+                    "name: {name}\nschedule: \"@manual\"\nshell: {{command: \"echo {name}\"}}\n"
+                ),
+            )
+        })
+        .await??;
+    }
+    let channel = tonic::transport::Endpoint::from_shared(dev.endpoint())?
+        .connect()
+        .await?;
+    let mut executions = pb::execution_service_client::ExecutionServiceClient::new(channel.clone());
+    let mut jobs = pb::job_service_client::JobServiceClient::new(channel);
+    // The answer comes once the watcher is subscribed: what follows is seen.
+    let mut stream = executions
+        .watch_executions(pb::WatchExecutionsRequest {
+            job: "watched".into(),
+        })
+        .await?
+        .into_inner();
+    let run = |name: &str| pb::RunJobRequest { name: name.into() };
+    let other = jobs.run_job(run("other")).await?.into_inner();
+    let watched = jobs.run_job(run("watched")).await?.into_inner();
+    let id = watched
+        .execution
+        .map(|e| e.id)
+        .ok_or_else(|| anyhow::anyhow!("the run of watched started nothing"))?;
+
+    // Bounded: at most 50 changes, each within 30 s.
+    let mut seen: Vec<pb::Execution> = Vec::new();
+    for _ in 0..50 {
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no change within 30 s; seen {:?}\n{}",
+                    seen.iter().map(|e| (&e.id, &e.status)).collect::<Vec<_>>(),
+                    dev.log_tail()
+                )
+            })??
+            .ok_or_else(|| anyhow::anyhow!("the watch ended"))?;
+        let done = next.id == id && final_status(&next.status);
+        seen.push(next);
+        if done {
+            break;
+        }
+    }
+    let summary: Vec<(String, String, String)> = seen
+        .iter()
+        .map(|e| (e.job.clone(), e.id.clone(), e.status.clone()))
+        .collect();
+    assert!(
+        seen.iter().all(|e| e.job == "watched" && e.id == id),
+        "changes of another execution or job (other ran as {:?}): {summary:?}",
+        other.execution.map(|e| e.id)
+    );
+    // Each change in order: pending, then running, then the end, none going back.
+    let rank = |status: &str| match status {
+        "pending" => 0,
+        "running" => 1,
+        _ => 2,
+    };
+    let statuses: Vec<&str> = seen.iter().map(|e| e.status.as_str()).collect();
+    eprintln!("execution {id} of watched streamed as {statuses:?}");
+    assert!(
+        statuses.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "the changes go back: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&"running") && statuses.last() == Some(&"succeeded"),
+        "the run's start and end are not both streamed: {statuses:?}"
+    );
+    let last = seen.last().expect("at least one change");
+    assert_eq!(last.output.trim(), "watched", "{last:?}");
+    Ok(())
+}
