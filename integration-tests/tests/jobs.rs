@@ -2,17 +2,21 @@
 //! after writing a job document.
 //!
 //! - Targeting: selectors pick executors by tag, `count: 0` fans one fire out to every
-//!   match (one group), a selector nobody matches is `no_target`, `hash` sticks.
+//!   match (one group), a selector nobody matches is `no_target`, `hash` sticks,
+//!   `least_loaded` weighs load against capacity, `random` picks among the matches
+//!   in no fixed order.
 //! - HTTP jobs against a server in the test: status, body regex, timeout.
 //! - Chaining: success and failure edges, the `dependency` trigger and the parent's
 //!   instant, cycles refused, deleting a parent needs `--cascade`.
-//! - History: `history.keep` keeps the newest runs; a long output keeps its tail.
+//! - History: `history.keep` keeps the newest runs; `--max-executions` caps them
+//!   across all jobs; a long output keeps its tail.
 //! - Live output: `exec logs --follow` shows lines while the run is still running.
 //! - Schedules: a preview across the spring-forward in Europe/Berlin; backfills (and
-//!   their dry runs).
+//!   their dry runs); `starts_at` and `expires_at` bound what fires.
 //! - Optimistic concurrency: two `PutJob`s with one `expected_version`, one wins.
-//! - Webhooks: a failure is announced with its payload; a webhook that cannot be
-//!   reached does not hold up firing.
+//! - Webhooks: a failure is announced with its payload; the global `--notify` hears
+//!   every job's successes and failures; a webhook that cannot be reached does not
+//!   hold up firing.
 //!
 //! Each test starts its own `kairos dev` in its own temporary directory (plus, where it
 //! needs them, a second tagged `kairos executor` and a small HTTP server on 127.0.0.1
@@ -28,7 +32,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use kairos_integration_tests::{CliOutput, Dev, executions, field, num, wait_until, write_file};
 use kairos_proto::v1 as pb;
 use serde_json::{Value, json};
@@ -40,6 +44,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_kairos");
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the test server's `/slow` takes to answer: far beyond any job timeout here.
 const SLOW_ANSWER: Duration = Duration::from_secs(30);
+/// How long the scheduler gives one webhook delivery try before it gives up on it.
+const WEBHOOK_TRY_LIMIT: TimeDelta = TimeDelta::seconds(5);
 
 // ---- the deployment under test ----
 
@@ -163,6 +169,11 @@ struct Agent {
 impl Agent {
     /// Starts an executor named `id` with `tags` (`KEY=VALUE`), dialling `node`.
     fn start(node: &Node, id: &str, tags: &[&str]) -> Result<Agent> {
+        Agent::start_with(node, id, tags, &[])
+    }
+
+    /// Like [`Agent::start`], with `flags` added to its command line.
+    fn start_with(node: &Node, id: &str, tags: &[&str], flags: &[&str]) -> Result<Agent> {
         let log = std::fs::File::create(node.path().join(format!("{id}.log")))?;
         let mut cmd = Command::new(BIN);
         for (key, _) in std::env::vars_os() {
@@ -174,6 +185,7 @@ impl Agent {
         for tag in tags {
             cmd.args(["--tag", tag]);
         }
+        cmd.args(flags);
         let child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -495,6 +507,122 @@ fn selectors_fan_out_and_hashing_choose_executors_by_tag() -> Result<()> {
     Ok(())
 }
 
+/// Waits until execution `id` runs and returns it (its executor is then known to
+/// the leader as running it).
+fn wait_running(node: &Node, id: &str) -> Result<Value> {
+    wait_until(RUN_DEADLINE, &format!("execution {id} to run"), || {
+        node.execution(id)
+            .ok()
+            .filter(|e| field(e, "status") == "running")
+    })
+    .map_err(|e| node.with_log(e))
+}
+
+/// Cancels every execution of `jobs` still going on and waits until they are final,
+/// so that no process outlives the test.
+fn cancel_all(node: &Node, jobs: &[&str]) -> Result<()> {
+    for job in jobs {
+        for e in node.executions(job)? {
+            if !is_final(field(&e, "status")) {
+                node.cli(&["exec", "cancel", field(&e, "id")])?.ok()?;
+            }
+        }
+        for e in node.executions(job)? {
+            node.wait_final(field(&e, "id"))?;
+        }
+    }
+    Ok(())
+}
+
+// `least_loaded` picks the executor with the smallest share of its capacity in use,
+// where `spread` would count runs: `big` (capacity 10) runs two long runs of another
+// job, `small` (capacity 2) none. The first run goes to `small` (0/2 < 2/10); then
+// `small` is at 1/2 and `big` at 2/10, so the next two go to `big` (spread would have
+// sent the second to `small`, which runs fewer).
+#[test]
+fn least_loaded_weighs_the_runs_of_each_executor_against_its_capacity() -> Result<()> {
+    let node = Node::start(&[
+        "--executor-id",
+        "big",
+        "--capacity",
+        "10",
+        "--tag",
+        "size=big",
+    ])?;
+    let _small = Agent::start_with(&node, "small", &["size=small"], &["--capacity", "2"])?;
+    node.dev
+        .wait_for_executors(2)
+        .map_err(|e| node.with_log(e))?;
+    node.apply(
+        "hog",
+        "name: hog\nschedule: \"@manual\"\ntarget: {selector: \"size=big\"}\nshell: {command: \"sleep 60\"}\n",
+    )?;
+    node.apply(
+        "light",
+        "name: light\nschedule: \"@manual\"\ntarget: {strategy: least_loaded}\nshell: {command: \"sleep 60\"}\n",
+    )?;
+    let check = || -> Result<Vec<String>> {
+        for _ in 0..2 {
+            let e = node.run("hog")?;
+            let e = wait_running(&node, field(&e, "id"))?;
+            assert_eq!(field(&e, "executor"), "big", "{e}");
+        }
+        let mut chosen = Vec::new();
+        for _ in 0..3 {
+            let e = node.run("light")?;
+            let e = wait_running(&node, field(&e, "id"))?;
+            chosen.push(field(&e, "executor").to_string());
+        }
+        Ok(chosen)
+    };
+    let chosen = check();
+    cancel_all(&node, &["hog", "light"])?;
+    let chosen = chosen?;
+    assert_eq!(
+        chosen,
+        ["small", "big", "big"],
+        "least_loaded chose by run count or at random, not by share of capacity"
+    );
+    Ok(())
+}
+
+// `random`: 20 quick runs, one after another, land only on the executors the
+// selector matches, on both of them, and not in the strict rotation `spread` keeps
+// (each of those two happens by chance with odds of 2 in 2^20).
+#[test]
+fn random_picks_among_the_matching_executors_in_no_fixed_order() -> Result<()> {
+    let node = Node::start(&["--executor-id", "a", "--tag", "pool=dice"])?;
+    let _b = Agent::start(&node, "b", &["pool=dice"])?;
+    let _c = Agent::start(&node, "c", &["pool=other"])?;
+    node.dev
+        .wait_for_executors(3)
+        .map_err(|e| node.with_log(e))?;
+    node.apply(
+        "dice",
+        "name: dice\nschedule: \"@manual\"\ntarget: {selector: \"pool=dice\", strategy: random}\nshell: {command: \"true\"}\n",
+    )?;
+    let mut chosen = Vec::new();
+    for _ in 0..20 {
+        let e = node.run_wait("dice")?;
+        assert_eq!(field(&e, "status"), "succeeded", "{e}");
+        chosen.push(field(&e, "executor").to_string());
+    }
+    eprintln!("random chose {chosen:?}");
+    assert!(
+        chosen.iter().all(|e| e == "a" || e == "b"),
+        "a run went to an executor the selector does not match: {chosen:?}"
+    );
+    assert!(
+        chosen.iter().any(|e| e == "a") && chosen.iter().any(|e| e == "b"),
+        "random used one executor only: {chosen:?}"
+    );
+    assert!(
+        chosen.windows(2).any(|w| w[0] == w[1]),
+        "random took turns strictly, as spread does: {chosen:?}"
+    );
+    Ok(())
+}
+
 // ---- 2. HTTP jobs ----
 
 #[test]
@@ -699,6 +827,56 @@ fn history_keep_holds_exactly_the_newest_executions() -> Result<()> {
     Ok(())
 }
 
+// `--max-executions 5`: across two jobs that each keep 100, only the 5 newest
+// executions are stored, whatever job they belong to; each job still counts all of
+// its outcomes.
+#[test]
+fn max_executions_keeps_only_the_newest_across_all_jobs() -> Result<()> {
+    let node = Node::start(&["--max-executions", "5"])?;
+    for name in ["left", "right"] {
+        node.apply(
+            name,
+            &format!(
+                "name: {name}\nschedule: \"@manual\"\nhistory: {{keep: 100}}\nshell: {{command: \"echo {name}\"}}\n"
+            ),
+        )?;
+    }
+    let mut ids = Vec::new();
+    for name in [
+        "left", "right", "left", "right", "left", "right", "left", "right",
+    ] {
+        let e = node.run_wait(name)?;
+        assert_eq!(field(&e, "status"), "succeeded", "{e}");
+        ids.push(num(&e, "id"));
+    }
+    let stored: Vec<Value> =
+        kairos_integration_tests::every_execution_at(node.dev.bin(), &node.dev.endpoint())?;
+    let mut stored_ids: Vec<u64> = stored.iter().map(|e| num(e, "id")).collect();
+    stored_ids.sort_unstable();
+    let newest = ids[ids.len() - 5..].to_vec();
+    assert_eq!(
+        stored_ids, newest,
+        "the stored executions are not the 5 newest of {ids:?}"
+    );
+    for name in ["left", "right"] {
+        assert!(
+            stored.iter().any(|e| field(e, "job") == name),
+            "none of {name}'s newest runs is kept: {stored:?}"
+        );
+        let job = node
+            .cli(&["job", "get", name, "-o", "json"])?
+            .ok()?
+            .json()?;
+        let counts = job
+            .get("status")
+            .and_then(|s| s.get("outcomeCounts"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        assert_eq!(num(&counts, "succeeded"), 4, "{name}: {job}");
+    }
+    Ok(())
+}
+
 #[test]
 fn a_long_output_keeps_its_last_64_kib() -> Result<()> {
     let node = Node::start(&[])?;
@@ -854,6 +1032,68 @@ fn a_preview_across_the_spring_forward_moves_the_skipped_instant() -> Result<()>
     assert_eq!(field(&out, "timezone"), "Europe/Berlin", "{out}");
     // Previewing a file stores nothing.
     assert!(!node.cli(&["job", "get", "berlin"])?.success());
+    Ok(())
+}
+
+// `starts_at` and `expires_at`: an `@every 1s` job fires at exactly the instants
+// from the one to the other, both included — none before, none after — and once
+// it has expired it says no next fire.
+#[test]
+fn starts_at_and_expires_at_bound_the_instants_that_fire() -> Result<()> {
+    let node = Node::start(&[])?;
+    // Far enough ahead that the first instant is committed on time, not as a misfire.
+    let starts = Utc::now()
+        .duration_trunc(TimeDelta::seconds(1))
+        .expect("in range")
+        + TimeDelta::seconds(5);
+    let expires = starts + TimeDelta::seconds(3);
+    node.apply(
+        "windowed",
+        &format!(
+            "name: windowed\nschedule: \"@every 1s\"\nstarts_at: {}\nexpires_at: {}\nshell: {{command: \"echo $KAIROS_SCHEDULED_AT\"}}\n",
+            rfc3339(starts),
+            rfc3339(expires)
+        ),
+    )?;
+    // Past the expiry by more than the lookahead, and everything final.
+    let list = wait_until(
+        RUN_DEADLINE,
+        "the window to pass and its runs to end",
+        || {
+            if Utc::now() < expires + TimeDelta::seconds(4) {
+                return None;
+            }
+            let list = node.executions("windowed").ok()?;
+            list.iter()
+                .all(|e| is_final(field(e, "status")))
+                .then_some(list)
+        },
+    )
+    .map_err(|e| node.with_log(e))?;
+    let fired: Vec<DateTime<Utc>> = list.iter().map(|e| time(e, "scheduledAt")).collect();
+    let expected: Vec<DateTime<Utc>> = (0..=3).map(|s| starts + TimeDelta::seconds(s)).collect();
+    assert_eq!(
+        fired, expected,
+        "the instants fired are not those from starts_at to expires_at"
+    );
+    for e in &list {
+        assert_eq!(field(e, "status"), "succeeded", "{e}");
+        assert_eq!(field(e, "trigger"), "schedule", "{e}");
+        assert_eq!(
+            field(e, "output").trim().parse::<DateTime<Utc>>().ok(),
+            Some(time(e, "scheduledAt")),
+            "the run does not see its own instant: {e}"
+        );
+    }
+    let job = node
+        .cli(&["job", "get", "windowed", "-o", "json"])?
+        .ok()?
+        .json()?;
+    assert!(
+        job.get("status")
+            .is_none_or(|s| field(s, "nextFireAt").is_empty()),
+        "an expired job still says when it fires next: {job}"
+    );
     Ok(())
 }
 
@@ -1083,6 +1323,72 @@ fn a_failure_webhook_receives_the_execution_and_its_output() -> Result<()> {
     Ok(())
 }
 
+// The global `--notify` webhook hears the successes and failures of every job, none
+// of which names a webhook of its own, and not their starts.
+#[test]
+fn the_global_notify_webhook_hears_every_job_s_successes_and_failures() -> Result<()> {
+    let server = TestServer::start()?;
+    let hook = server.url("/hook");
+    let node = Node::start(&["--notify", &hook])?;
+    for (name, command) in [("fine", "echo fine"), ("failing", "echo boom; exit 1")] {
+        node.apply(
+            name,
+            &format!("name: {name}\nschedule: \"@manual\"\nshell: {{command: \"{command}\"}}\n"),
+        )?;
+    }
+    let fine = node.run_wait("fine")?;
+    assert_eq!(field(&fine, "status"), "succeeded", "{fine}");
+    let failing = node.run_wait("failing")?;
+    assert_eq!(field(&failing, "status"), "failed", "{failing}");
+
+    let hits = wait_until(RUN_DEADLINE, "both runs announced", || {
+        let hits = server.hits("/hook");
+        (hits.len() >= 2).then_some(hits)
+    })
+    .map_err(|e| node.with_log(e))?;
+    let mut heard: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for hit in &hits {
+        let payload: Value = serde_json::from_str(&hit.body)
+            .with_context(|| format!("the webhook body is not JSON: {:?}", hit.body))?;
+        heard.insert(
+            field(&payload, "job").to_string(),
+            (
+                field(&payload, "event").to_string(),
+                field(&payload["execution"], "id").to_string(),
+                field(&payload, "outputTail").trim().to_string(),
+            ),
+        );
+    }
+    assert_eq!(
+        heard,
+        BTreeMap::from([
+            (
+                "failing".to_string(),
+                (
+                    "failure".to_string(),
+                    field(&failing, "id").to_string(),
+                    "boom".to_string()
+                )
+            ),
+            (
+                "fine".to_string(),
+                (
+                    "success".to_string(),
+                    field(&fine, "id").to_string(),
+                    "fine".to_string()
+                )
+            ),
+        ]),
+        "what the global webhook heard: {hits:?}"
+    );
+    assert_eq!(
+        hits.len(),
+        2,
+        "starts are not for the global webhook: {hits:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn an_unreachable_webhook_does_not_delay_firing() -> Result<()> {
     let server = TestServer::start()?;
@@ -1110,8 +1416,11 @@ fn an_unreachable_webhook_does_not_delay_firing() -> Result<()> {
         assert_eq!(field(e, "status"), "succeeded", "{e}");
         worst = worst.max(time(e, "startedAt") - time(e, "scheduledAt"));
     }
+    // A delivery that held up firing would cost a fire its whole time limit (5 s a
+    // try); a loaded CI machine starts a run up to a second or so late by itself.
+    // (How late runs start when nothing is wrong: `kairos-bench lateness`.)
     assert!(
-        worst < TimeDelta::milliseconds(500),
+        worst < WEBHOOK_TRY_LIMIT - TimeDelta::seconds(2),
         "a run started {worst} after its instant"
     );
     // The webhooks really were failing meanwhile.
