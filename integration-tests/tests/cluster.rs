@@ -12,7 +12,10 @@
 //!   the log was compacted, and knows every member) and shrinks (a follower or the
 //!   leader itself is removed) while it keeps firing;
 //! - a write through any node is visible through every node at once;
-//! - a leadership transfer neither misses nor doubles a fire.
+//! - a leadership transfer neither misses nor doubles a fire;
+//! - `/healthz` answers while the process runs; `/readyz` only on a voter that has
+//!   applied what the leader committed (not on a node waiting to be added, nor on
+//!   one cut off from its quorum).
 //!
 //! The instants that ran are read from a file the job appends `$KAIROS_SCHEDULED_AT`
 //! to, so the checks are about what really ran, not about what was recorded.
@@ -24,8 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, ensure};
 use chrono::{DateTime, Timelike as _, Utc};
 use kairos_integration_tests::{
-    Cluster, ClusterOptions, field, num, read_lines, scheduler_ids, ticker_job, wait_until,
-    write_file,
+    Cluster, ClusterOptions, LEADER_DEADLINE, field, http_get, num, read_lines, scheduler_ids,
+    ticker_job, wait_until, write_file,
 };
 use serde_json::Value;
 
@@ -857,6 +860,102 @@ fn nodes_listed_in_peers_join_by_themselves_and_remove_above_shrinks_the_group()
 /// the last instant that was surely fired before the pause (fires are committed up
 /// to two seconds ahead, and those not started when the pause came are
 /// `skipped_paused`).
+// 11. `/healthz` and `/readyz`, as a load balancer or Kubernetes reads them: every
+//     member of a healthy group is alive and ready (its answer names the leader); a
+//     node started with `--join` is alive but not ready until it has been added and
+//     has applied what the leader had committed; with the quorum gone the survivors
+//     are alive but not ready, and ready again once it is back.
+#[test]
+fn healthz_says_alive_and_readyz_only_a_voter_caught_up_with_the_leader() -> Result<()> {
+    let (_dir, mut cluster) = start(ClusterOptions::new(3, 0))?;
+    let leader = cluster.wait_for_leader()?;
+    let get = |cluster: &Cluster, id: u64, path: &str| http_get(cluster.http_addr(id), path);
+    let alive = |cluster: &Cluster, id: u64| -> Result<()> {
+        let (code, body) = get(cluster, id, "/healthz")?;
+        ensure!(
+            code == 200 && body.trim() == "ok",
+            "/healthz of scheduler {id}: {code} {body:?}"
+        );
+        Ok(())
+    };
+    // Polls `/readyz` of `id` until it answers `want`; returns the body.
+    let readyz_becomes = |cluster: &Cluster, id: u64, want: u16| -> Result<String> {
+        wait_until(
+            LEADER_DEADLINE,
+            &format!("/readyz of scheduler {id} to answer {want}"),
+            || {
+                get(cluster, id, "/readyz")
+                    .ok()
+                    .filter(|(code, _)| *code == want)
+                    .map(|(_, body)| body)
+            },
+        )
+        .map_err(|e| cluster.with_logs(e))
+    };
+    for id in cluster.scheduler_ids() {
+        alive(&cluster, id)?;
+        let body = readyz_becomes(&cluster, id, 200)?;
+        ensure!(
+            body.contains(&format!("leader {leader}")),
+            "/readyz of scheduler {id} does not name the leader {leader}: {body:?}"
+        );
+    }
+
+    // A node waiting to join: alive, not ready.
+    let addr = cluster.start_joining_scheduler(4)?;
+    alive(&cluster, 4)?;
+    let (code, body) = get(&cluster, 4, "/readyz")?;
+    ensure!(
+        code == 503 && body.starts_with("not ready"),
+        "/readyz of a node not yet added: {code} {body:?}"
+    );
+    // Added, it is ready once it has applied what the leader had committed.
+    let committed = num(&cluster.own_status(leader)?, "commitIndex");
+    cluster
+        .cli(leader, &["cluster", "add-scheduler", "4", &addr])?
+        .ok()
+        .map_err(|e| cluster.with_logs(e))?;
+    // The answer says how far the node had applied when it said so.
+    let body = readyz_becomes(&cluster, 4, 200)?;
+    let applied: u64 = body
+        .trim()
+        .rsplit_once("applied ")
+        .and_then(|(_, n)| n.parse().ok())
+        .with_context(|| format!("/readyz of scheduler 4 names no applied index: {body:?}"))?;
+    ensure!(
+        applied >= committed,
+        "scheduler 4 said ready at applied index {applied}, before the leader's commit {committed}: {body:?}"
+    );
+
+    // Two of the four voters gone: no quorum. The survivors live, and are not ready.
+    let other = cluster
+        .scheduler_ids()
+        .into_iter()
+        .find(|&id| id != leader && id != 4)
+        .expect("four nodes");
+    cluster.kill_scheduler(leader)?;
+    cluster.kill_scheduler(other)?;
+    let survivors = cluster.running_schedulers();
+    for &id in &survivors {
+        alive(&cluster, id)?;
+        let body = readyz_becomes(&cluster, id, 503)?;
+        ensure!(
+            body.starts_with("not ready"),
+            "/readyz of scheduler {id} without a quorum: {body:?}"
+        );
+    }
+    // One back: a quorum of three, and every running node is ready again.
+    cluster.restart_scheduler(leader)?;
+    for id in cluster.running_schedulers() {
+        readyz_becomes(&cluster, id, 200)?;
+        alive(&cluster, id)?;
+    }
+    eprintln!(
+        "survivors {survivors:?} were not ready without a quorum, ready again with {leader} back"
+    );
+    Ok(())
+}
+
 fn pause_and_settle(cluster: &Cluster, job: &str) -> Result<(u64, DateTime<Utc>)> {
     let leader = cluster.wait_for_leader()?;
     let paused_at = Utc::now();
