@@ -707,7 +707,7 @@ fn chaos(seed: u64, n: u64) -> Sim {
             7 if rng.chance(500) => sim.lose_everywhere(100 + rng.below(200) as u32),
             7 => {
                 let from = rng.below(n) + 1;
-                let to = rng.below(n) + 1;
+                let to = rng.pick(&others(n, from));
                 sim.lose(from, to, 300 + rng.below(500) as u32);
             }
             8 => sim.ignore(rng.pick(&kinds)),
