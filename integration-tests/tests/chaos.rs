@@ -6,7 +6,9 @@
 //! The jobs: `@every 1s`, `misfire: {policy: run_all, window: 5m}`, `retry:
 //! {max_attempts: 3, backoff: 1s}`, `history: {keep: 10000}`, and a command that
 //! appends `$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID` to a file of
-//! its own.
+//! its own and then fails when it is a first attempt whose execution id is a multiple
+//! of 7: besides the `lost` attempts the leases find, `failed` ones that executors
+//! report across the faults must be retried too.
 //!
 //! The faults, one at a time, every 0.3–2 s, from a seeded generator:
 //! - SIGKILL the leader (most often), or a follower; it is restarted on its data
@@ -103,6 +105,8 @@ const FORCED_OUTAGE_MS: (u64, u64) = (3000, 6000);
 const MISFIRE_WINDOW_MINUTES: i64 = 5;
 /// `retry.max_attempts` of the firing jobs.
 const MAX_ATTEMPTS: u64 = 3;
+/// A first attempt whose execution id is a multiple of this fails (exit 1).
+const FAIL_EVERY: u64 = 7;
 /// What the firing jobs' documents ask for, as the checker holds them to it.
 const POLICY: Policy = Policy {
     misfire: Misfire::RunAll,
@@ -203,7 +207,7 @@ fn ran_file(dir: &Path, i: usize) -> PathBuf {
 /// The document of firing job `i`, revision `rev`.
 fn firing_job(dir: &Path, i: usize, rev: u32) -> String {
     format!(
-        "name: {}\nschedule: \"@every 1s\"\nmisfire: {{policy: run_all, window: {MISFIRE_WINDOW_MINUTES}m}}\nretry: {{max_attempts: {MAX_ATTEMPTS}, backoff: 1s}}\nhistory: {{keep: 10000}}\nmetadata: {{rev: \"{rev}\"}}\nshell:\n  command: echo \"$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID\" >> '{}'\n",
+        "name: {}\nschedule: \"@every 1s\"\nmisfire: {{policy: run_all, window: {MISFIRE_WINDOW_MINUTES}m}}\nretry: {{max_attempts: {MAX_ATTEMPTS}, backoff: 1s}}\nhistory: {{keep: 10000}}\nmetadata: {{rev: \"{rev}\"}}\nshell:\n  command: |\n    echo \"$KAIROS_SCHEDULED_AT $KAIROS_ATTEMPT $KAIROS_EXECUTION_ID\" >> '{}'\n    [ \"$KAIROS_ATTEMPT\" -gt 1 ] || [ $((KAIROS_EXECUTION_ID % {FAIL_EVERY})) -ne 0 ]\n",
         job_name(i),
         ran_file(dir, i).display()
     )
