@@ -14,6 +14,7 @@ fn main() -> Result<(), BoxError> {
         "kairos/v1/cluster.proto",
         "kairos/v1/executor_gateway.proto",
         "kairos/v1/raft_transport.proto",
+        "kairos/v1/token.proto",
         "kairos/internal/v1/state.proto",
     ]
     .iter()

@@ -77,6 +77,24 @@ pub struct GlobalArgs {
     )]
     pub output: OutputFormat,
 
+    /// The CA certificate(s) (PEM) that signed the schedulers' certificates: with it,
+    /// every connection is TLS. Client commands, executors and schedulers alike.
+    #[arg(long, global = true, env = "KAIROS_TLS_CA", value_name = "FILE", help_heading = GLOBAL_HEADING)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// This process's own certificate (PEM): a scheduler's, an executor's, or a
+    /// person's or tool's client certificate (which then needs no token).
+    #[arg(long, global = true, env = "KAIROS_TLS_CERT", value_name = "FILE", help_heading = GLOBAL_HEADING)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "KAIROS_TLS_KEY", value_name = "FILE", help_heading = GLOBAL_HEADING)]
+    pub tls_key: Option<PathBuf>,
+
+    /// A bearer token (`kairos token create`) for client commands and executors.
+    #[arg(long, global = true, env = "KAIROS_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = values::token, help_heading = GLOBAL_HEADING)]
+    pub token: Option<String>,
+
     /// Log lines on stderr as text or JSON [default: text]; RUST_LOG sets the level.
     #[arg(
         long,
@@ -117,6 +135,77 @@ pub enum Command {
     },
     /// List the connected executors.
     Executors,
+    /// Create, list and revoke bearer tokens (admin).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Make a CA and certificates for a test or small group.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once and never again.
+    Create {
+        /// Who or what holds it (shown in audit lines): `ci-deploy`, `alice`.
+        name: String,
+        /// admin, operator, viewer or executor.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the tokens (ids, names, roles; never secrets).
+    List,
+    /// Revoke a token: refused everywhere once the revocation commits.
+    Revoke {
+        /// The token's id (the part after `kairos_`, as `token list` shows).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a new CA in DIR and certificates signed by it.
+    ///
+    /// Writes ca.crt and ca.key (keep the key off the nodes), scheduler-ID.crt/.key
+    /// for each --scheduler, executor-NAME.crt/.key for each --executor, and
+    /// ROLE-NAME.crt/.key for each --client. Scheduler certificates are valid for
+    /// every --host (default: localhost and 127.0.0.1).
+    Init {
+        /// Where to write the files (refused if it holds a CA already).
+        dir: PathBuf,
+        /// Scheduler node ids, comma-separated or repeated [default: 1,2,3].
+        #[arg(long = "scheduler", value_name = "ID", value_delimiter = ',')]
+        schedulers: Vec<u64>,
+        /// Host names and addresses the schedulers are reached at; repeat.
+        #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Executor names; repeat.
+        #[arg(long = "executor", value_name = "NAME", value_delimiter = ',')]
+        executors: Vec<String>,
+        /// People and tools: ROLE=NAME (admin, operator, viewer); repeat
+        /// [default: admin=admin].
+        #[arg(long = "client", value_name = "ROLE=NAME", value_delimiter = ',')]
+        clients: Vec<String>,
+    },
+    /// Sign one more certificate with the CA in DIR (or sign a new one for a name
+    /// already there: a rotation).
+    Issue {
+        /// The directory holding ca.crt and ca.key.
+        dir: PathBuf,
+        /// scheduler, executor, admin, operator or viewer.
+        #[arg(long)]
+        role: String,
+        /// The holder's name: a scheduler's node id, an executor's id, a person.
+        #[arg(long)]
+        name: String,
+        /// Host names and addresses a scheduler certificate is valid for; repeat.
+        #[arg(long = "host", value_name = "HOST", value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
 }
 
 /// `kairos dev`: everything on one machine, for trying Kairos out and for tests.
@@ -258,6 +347,23 @@ pub struct SchedulerArgs {
     #[arg(long, env = "KAIROS_ADVERTISE_ADDR", value_name = "HOST:PORT")]
     pub advertise_addr: Option<String>,
 
+    /// Run without TLS and without authentication: anyone who reaches the ports may
+    /// do anything. Required when --tls-cert is not given.
+    #[arg(long, env = "KAIROS_INSECURE")]
+    pub insecure: bool,
+
+    /// Writes per second each caller may make, 0 for no limit [default: 200].
+    #[arg(long, env = "KAIROS_WRITE_RATE", value_name = "N", value_parser = values::limit)]
+    pub write_rate: Option<f64>,
+
+    /// Writes a caller may make at once above --write-rate [default: 400].
+    #[arg(long, env = "KAIROS_WRITE_BURST", value_name = "N", value_parser = values::limit)]
+    pub write_burst: Option<f64>,
+
+    /// Serve /metrics without credentials (for a scraper without a token).
+    #[arg(long, env = "KAIROS_METRICS_OPEN")]
+    pub metrics_open: bool,
+
     /// Compact the raft log every N applied entries; a new or lagging node then
     /// catches up by snapshot [default: 10000].
     #[arg(long, env = "KAIROS_SNAPSHOT_INTERVAL", value_name = "N")]
@@ -324,6 +430,11 @@ pub struct ExecutorArgs {
     /// new meanwhile) before they are killed and recorded failed [default: 20s].
     #[arg(long, env = "KAIROS_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = values::duration)]
     pub shutdown_grace: Option<Duration>,
+
+    /// Dial the schedulers in the clear, with no credentials (they must run
+    /// --insecure too). Required when --tls-ca is not given.
+    #[arg(long, env = "KAIROS_INSECURE")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]

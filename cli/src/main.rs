@@ -14,6 +14,7 @@
 //! functions used here.
 
 mod args;
+mod certs;
 mod client;
 mod config_file;
 mod errors;
@@ -62,17 +63,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Dev(args) => {
-            let settings = settings::dev(&args, global.log_format)?;
+            let settings = settings::dev(&args, &global)?;
             logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
             roles::run_dev(settings).await
         }
         Command::Scheduler(args) => {
-            let settings = settings::scheduler(&args, global.log_format)?;
+            let settings = settings::scheduler(&args, &global)?;
             logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
             roles::run_scheduler(settings.config).await
         }
         Command::Executor(args) => {
-            let settings = settings::executor(&args, global.log_format)?;
+            let settings = settings::executor(&args, &global)?;
             logging::init(settings.log_format, logging::ROLE_DEFAULT_LEVEL)?;
             roles::run_executor(settings.config).await
         }
@@ -91,6 +92,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Executors => {
             init_client_logging(&global)?;
             client::run(&global, client::Request::Executors).await
+        }
+        Command::Token { command } => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Token(command)).await
+        }
+        Command::Certs { command } => {
+            init_client_logging(&global)?;
+            certs::run(command, global.output)
         }
     }
 }

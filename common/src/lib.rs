@@ -10,6 +10,7 @@
 // Tests may unwrap (STYLE.md §15); library code may not, and is linted without this.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access;
 pub mod clock;
 pub mod duration;
 pub mod error;

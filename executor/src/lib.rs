@@ -79,7 +79,8 @@ const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an executor needs to know to join a scheduler group.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Scheduler gRPC addresses, `host:port` or `http://host:port` (no TLS yet).
+    /// Scheduler gRPC addresses, `host:port`, `http://host:port` or `https://…`
+    /// (TLS or not is `tls`, whatever the scheme says).
     /// Any member of the group will do (followers redirect to the leader); they are
     /// tried in order, rotating, whenever a connection fails.
     pub schedulers: Vec<String>,
@@ -96,6 +97,13 @@ pub struct Config {
     /// On shutdown, how long the runs this executor holds may go on before they are
     /// killed (and reported `failed`); the leader sends it nothing new meanwhile.
     pub shutdown_grace: Duration,
+    /// TLS to the schedulers: the CA that signed them, and this executor's own
+    /// certificate (role `executor`) unless it authenticates with `token`.
+    pub tls: Option<kairos_tls::TlsFiles>,
+    /// An `executor` bearer token, when it has no certificate.
+    pub token: Option<String>,
+    /// Dial in the clear, with no credentials (the schedulers must run `--insecure`).
+    pub insecure: bool,
 }
 
 impl Config {
@@ -108,11 +116,14 @@ impl Config {
             capacity: DEFAULT_CAPACITY,
             kill_grace: DEFAULT_KILL_GRACE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
+            token: None,
+            insecure: false,
         }
     }
 
     /// Refuses a config that could never connect, before anything starts.
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.schedulers.is_empty() {
             return Err(Error::InvalidConfig(
                 "at least one scheduler address is required".into(),
@@ -123,6 +134,24 @@ impl Config {
         }
         for addr in &self.schedulers {
             session::endpoint_uri(addr)?;
+        }
+        match (&self.tls, self.insecure) {
+            (None, false) => {
+                return Err(Error::InvalidConfig(
+                    "--tls-ca is required (with --tls-cert and --tls-key, or --token): an executor talks to the schedulers over TLS, or with --insecure in the clear".into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(Error::InvalidConfig(
+                    "--insecure and --tls-ca exclude each other".into(),
+                ));
+            }
+            (Some(tls), false) if tls.cert.is_none() && self.token.is_none() => {
+                return Err(Error::InvalidConfig(
+                    "an executor needs a certificate (--tls-cert and --tls-key) or an executor token (--token)".into(),
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -165,8 +194,15 @@ impl Agent {
             config.kill_grace,
             stop_runs.clone(),
         ));
+        let tls = config
+            .tls
+            .clone()
+            .map(kairos_tls::ClientTls::new)
+            .transpose()
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         let session = Session::new(
             config,
+            tls,
             Arc::clone(&executions),
             Arc::clone(&outbox),
             started_rx,

@@ -90,10 +90,12 @@ pub(crate) fn endpoint_uri(addr: &str) -> Result<String> {
     if trimmed.is_empty() {
         return Err(invalid("the address is empty"));
     }
+    // Plain or TLS is the executor's setting (--tls-ca), not the address's: the
+    // scheme is only accepted and dropped.
     let uri = match trimmed.split_once("://") {
         None => format!("http://{trimmed}"),
-        Some(("http", _)) => trimmed.to_string(),
-        Some(_) => return Err(invalid("only http:// addresses are supported")),
+        Some(("http", rest)) | Some(("https", rest)) => format!("http://{rest}"),
+        Some(_) => return Err(invalid("only http:// and https:// addresses are supported")),
     };
     Endpoint::from_shared(uri.clone()).map_err(|e| invalid(&e.to_string()))?;
     Ok(uri)
@@ -153,16 +155,22 @@ impl Ended {
                 leader: (!leader.is_empty()).then(|| leader.to_string()),
             };
         }
-        Ended::Lost {
-            welcomed,
-            reason: format!("{:?}: {}", status.code(), status.message()),
+        // A transport failure's cause (a refused certificate, a reset) is in the
+        // status's source, not its message.
+        let mut reason = format!("{:?}: {}", status.code(), status.message());
+        if let Some(cause) = std::error::Error::source(status) {
+            reason.push_str(": ");
+            reason.push_str(&kairos_common::error::chain(cause));
         }
+        Ended::Lost { welcomed, reason }
     }
 }
 
 /// The connection manager. Owns the receiving end of started reports.
 pub(crate) struct Session {
     config: Config,
+    /// TLS to the schedulers, when configured.
+    tls: Option<std::sync::Arc<kairos_tls::ClientTls>>,
     /// Fixed for the life of this process (see `Hello.boot_id`).
     boot_id: String,
     executions: Arc<Executions>,
@@ -173,12 +181,14 @@ pub(crate) struct Session {
 impl Session {
     pub(crate) fn new(
         config: Config,
+        tls: Option<std::sync::Arc<kairos_tls::ClientTls>>,
         executions: Arc<Executions>,
         outbox: Arc<Outbox>,
         started: mpsc::Receiver<pb::executor_message::Kind>,
     ) -> Self {
         Session {
             config,
+            tls,
             boot_id: format!("{:016x}", rand::rng().random::<u64>()),
             executions,
             outbox,
@@ -262,14 +272,20 @@ impl Session {
             welcomed: false,
             reason,
         };
-        let endpoint = match Endpoint::from_shared(addr.to_string()) {
-            Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
-            Err(e) => return lost(format!("invalid address: {e}")),
-        };
         tracing::debug!(scheduler = %addr, "dialing");
+        let configure = |e: Endpoint| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+        let dialed = async {
+            match &self.tls {
+                Some(tls) => tls.connect(addr, configure).await,
+                None => match Endpoint::from_shared(addr.to_string()) {
+                    Ok(endpoint) => configure(endpoint).connect().await,
+                    Err(e) => Err(e),
+                },
+            }
+        };
         let channel = tokio::select! {
             () = stop.cancelled() => return Ended::Stopped,
-            dialed = endpoint.connect() => match dialed {
+            dialed = dialed => match dialed {
                 Ok(channel) => channel,
                 Err(e) => return lost(kairos_common::error::chain(&e)),
             },
@@ -302,10 +318,13 @@ impl Session {
         }
 
         let mut client = ExecutorGatewayClient::new(channel);
-        let call = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            client.connect(ReceiverStream::new(outbound_rx)),
-        );
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
+        if let Some(token) = &self.config.token
+            && let Ok(v) = format!("Bearer {token}").parse()
+        {
+            request.metadata_mut().insert("authorization", v);
+        }
+        let call = tokio::time::timeout(HANDSHAKE_TIMEOUT, client.connect(request));
         let mut inbound = tokio::select! {
             () = stop.cancelled() => return Ended::Stopped,
             answered = call => match answered {
@@ -638,6 +657,7 @@ mod tests {
             "exec-a".into(),
         );
         config.kill_grace = Duration::from_millis(200);
+        config.insecure = true;
         config
     }
 
@@ -651,8 +671,13 @@ mod tests {
             endpoint_uri(" http://sched:7070 ").unwrap(),
             "http://sched:7070"
         );
+        assert_eq!(
+            endpoint_uri("https://sched:7070").unwrap(),
+            "http://sched:7070",
+            "TLS is the executor's setting; the scheme is dropped"
+        );
         assert!(matches!(
-            endpoint_uri("https://sched:7070"),
+            endpoint_uri("ftp://sched:7070"),
             Err(Error::InvalidAddress { .. })
         ));
         assert!(matches!(

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 pub mod check;
 pub mod deploy;
 pub mod dynamic;
+pub mod web;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
@@ -358,8 +359,12 @@ pub fn every_execution_at(bin: &Path, endpoint: &str) -> Result<Vec<Value>> {
 fn exec_list(bin: &Path, endpoint: &str, args: &[&str]) -> Result<Vec<Value>> {
     let mut all = vec!["exec", "list", "-o", "json"];
     all.extend_from_slice(args);
-    let out = cli(bin, endpoint, &all)?.ok()?;
-    let v = out.json()?;
+    exec_list_of(cli(bin, endpoint, &all)?)
+}
+
+/// The executions an `exec list -o json` printed, oldest first.
+fn exec_list_of(out: CliOutput) -> Result<Vec<Value>> {
+    let v = out.ok()?.json()?;
     let mut list = v
         .get("executions")
         .and_then(Value::as_array)
@@ -455,6 +460,19 @@ pub fn free_addrs(n: usize) -> Result<Vec<String>> {
     Ok(addrs)
 }
 
+/// The endpoint given to CLI commands that dial nothing (`kairos certs`).
+const DEFAULT_CLI_ENDPOINT: &str = "http://127.0.0.1:7070";
+
+/// The IP addresses of `HOST:PORT` addresses, comma-separated (the hosts a
+/// scheduler certificate must be valid for).
+fn hosts_of<'a>(addrs: impl IntoIterator<Item = &'a String>) -> String {
+    addrs
+        .into_iter()
+        .filter_map(|a| a.rsplit_once(':').map(|(host, _)| host.to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How long a group may take to elect a leader (elections take about a second;
 /// the rest is room for a slow debug build on a busy machine).
 pub const LEADER_DEADLINE: Duration = Duration::from_secs(30);
@@ -465,7 +483,7 @@ const STATUS_CALL_DEADLINE: Duration = Duration::from_secs(15);
 const LOG_TAIL_LINES: usize = 30;
 
 /// One child process; killed with SIGKILL (and reaped) when dropped.
-struct Process {
+pub struct Process {
     child: Child,
 }
 
@@ -473,7 +491,7 @@ impl Process {
     /// Starts `bin args…` with `RUST_LOG=info`, stderr appended to `log_path`, and
     /// no `KAIROS_*` variable inherited from the test's environment (they would
     /// override nothing given as a flag, but could add flags the test did not ask for).
-    fn spawn(bin: &Path, args: &[String], log_path: &Path) -> Result<Process> {
+    pub fn spawn(bin: &Path, args: &[String], log_path: &Path) -> Result<Process> {
         use std::io::Write as _;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -499,7 +517,7 @@ impl Process {
     }
 
     /// False once the process has exited (or is a zombie waiting to be reaped).
-    fn alive(&self) -> bool {
+    pub fn alive(&self) -> bool {
         !process_gone(self.child.id())
     }
 
@@ -583,6 +601,11 @@ pub struct ClusterOptions {
     /// Extra flags for every `kairos scheduler` (e.g. `--snapshot-interval 20`),
     /// including nodes started later with [`Cluster::start_joining_scheduler`].
     pub scheduler_flags: Vec<String>,
+    /// TLS and authentication on every connection, as in production: a CA made with
+    /// `kairos certs init` under `DIR/pki`, a certificate per scheduler and executor,
+    /// and client commands as `admin:admin` by certificate. Otherwise every process
+    /// runs `--insecure`.
+    pub secure: bool,
 }
 
 impl ClusterOptions {
@@ -591,7 +614,14 @@ impl ClusterOptions {
             schedulers,
             executors,
             scheduler_flags: Vec::new(),
+            secure: false,
         }
+    }
+
+    /// Runs the group with TLS and authentication ([`ClusterOptions::secure`]).
+    pub fn secure(mut self) -> ClusterOptions {
+        self.secure = true;
+        self
     }
 
     /// Adds `--flag value` to every scheduler's command line.
@@ -615,6 +645,8 @@ pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     scheduler_flags: Vec<String>,
+    /// `DIR/pki` when the group runs with TLS.
+    pki: Option<PathBuf>,
     schedulers: BTreeMap<u64, SchedulerNode>,
     executors: Vec<ExecutorAgent>,
 }
@@ -632,10 +664,34 @@ impl Cluster {
             .map(|(id, addr)| format!("{id}={addr}"))
             .collect::<Vec<_>>()
             .join(",");
+        let pki = options.secure.then(|| dir.join("pki"));
+        if let Some(pki) = &pki {
+            let ids: Vec<String> = addrs.keys().map(u64::to_string).collect();
+            let executors: Vec<String> = (1..=options.executors)
+                .map(|i| format!("exec-{i}"))
+                .collect();
+            let mut args = vec![
+                "certs".to_string(),
+                "init".into(),
+                pki.to_string_lossy().into_owned(),
+                "--scheduler".into(),
+                ids.join(","),
+                "--host".into(),
+                format!("localhost,{}", hosts_of(addrs.values())),
+                "--client".into(),
+                "admin=admin".into(),
+            ];
+            if !executors.is_empty() {
+                args.extend(["--executor".into(), executors.join(",")]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(bin, DEFAULT_CLI_ENDPOINT, &args)?.ok()?;
+        }
         let mut cluster = Cluster {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             scheduler_flags: options.scheduler_flags.clone(),
+            pki,
             schedulers: BTreeMap::new(),
             executors: Vec::new(),
         };
@@ -654,14 +710,19 @@ impl Cluster {
         let all_addrs = addrs.values().cloned().collect::<Vec<_>>().join(",");
         for i in 1..=options.executors {
             let name = format!("exec-{i}");
+            let mut args = cluster.credentials(&format!("executor-{name}"));
+            args.extend([
+                "executor".into(),
+                "--schedulers".into(),
+                all_addrs.clone(),
+                "--id".into(),
+                name.clone(),
+            ]);
+            if cluster.pki.is_none() {
+                args.push("--insecure".into());
+            }
             cluster.executors.push(ExecutorAgent {
-                args: vec![
-                    "executor".into(),
-                    "--schedulers".into(),
-                    all_addrs.clone(),
-                    "--id".into(),
-                    name.clone(),
-                ],
+                args,
                 log_path: dir.join("logs").join(format!("{name}.log")),
                 name,
                 process: None,
@@ -676,8 +737,12 @@ impl Cluster {
     fn new_scheduler(&self, id: u64, addr: &str, membership: &[String]) -> SchedulerNode {
         let data_dir = self.dir.join(format!("scheduler-{id}"));
         let addr_file = self.dir.join(format!("scheduler-{id}.addr"));
-        let mut args: Vec<String> = vec![
-            "scheduler".into(),
+        let mut args = self.credentials(&format!("scheduler-{id}"));
+        args.push("scheduler".into());
+        if self.pki.is_none() {
+            args.push("--insecure".into());
+        }
+        args.extend([
             "--node-id".into(),
             id.to_string(),
             "--data-dir".into(),
@@ -688,7 +753,7 @@ impl Cluster {
             "127.0.0.1:0".into(),
             "--addr-file".into(),
             addr_file.to_string_lossy().into_owned(),
-        ];
+        ]);
         args.extend(membership.iter().cloned());
         args.extend(self.scheduler_flags.iter().cloned());
         SchedulerNode {
@@ -806,8 +871,41 @@ impl Cluster {
 
     /// Runs the CLI against scheduler `id`, failing if it takes longer than `deadline`.
     pub fn cli_within(&self, id: u64, args: &[&str], deadline: Duration) -> Result<CliOutput> {
-        let endpoint = format!("http://{}", self.node(id)?.addr);
-        cli_within(&self.bin, &endpoint, args, deadline)
+        let node = self.node(id)?;
+        match &self.pki {
+            None => cli_within(&self.bin, &format!("http://{}", node.addr), args, deadline),
+            Some(_) => {
+                let flags = self.credentials("admin-admin");
+                let all: Vec<&str> = flags
+                    .iter()
+                    .map(String::as_str)
+                    .chain(args.iter().copied())
+                    .collect();
+                cli_within(&self.bin, &format!("https://{}", node.addr), &all, deadline)
+            }
+        }
+    }
+
+    /// The `--tls-*` flags for the certificate `DIR/pki/NAME.crt`, or nothing when
+    /// the group runs `--insecure`.
+    pub fn credentials(&self, name: &str) -> Vec<String> {
+        let Some(pki) = &self.pki else {
+            return Vec::new();
+        };
+        let path = |file: String| pki.join(file).to_string_lossy().into_owned();
+        vec![
+            "--tls-ca".into(),
+            path("ca.crt".into()),
+            "--tls-cert".into(),
+            path(format!("{name}.crt")),
+            "--tls-key".into(),
+            path(format!("{name}.key")),
+        ]
+    }
+
+    /// The CA directory (`kairos certs init`) when the group runs with TLS.
+    pub fn pki(&self) -> Option<&Path> {
+        self.pki.as_deref()
     }
 
     /// `kairos job apply -f FILE` through scheduler `id` for `yaml`, written to a
@@ -1019,6 +1117,27 @@ impl Cluster {
             bail!("scheduler {id} already exists");
         }
         let addr = free_addrs(1)?.remove(0);
+        if let Some(pki) = &self.pki {
+            let name = id.to_string();
+            let hosts = format!("localhost,{}", hosts_of([&addr]));
+            let pki = pki.to_string_lossy();
+            cli(
+                &self.bin,
+                DEFAULT_CLI_ENDPOINT,
+                &[
+                    "certs",
+                    "issue",
+                    &pki,
+                    "--role",
+                    "scheduler",
+                    "--name",
+                    &name,
+                    "--host",
+                    &hosts,
+                ],
+            )?
+            .ok()?;
+        }
         let node = self.new_scheduler(id, &addr, &["--join".to_string()]);
         self.schedulers.insert(id, node);
         self.spawn_scheduler(id)?;
@@ -1078,17 +1197,21 @@ impl Cluster {
 
     /// The executions of `job` as scheduler `id` lists them, oldest first.
     pub fn executions(&self, id: u64, job: &str) -> Result<Vec<Value>> {
-        executions_at(&self.bin, &format!("http://{}", self.node(id)?.addr), job)
+        exec_list_of(self.cli(
+            id,
+            &[
+                "exec", "list", "-o", "json", "--job", job, "--limit", "1000",
+            ],
+        )?)
     }
 
     /// Every execution of `job` (the whole history) as scheduler `id` lists them,
     /// oldest first, parsed.
     pub fn records(&self, id: u64, job: &str) -> Result<Vec<check::Exec>> {
-        check::Exec::parse_all(&all_executions_at(
-            &self.bin,
-            &format!("http://{}", self.node(id)?.addr),
-            job,
-        )?)
+        check::Exec::parse_all(&exec_list_of(self.cli(
+            id,
+            &["exec", "list", "-o", "json", "--job", job, "--limit", "0"],
+        )?)?)
     }
 
     /// One execution (`exec get ID -o json`) as scheduler `id` answers, parsed.

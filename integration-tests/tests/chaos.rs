@@ -312,7 +312,7 @@ fn under_random_kills_every_instant_has_exactly_one_outcome() -> Result<()> {
     };
     eprintln!(
         "chaos: seed {seed} (replay with KAIROS_CHAOS_SEED={seed}), {secs} s of faults, \
-         3 schedulers, {EXECUTORS} executors, {JOBS} jobs @every 1s{}",
+         3 schedulers with TLS, {EXECUTORS} executors, {JOBS} jobs @every 1s{}",
         if updates { "" } else { ", no job updates" }
     );
     let mut rng = Rng::new(seed);
@@ -323,7 +323,12 @@ fn under_random_kills_every_instant_has_exactly_one_outcome() -> Result<()> {
 
     let tmp = tempfile::Builder::new().prefix("kairos-chaos-").tempdir()?;
     let dir = tmp.path();
-    let mut cluster = Cluster::start(BIN.as_ref(), dir, ClusterOptions::new(3, EXECUTORS))?;
+    // As in production: TLS on every connection, each process its own certificate.
+    let mut cluster = Cluster::start(
+        BIN.as_ref(),
+        dir,
+        ClusterOptions::new(3, EXECUTORS).secure(),
+    )?;
     let leader = cluster.wait_for_leader()?;
     let docs: Vec<String> = (0..JOBS).map(|i| firing_job(dir, i, 0)).collect();
     cluster.apply(leader, "chaos-jobs", &docs.join("---\n"))?;

@@ -181,7 +181,14 @@ impl Agent {
                 cmd.env_remove(key);
             }
         }
-        cmd.args(["executor", "--schedulers", &node.dev.grpc_addr, "--id", id]);
+        cmd.args([
+            "executor",
+            "--insecure",
+            "--schedulers",
+            &node.dev.grpc_addr,
+            "--id",
+            id,
+        ]);
         for tag in tags {
             cmd.args(["--tag", tag]);
         }

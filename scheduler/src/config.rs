@@ -48,6 +48,19 @@ pub struct Config {
     /// Webhooks told about every job's successes and failures (besides each job's own
     /// `notify`).
     pub notify: Vec<String>,
+    /// TLS on every port, and the node's certificate for its peers: the CA that signs
+    /// every peer, executor and client certificate, and this node's own. `None`
+    /// needs `insecure`.
+    pub tls: Option<kairos_tls::TlsFiles>,
+    /// Run without TLS and without authentication (every caller is an admin).
+    pub insecure: bool,
+    /// Refuse to listen anywhere but loopback (`kairos dev`, which runs open).
+    pub loopback_only: bool,
+    /// Writes per second each caller may make (0 = no limit), and the burst above it.
+    pub write_rate: f64,
+    pub write_burst: f64,
+    /// Serve `/metrics` without credentials even when authentication is on.
+    pub metrics_open: bool,
 }
 
 impl Config {
@@ -91,6 +104,45 @@ impl Config {
         if self.tick_interval.is_zero() {
             return Err(Error::invalid("tick-interval", "must be longer than 0"));
         }
+        match (&self.tls, self.insecure) {
+            (None, false) => {
+                return Err(Error::invalid(
+                    "tls-cert",
+                    "is required, with --tls-key and --tls-ca: a scheduler runs with TLS and authentication, or with --insecure to run without both (anyone who reaches its ports may then do anything)",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "insecure",
+                    "and --tls-cert exclude each other",
+                ));
+            }
+            (Some(tls), false) if tls.cert.is_none() || tls.key.is_none() => {
+                return Err(Error::invalid(
+                    "tls-cert",
+                    "and --tls-key are both needed with --tls-ca",
+                ));
+            }
+            _ => {}
+        }
+        if self.loopback_only {
+            for (flag, addr) in [("grpc-addr", self.grpc_addr), ("http-addr", self.http_addr)] {
+                if !addr.ip().is_loopback() {
+                    return Err(Error::invalid(
+                        flag,
+                        format!(
+                            "{addr} is not a loopback address; kairos dev runs without TLS and authentication, so it listens only on loopback (run `kairos scheduler` with TLS to serve a network)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.write_rate < 0.0 || self.write_burst < 1.0 {
+            return Err(Error::invalid(
+                "write-rate",
+                "must be 0 (no limit) or positive, with a burst of at least 1",
+            ));
+        }
         Ok(())
     }
 
@@ -112,6 +164,12 @@ impl Config {
             max_output_bytes: 64 * 1024,
             max_executions: 1_000_000,
             notify: Vec::new(),
+            tls: None,
+            insecure: false,
+            loopback_only: false,
+            write_rate: 200.0,
+            write_burst: 400.0,
+            metrics_open: false,
         }
     }
 }
@@ -129,21 +187,27 @@ mod tests {
 
     #[test]
     fn each_broken_rule_is_refused_naming_its_flag() {
-        let ok = Config::new(1, "d".into());
+        let mut ok = Config::new(1, "d".into());
+        assert_eq!(
+            refusal(&ok),
+            "--tls-cert is required, with --tls-key and --tls-ca: a scheduler runs with TLS and authentication, or with --insecure to run without both (anyone who reaches its ports may then do anything)"
+        );
+        ok.insecure = true;
         assert!(ok.validate().is_ok());
 
         let mut c = ok.clone();
         c.node_id = 0;
         assert_eq!(refusal(&c), "--node-id must be at least 1");
 
-        let mut c = Config::new(3, "d".into());
+        let mut c = ok.clone();
+        c.node_id = 3;
         c.peers = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
         assert_eq!(
             refusal(&c),
             "--peers lists the group's voters and must include this node (--node-id 3); it has 1, 2"
         );
 
-        let mut c = Config::new(1, "d".into());
+        let mut c = ok.clone();
         c.peers = [(1, "a:1".to_string()), (2, "b:2".to_string())].into();
         c.join = true;
         assert!(refusal(&c).starts_with("--join and --peers exclude each other"));
@@ -162,8 +226,30 @@ mod tests {
         c.heartbeat_ticks = 0;
         assert!(refusal(&c).starts_with("--election-ticks"));
 
-        let mut c = ok;
+        let mut c = ok.clone();
         c.tick_interval = Duration::ZERO;
         assert_eq!(refusal(&c), "--tick-interval must be longer than 0");
+
+        let mut c = ok.clone();
+        c.tls = Some(kairos_tls::TlsFiles {
+            ca: "ca.crt".into(),
+            cert: Some("s.crt".into()),
+            key: Some("s.key".into()),
+        });
+        assert_eq!(refusal(&c), "--insecure and --tls-cert exclude each other");
+        c.insecure = false;
+        assert!(c.validate().is_ok());
+        c.tls = Some(kairos_tls::TlsFiles {
+            ca: "ca.crt".into(),
+            cert: None,
+            key: None,
+        });
+        assert!(refusal(&c).starts_with("--tls-cert and --tls-key are both needed"));
+
+        let mut c = ok;
+        c.loopback_only = true;
+        assert!(c.validate().is_ok(), "127.0.0.1 by default");
+        c.grpc_addr = "0.0.0.0:7070".parse().unwrap();
+        assert!(refusal(&c).starts_with("--grpc-addr 0.0.0.0:7070 is not a loopback address"));
     }
 }

@@ -56,9 +56,10 @@ use pb::membership_reply::State;
 use pb::raft_transport_client::RaftTransportClient;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::dial::Dialer;
 use crate::{Error, Result};
 
 /// The last log index of a group that was bootstrapped and never appended to.
@@ -178,13 +179,14 @@ pub async fn find_place(
     me: u64,
     my_addr: &str,
     peers: &BTreeMap<u64, String>,
+    dialer: &Dialer,
     shutdown: &CancellationToken,
 ) -> Option<StartMode> {
     let voters: BTreeSet<u64> = peers.keys().copied().collect();
     let channels: BTreeMap<u64, Channel> = peers
         .iter()
         .filter(|(id, _)| **id != me)
-        .filter_map(|(id, addr)| channel(addr).map(|c| (*id, c)))
+        .filter_map(|(id, addr)| channel(dialer, addr).map(|c| (*id, c)))
         .collect();
     let mut last_log: Option<tokio::time::Instant> = None;
     loop {
@@ -202,7 +204,7 @@ pub async fn find_place(
             Decision::Join {
                 leader_addr,
                 replace,
-            } => match join(&leader_addr, me, my_addr, replace).await {
+            } => match join(dialer, &leader_addr, me, my_addr, replace).await {
                 Ok(voters) => {
                     info!(node = me, leader = %leader_addr, ?voters, replaced = replace, "admitted to the running group");
                     return Some(StartMode::Joined);
@@ -222,13 +224,9 @@ pub async fn find_place(
     }
 }
 
-fn channel(addr: &str) -> Option<Channel> {
-    match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(e) => Some(
-            e.connect_timeout(PROBE_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect_lazy(),
-        ),
+fn channel(dialer: &Dialer, addr: &str) -> Option<Channel> {
+    match dialer.channel(addr, |e| e.connect_timeout(PROBE_TIMEOUT).tcp_nodelay(true)) {
+        Ok(c) => Some(c),
         Err(e) => {
             warn!(%addr, error = %e, "unusable peer address");
             None
@@ -258,8 +256,14 @@ async fn probe(channel: Channel, me: u64) -> Answer {
     }
 }
 
-async fn join(leader_addr: &str, me: u64, my_addr: &str, empty: bool) -> Result<Vec<u64>> {
-    let channel = channel(leader_addr)
+async fn join(
+    dialer: &Dialer,
+    leader_addr: &str,
+    me: u64,
+    my_addr: &str,
+    empty: bool,
+) -> Result<Vec<u64>> {
+    let channel = channel(dialer, leader_addr)
         .ok_or_else(|| Error::Unavailable(format!("bad leader address {leader_addr}")))?;
     let mut req = Request::new(pb::JoinRequest {
         id: me,

@@ -19,8 +19,10 @@
 //! barrier) and forwards writes to the leader; only the leader schedules and talks to
 //! executors.
 
+pub mod auth;
 mod config;
 pub mod core;
+mod dial;
 pub mod error;
 pub mod executors;
 pub mod grpc;
@@ -157,6 +159,17 @@ async fn start_node(
     let view = StateView::new(db.clone());
     let sm = StateMachine::open(db.clone(), view.clone(), book.clone())?;
     info!(node = config.node_id, data_dir = %config.data_dir.display(), applied = crate::raft::StateMachine::applied_index(&sm), jobs = view.job_count(), "storage opened");
+    // TLS material is loaded now: a bad file stops the start with its name.
+    let (server_tls, dialer) = match &config.tls {
+        Some(files) => {
+            let server = kairos_tls::ServerTls::new(files.clone())
+                .map_err(|e| Error::invalid("tls-cert", e.to_string()))?;
+            let client = kairos_tls::ClientTls::new(files.clone())
+                .map_err(|e| Error::invalid("tls-cert", e.to_string()))?;
+            (Some(Arc::new(server)), dial::Dialer::new(Some(client)))
+        }
+        None => (None, dial::Dialer::new(None)),
+    };
     let grpc_listener = Arc::new(bind(config.grpc_addr, "gRPC").await?);
     let http_listener = Arc::new(bind(config.http_addr, "HTTP").await?);
     let grpc_addr = grpc_listener
@@ -200,10 +213,16 @@ async fn start_node(
         let grpc_task = tokio::spawn(grpc::serve_waiting(
             waiting,
             grpc_listener.clone(),
+            server_tls.clone(),
             stop.clone(),
         ));
-        let http_task = tokio::spawn(http::serve_waiting(http_listener.clone(), stop.clone()));
-        let mode = join::find_place(config.node_id, &my_addr, &config.peers, &shutdown).await;
+        let http_task = tokio::spawn(http::serve_waiting(
+            http_listener.clone(),
+            server_tls.clone(),
+            stop.clone(),
+        ));
+        let mode =
+            join::find_place(config.node_id, &my_addr, &config.peers, &dialer, &shutdown).await;
         stop.cancel();
         for task in [grpc_task, http_task] {
             match tokio::time::timeout(std::time::Duration::from_secs(2), task).await {
@@ -254,6 +273,7 @@ async fn start_node(
         inbox.sender(),
         options.snapshot_dir.clone(),
         node_token.clone(),
+        dialer.clone(),
     );
     let raft_token = node_token.clone();
     let (raft_handle, raft_done): (_, futures::future::BoxFuture<'static, Result<()>>) =
@@ -307,7 +327,15 @@ async fn start_node(
             }
         };
     let metrics = Arc::new(metrics::Metrics::new());
+    let auth = auth::Authenticator::new(view.clone(), !config.insecure);
+    let limiter = Arc::new(auth::WriteLimiter::new(
+        config.write_rate,
+        config.write_burst,
+    ));
     let core = Arc::new(Core {
+        auth,
+        limiter,
+        server_tls,
         executors: ExecutorRegistry::new(config.node_id),
         config: config.clone(),
         my_addr,
@@ -319,7 +347,7 @@ async fn start_node(
         leader_since: std::sync::Mutex::new(None),
         notifier: notify::Notifier::start(metrics.clone(), node_token.clone()),
         metrics,
-        peers: peers::Peers::default(),
+        peers: peers::Peers::new(dialer),
         live: live::LiveOutputs::default(),
     });
 
@@ -327,7 +355,11 @@ async fn start_node(
     let http_task = tokio::spawn(http::serve(core.clone(), http_listener, node_token.clone()));
     let leader_task = tokio::spawn(leader::watch_leadership(core.clone(), node_token.clone()));
 
-    info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, "scheduler listening");
+    if config.insecure {
+        warn!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, security = "INSECURE: no TLS, no authentication; every caller is an admin", "scheduler listening");
+    } else {
+        info!(node = config.node_id, grpc = %grpc_addr, http = %http_addr, security = "TLS, authentication required", "scheduler listening");
+    }
 
     // Graceful stop: a leader hands over first, so the group does not wait out an
     // election timeout; then everything stops (in-flight requests finish, streams

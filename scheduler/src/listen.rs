@@ -1,49 +1,76 @@
-//! Listeners shared by successive servers: a node that waits for its peers
-//! ([`crate::join`]) serves a stand-in on its ports, then the real services on the
-//! same sockets, so the ports never close in between and peers never see a refused
-//! connection from a node that is only starting.
+//! Listeners shared by successive servers, in the clear or over TLS.
+//!
+//! A node that waits for its peers ([`crate::join`]) serves a stand-in on its
+//! ports, then the real services on the same sockets, so the ports never close in
+//! between. Each server takes its connections from [`kairos_tls::accept`], whose
+//! accept loop ends when the server drops its side; the next server starts its own.
+//! Every connection carries a [`ConnInfo`] (the peer's address and, over TLS, the
+//! identity in its verified certificate) for the authorization layer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::Stream;
-use tokio::net::{TcpListener, TcpStream};
+use futures::{Stream, StreamExt as _};
+use kairos_tls::{Conn, ConnInfo, ServerTls};
+use tokio::net::TcpListener;
 
-/// Accepted connections of a shared listener, with Nagle off (request/response
-/// traffic: raft messages, small RPCs).
-pub fn incoming(listener: Arc<TcpListener>) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    futures::stream::unfold(listener, |l| async move {
-        let accepted = l.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((accepted, l))
-    })
+/// Accepted connections for tonic.
+pub fn incoming(
+    listener: Arc<TcpListener>,
+    tls: Option<Arc<ServerTls>>,
+) -> impl Stream<Item = std::io::Result<Conn>> {
+    tokio_stream::wrappers::ReceiverStream::new(kairos_tls::accept(listener, tls)).map(Ok)
 }
 
-/// A shared listener for axum.
-#[derive(Debug, Clone)]
-pub struct Shared(pub Arc<TcpListener>);
+/// Accepted connections for axum.
+#[derive(Debug)]
+pub struct Accepting {
+    rx: tokio::sync::mpsc::Receiver<Conn>,
+    local: SocketAddr,
+}
 
-impl axum::serve::Listener for Shared {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
+impl Accepting {
+    pub fn new(
+        listener: Arc<TcpListener>,
+        tls: Option<Arc<ServerTls>>,
+    ) -> std::io::Result<Accepting> {
+        let local = listener.local_addr()?;
+        Ok(Accepting {
+            rx: kairos_tls::accept(listener, tls),
+            local,
+        })
+    }
+}
+
+impl axum::serve::Listener for Accepting {
+    type Io = Conn;
+    type Addr = ConnInfo;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (stream, addr);
-                }
-                // Out of file descriptors and the like: back off instead of spinning
-                // (what axum does for a plain TcpListener).
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        match self.rx.recv().await {
+            Some(conn) => {
+                let info = conn.info().clone();
+                (conn, info)
             }
+            // The accept loop ends only when this side is dropped.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
+        Ok(ConnInfo {
+            remote: Some(self.local),
+            ..Default::default()
+        })
+    }
+}
+
+/// What an HTTP handler learns of its connection (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone)]
+pub struct Peer(pub ConnInfo);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Accepting>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Accepting>) -> Peer {
+        Peer(stream.remote_addr().clone())
     }
 }

@@ -25,10 +25,11 @@ use std::time::Duration;
 
 use kairos_proto::v1 as pb;
 use pb::cluster_service_client::ClusterServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::dial::Dialer;
 use crate::grpc::status::to_status;
 use crate::raft::{AddressBook, RaftHandle};
 
@@ -49,10 +50,18 @@ pub fn is_forwarded<T>(req: &Request<T>) -> bool {
 /// Channels to other schedulers, by address.
 #[derive(Debug, Default)]
 pub struct Peers {
+    dialer: Dialer,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Peers {
+    pub fn new(dialer: Dialer) -> Peers {
+        Peers {
+            dialer,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// A channel to the scheduler at `addr` (cached; connects on first use).
     pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
         let mut map = self
@@ -62,12 +71,14 @@ impl Peers {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("bad scheduler address {addr}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(FORWARD_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self
+            .dialer
+            .channel(addr, |e| {
+                e.connect_timeout(Duration::from_secs(2))
+                    .timeout(FORWARD_TIMEOUT)
+                    .tcp_nodelay(true)
+            })
+            .map_err(|e| Status::internal(format!("bad scheduler address {addr}: {e}")))?;
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -154,6 +165,14 @@ impl Peers {
         let mut req = Request::new(msg);
         if let Ok(v) = me.to_string().parse() {
             req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
+        }
+        // The leader authorizes the caller, not this node: name it (believed only
+        // from a scheduler's certificate).
+        if let Some(caller) = crate::auth::current_principal()
+            && let Ok(v) = caller.to_string().parse()
+        {
+            req.metadata_mut()
+                .insert(crate::auth::ON_BEHALF_OF_METADATA_KEY, v);
         }
         call(channel, req).await
     }

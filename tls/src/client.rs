@@ -52,6 +52,20 @@ impl ClientTls {
             .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?;
         Ok(configure(endpoint).connect_with_connector_lazy(Connector { tls: self.clone() }))
     }
+
+    /// Like [`ClientTls::channel`], but connects now (a handshake failure is the
+    /// error).
+    pub async fn connect(
+        self: &Arc<Self>,
+        addr: &str,
+        configure: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> std::result::Result<Channel, tonic::transport::Error> {
+        let authority = strip_scheme(addr);
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))?;
+        configure(endpoint)
+            .connect_with_connector(Connector { tls: self.clone() })
+            .await
+    }
 }
 
 /// `HOST:PORT` from `https://HOST:PORT/…`, `http://…` or `HOST:PORT`.

@@ -73,7 +73,7 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// for). A refusal the server may lift by itself — no live quorum for the rest, a
 /// membership change in progress, no leader — is asked again until `timeout`.
 async fn remove_above(
-    cluster: &mut pb::cluster_service_client::ClusterServiceClient<tonic::transport::Channel>,
+    cluster: &mut pb::cluster_service_client::ClusterServiceClient<super::Conn>,
     n: u64,
     timeout: std::time::Duration,
 ) -> anyhow::Result<(tonic::Response<pb::ClusterStatus>, Option<String>)> {

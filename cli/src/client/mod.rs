@@ -11,6 +11,7 @@
 //! - [`exec`]: `kairos exec ...` (list, get, logs, cancel) and waiting for a run
 //! - [`cluster`]: `kairos cluster ...` and `kairos executors`
 //! - [`job_file`]: reading job documents (YAML or JSON, one or many)
+//! - [`token`]: `kairos token ...` (create, list, revoke)
 //!
 //! The channel connects lazily, so a command that reads a file fails on the file
 //! before it needs the network. A connection that cannot be made is reported as
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod job;
 pub mod job_diff;
 pub mod job_file;
+pub mod token;
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -33,9 +35,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use kairos_proto::v1 as pb;
 use tonic::codegen::http::Uri;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::args::{ClusterCommand, ExecCommand, GlobalArgs, JobCommand};
+use crate::args::{ClusterCommand, ExecCommand, GlobalArgs, JobCommand, TokenCommand};
 use crate::output::OutputFormat;
 
 /// The port assumed when `--endpoint` names only a host.
@@ -57,16 +60,34 @@ pub enum Request {
     Exec(ExecCommand),
     Cluster(ClusterCommand),
     Executors,
+    Token(TokenCommand),
 }
+
+/// Adds the bearer token, when there is one, to every call.
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// What every client stub speaks over: the channel, with the token added.
+pub type Conn = InterceptedService<Channel, Bearer>;
 
 /// Runs one client command against `global.endpoint`.
 pub async fn run(global: &GlobalArgs, request: Request) -> anyhow::Result<()> {
-    let client = Client::new(&global.endpoint, global.output)?;
+    let client = Client::connect(global)?;
     let result = match request {
         Request::Job(command) => job::run(&client, command).await,
         Request::Exec(command) => exec::run(&client, command).await,
         Request::Cluster(command) => cluster::run(&client, command).await,
         Request::Executors => cluster::executors(&client).await,
+        Request::Token(command) => token::run(&client, command).await,
     };
     result.map_err(|e| client.explain(e))
 }
@@ -76,40 +97,94 @@ pub async fn run(global: &GlobalArgs, request: Request) -> anyhow::Result<()> {
 pub struct Client {
     endpoint: String,
     channel: Channel,
+    bearer: Bearer,
     output: OutputFormat,
 }
 
 impl Client {
-    /// A client for `endpoint` (URL or `HOST:PORT`); nothing is dialled yet.
+    /// A client for `endpoint` (URL or `HOST:PORT`) in the clear, without a token;
+    /// nothing is dialled yet.
+    #[cfg(test)]
     pub fn new(endpoint: &str, output: OutputFormat) -> anyhow::Result<Self> {
+        Client::with(endpoint, output, None, None)
+    }
+
+    /// The client the global flags describe: TLS when `--tls-ca` is given (with a
+    /// client certificate when `--tls-cert` is), the token when `--token` is.
+    pub fn connect(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let tls = match (&global.tls_ca, &global.tls_cert, &global.tls_key) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => Some(kairos_tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, _, _) => bail!("--tls-cert needs --tls-ca (the CA that signed the schedulers)"),
+        };
+        Client::with(&global.endpoint, global.output, tls, global.token.clone())
+    }
+
+    fn with(
+        endpoint: &str,
+        output: OutputFormat,
+        tls: Option<kairos_tls::TlsFiles>,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
         let endpoint = normalize_endpoint(endpoint)?;
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| anyhow!("--endpoint {endpoint}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        if endpoint.starts_with("https://") && tls.is_none() {
+            bail!(
+                "--endpoint {endpoint}: TLS needs --tls-ca (the CA that signed the schedulers' certificates)"
+            );
+        }
+        let configure = |e: Endpoint| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_while_idle(true)
+        };
+        let channel = match tls {
+            Some(files) => kairos_tls::ClientTls::new(files)?.channel(&endpoint, configure)?,
+            None => configure(
+                Endpoint::from_shared(endpoint.clone())
+                    .map_err(|e| anyhow!("--endpoint {endpoint}: {e}"))?,
+            )
+            .connect_lazy(),
+        };
+        let bearer = match token {
+            Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| {
+                anyhow!("--token: not a token (it has characters a header cannot carry)")
+            })?),
+            None => None,
+        };
         Ok(Client {
             endpoint,
             channel,
+            bearer: Bearer(bearer),
             output,
         })
+    }
+
+    fn conn(&self) -> Conn {
+        InterceptedService::new(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn output(&self) -> OutputFormat {
         self.output
     }
 
-    pub fn jobs(&self) -> pb::job_service_client::JobServiceClient<Channel> {
-        pb::job_service_client::JobServiceClient::new(self.channel.clone())
+    pub fn jobs(&self) -> pb::job_service_client::JobServiceClient<Conn> {
+        pb::job_service_client::JobServiceClient::new(self.conn())
     }
 
-    pub fn executions(&self) -> pb::execution_service_client::ExecutionServiceClient<Channel> {
-        pb::execution_service_client::ExecutionServiceClient::new(self.channel.clone())
+    pub fn executions(&self) -> pb::execution_service_client::ExecutionServiceClient<Conn> {
+        pb::execution_service_client::ExecutionServiceClient::new(self.conn())
     }
 
-    pub fn cluster(&self) -> pb::cluster_service_client::ClusterServiceClient<Channel> {
-        pb::cluster_service_client::ClusterServiceClient::new(self.channel.clone())
+    pub fn cluster(&self) -> pb::cluster_service_client::ClusterServiceClient<Conn> {
+        pb::cluster_service_client::ClusterServiceClient::new(self.conn())
+    }
+
+    pub fn tokens(&self) -> pb::token_service_client::TokenServiceClient<Conn> {
+        pb::token_service_client::TokenServiceClient::new(self.conn())
     }
 
     /// Replaces a failure to connect with a message naming the endpoint; passes
@@ -154,10 +229,10 @@ pub fn normalize_endpoint(raw: &str) -> anyhow::Result<String> {
     let url = match text.split_once("://") {
         Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
             "http" => format!("http://{}", rest.trim_end_matches('/')),
-            "https" => {
-                bail!("--endpoint {text}: TLS is not supported by this build; use http://HOST:PORT")
-            }
-            other => bail!("--endpoint {text}: unsupported scheme {other:?}; use http://HOST:PORT"),
+            "https" => format!("https://{}", rest.trim_end_matches('/')),
+            other => bail!(
+                "--endpoint {text}: unsupported scheme {other:?}; use http://HOST:PORT or https://HOST:PORT"
+            ),
         },
         None => {
             let authority = text.trim_end_matches('/');
@@ -225,6 +300,10 @@ mod tests {
             ("[::1]", "http://[::1]:7070"),
             ("::1", "http://[::1]:7070"),
             ("http://kairos.internal", "http://kairos.internal"),
+            (
+                "https://kairos.internal:7070/",
+                "https://kairos.internal:7070",
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_endpoint(raw)?, want, "{raw}");
@@ -236,7 +315,6 @@ mod tests {
     fn bad_endpoints_are_refused() {
         for raw in [
             "",
-            "https://kairos:7070",
             "ftp://kairos:7070",
             "http://kairos:7070/api",
             "kairos:notaport",

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
-use crate::args::{DevArgs, ExecutorArgs, SchedulerArgs};
+use crate::args::{DevArgs, ExecutorArgs, GlobalArgs, SchedulerArgs};
 use crate::config_file::ConfigFile;
 use crate::logging::LogFormat;
 
@@ -67,12 +67,20 @@ pub struct ExecutorSettings {
 }
 
 /// Resolves `kairos dev`.
-pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevSettings> {
+pub fn dev(args: &DevArgs, global: &GlobalArgs) -> anyhow::Result<DevSettings> {
     let file = Layer::load::<DevArgs>(args.config.as_deref())?;
+    if tls_files(global, &file)?.is_some() {
+        bail!(
+            "--tls-ca: `kairos dev` runs in the clear on loopback only; TLS is for `kairos scheduler` and `kairos executor` (unset KAIROS_TLS_CA/KAIROS_TLS_CERT/KAIROS_TLS_KEY for dev)"
+        );
+    }
 
     let data_dir = pick(args.data_dir.clone(), file.value("data-dir", values::path)?)
         .unwrap_or_else(|| PathBuf::from(DEV_DATA_DIR));
     let mut scheduler = kairos_scheduler::Config::new(DEV_NODE_ID, data_dir);
+    // The embedded default is open, so it may listen on loopback only.
+    scheduler.insecure = true;
+    scheduler.loopback_only = true;
     listen(
         &mut scheduler,
         args.grpc_addr,
@@ -87,6 +95,7 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
     )
     .unwrap_or_else(|| DEV_EXECUTOR_ID.to_string());
     let mut executor = kairos_executor::Config::new(Vec::new(), id);
+    executor.insecure = true;
     runs(
         &mut executor,
         &args.tags,
@@ -101,15 +110,12 @@ pub fn dev(args: &DevArgs, log_format: Option<LogFormat>) -> anyhow::Result<DevS
     Ok(DevSettings {
         scheduler,
         executor,
-        log_format: resolve_log_format(log_format, &file)?,
+        log_format: resolve_log_format(global.log_format, &file)?,
     })
 }
 
 /// Resolves `kairos scheduler`.
-pub fn scheduler(
-    args: &SchedulerArgs,
-    log_format: Option<LogFormat>,
-) -> anyhow::Result<SchedulerSettings> {
+pub fn scheduler(args: &SchedulerArgs, global: &GlobalArgs) -> anyhow::Result<SchedulerSettings> {
     let file = Layer::load::<SchedulerArgs>(args.config.as_deref())?;
 
     let from_pod = pick(args.pod_name.clone(), file.value("pod-name", values::name)?)
@@ -170,19 +176,33 @@ pub fn scheduler(
         config.snapshot_interval = n;
     }
     history_and_webhooks(&mut config, args.max_executions, &args.notify, &file)?;
+    config.tls = tls_files(global, &file)?;
+    config.insecure = args.insecure || file.value("insecure", values::boolean)?.unwrap_or(false);
+    config.metrics_open = args.metrics_open
+        || file
+            .value("metrics-open", values::boolean)?
+            .unwrap_or(false);
+    if let Some(rate) = pick(args.write_rate, file.value("write-rate", values::limit)?) {
+        config.write_rate = rate;
+    }
+    if let Some(burst) = pick(args.write_burst, file.value("write-burst", values::limit)?) {
+        config.write_burst = burst;
+    }
+    if global.token.is_some() {
+        bail!(
+            "--token is for client commands and executors; a scheduler proves itself with --tls-cert"
+        );
+    }
     validated(&config)?;
 
     Ok(SchedulerSettings {
         config,
-        log_format: resolve_log_format(log_format, &file)?,
+        log_format: resolve_log_format(global.log_format, &file)?,
     })
 }
 
 /// Resolves `kairos executor`.
-pub fn executor(
-    args: &ExecutorArgs,
-    log_format: Option<LogFormat>,
-) -> anyhow::Result<ExecutorSettings> {
+pub fn executor(args: &ExecutorArgs, global: &GlobalArgs) -> anyhow::Result<ExecutorSettings> {
     let file = Layer::load::<ExecutorArgs>(args.config.as_deref())?;
 
     let schedulers = pick_list(
@@ -209,11 +229,38 @@ pub fn executor(
         (args.kill_grace, args.shutdown_grace),
         &file,
     )?;
+    config.tls = tls_files(global, &file)?;
+    config.token = pick(global.token.clone(), file.value("token", values::token)?);
+    config.insecure = args.insecure || file.value("insecure", values::boolean)?.unwrap_or(false);
+    config.validate().map_err(|e| anyhow!("{e}"))?;
 
     Ok(ExecutorSettings {
         config,
-        log_format: resolve_log_format(log_format, &file)?,
+        log_format: resolve_log_format(global.log_format, &file)?,
     })
+}
+
+/// `--tls-ca`, `--tls-cert` and `--tls-key` (global flags, or the config file's
+/// keys of the same names): nothing when none is given.
+fn tls_files(global: &GlobalArgs, file: &Layer) -> anyhow::Result<Option<kairos_tls::TlsFiles>> {
+    let ca = pick(global.tls_ca.clone(), file.value("tls-ca", values::path)?);
+    let cert = pick(
+        global.tls_cert.clone(),
+        file.value("tls-cert", values::path)?,
+    );
+    let key = pick(global.tls_key.clone(), file.value("tls-key", values::path)?);
+    match (ca, cert, key) {
+        (None, None, None) => Ok(None),
+        (Some(ca), cert, key) => {
+            if cert.is_some() != key.is_some() {
+                bail!("--tls-cert and --tls-key go together: give both or neither");
+            }
+            Ok(Some(kairos_tls::TlsFiles { ca, cert, key }))
+        }
+        (None, _, _) => bail!(
+            "--tls-ca is missing: --tls-cert and --tls-key need the CA that signed the other side's certificates"
+        ),
+    }
 }
 
 /// `--grpc-addr`, `--http-addr` and `--addr-file`, which `kairos dev` and
@@ -320,7 +367,8 @@ impl Layer {
 }
 
 /// The keys a role's config file accepts: its long flags except `--config` itself,
-/// plus the global `log-format`.
+/// plus the global flags a server takes from a file (`log-format`, the TLS files and,
+/// for an executor, `token`).
 pub fn config_keys<A: clap::Args>() -> Vec<String> {
     let command = A::augment_args(clap::Command::new("keys"));
     command
@@ -328,9 +376,12 @@ pub fn config_keys<A: clap::Args>() -> Vec<String> {
         .filter_map(|arg| arg.get_long())
         .filter(|long| !matches!(*long, "config" | "help"))
         .map(str::to_string)
-        .chain(std::iter::once("log-format".to_string()))
+        .chain(FILE_GLOBALS.iter().map(|k| k.to_string()))
         .collect()
 }
+
+/// Global flags a config file may set too.
+const FILE_GLOBALS: [&str; 5] = ["log-format", "tls-ca", "tls-cert", "tls-key", "token"];
 
 /// The command line or environment (already merged by clap) before the file.
 fn pick<T>(flag_or_env: Option<T>, file: Option<T>) -> Option<T> {
@@ -434,7 +485,7 @@ mod tests {
         let Command::Scheduler(args) = cli.command else {
             bail!("not a scheduler command line");
         };
-        scheduler(&args, cli.global.log_format)
+        scheduler(&args, &cli.global)
     }
 
     fn executor_from(argv: &[&str]) -> anyhow::Result<ExecutorSettings> {
@@ -442,7 +493,7 @@ mod tests {
         let Command::Executor(args) = cli.command else {
             bail!("not an executor command line");
         };
-        executor(&args, cli.global.log_format)
+        executor(&args, &cli.global)
     }
 
     fn dev_from(argv: &[&str]) -> anyhow::Result<DevSettings> {
@@ -450,7 +501,7 @@ mod tests {
         let Command::Dev(args) = cli.command else {
             bail!("not a dev command line");
         };
-        dev(&args, cli.global.log_format)
+        dev(&args, &cli.global)
     }
 
     fn addr(s: &str) -> anyhow::Result<SocketAddr> {
@@ -474,6 +525,7 @@ log-format = "json"
         let settings = scheduler_from(&[
             "kairos",
             "scheduler",
+            "--insecure",
             "--config",
             &path,
             "--data-dir",
@@ -520,11 +572,18 @@ log-format = "json"
             "schedulers = [\"a:1\", \"b:2\"]\nid = \"w1\"\ntag = { role = \"web\", zone = \"a\" }\n",
         )?;
         let path = file.path().to_string_lossy().to_string();
-        let from_file = executor_from(&["kairos", "executor", "--config", &path])?;
+        let from_file = executor_from(&["kairos", "executor", "--insecure", "--config", &path])?;
         assert_eq!(from_file.config.schedulers, ["a:1", "b:2"]);
         assert_eq!(from_file.config.tags.len(), 2);
-        let flagged =
-            executor_from(&["kairos", "executor", "--config", &path, "--tag", "role=db"])?;
+        let flagged = executor_from(&[
+            "kairos",
+            "executor",
+            "--insecure",
+            "--config",
+            &path,
+            "--tag",
+            "role=db",
+        ])?;
         assert_eq!(
             flagged.config.tags,
             BTreeMap::from([("role".to_string(), "db".to_string())])
@@ -536,7 +595,7 @@ log-format = "json"
     fn unknown_keys_in_the_file_are_refused() -> anyhow::Result<()> {
         let file = config_file("node-id = 1\ndata-dir = \"d\"\ncapacity = 4\n")?;
         let path = file.path().to_string_lossy().to_string();
-        let err = scheduler_from(&["kairos", "scheduler", "--config", &path])
+        let err = scheduler_from(&["kairos", "scheduler", "--insecure", "--config", &path])
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default();
@@ -551,6 +610,7 @@ log-format = "json"
         let result = scheduler_from(&[
             "kairos",
             "scheduler",
+            "--insecure",
             "--config",
             &path,
             "--node-id",
@@ -570,11 +630,15 @@ log-format = "json"
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         };
-        assert!(err(&["kairos", "scheduler", "--data-dir", "d"]).contains("missing --node-id"));
+        assert!(
+            err(&["kairos", "scheduler", "--insecure", "--data-dir", "d"])
+                .contains("missing --node-id")
+        );
         assert!(
             err(&[
                 "kairos",
                 "scheduler",
+                "--insecure",
                 "--node-id",
                 "3",
                 "--data-dir",
@@ -588,6 +652,7 @@ log-format = "json"
             err(&[
                 "kairos",
                 "scheduler",
+                "--insecure",
                 "--node-id",
                 "1",
                 "--data-dir",
@@ -601,6 +666,7 @@ log-format = "json"
             err(&[
                 "kairos",
                 "scheduler",
+                "--insecure",
                 "--node-id",
                 "1",
                 "--data-dir",
@@ -610,7 +676,7 @@ log-format = "json"
             ])
             .contains("--election-ticks")
         );
-        let executor_err = executor_from(&["kairos", "executor", "--id", "w"])
+        let executor_err = executor_from(&["kairos", "executor", "--insecure", "--id", "w"])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -621,6 +687,7 @@ log-format = "json"
         let dup = executor_from(&[
             "kairos",
             "executor",
+            "--insecure",
             "--schedulers",
             "a:1",
             "--id",
@@ -633,8 +700,15 @@ log-format = "json"
 
     #[test]
     fn history_cap_and_webhooks_come_from_flag_file_or_default() -> anyhow::Result<()> {
-        let defaults =
-            scheduler_from(&["kairos", "scheduler", "--node-id", "1", "--data-dir", "d"])?;
+        let defaults = scheduler_from(&[
+            "kairos",
+            "scheduler",
+            "--insecure",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ])?;
         assert_eq!(defaults.config.max_executions, 1_000_000);
         assert!(defaults.config.notify.is_empty());
 
@@ -642,7 +716,7 @@ log-format = "json"
             "node-id = 1\ndata-dir = \"d\"\nmax-executions = 5000\nnotify = [\"https://a.example/hook\", \"http://b.example:8080/x\"]\n",
         )?;
         let path = file.path().to_string_lossy().to_string();
-        let from_file = scheduler_from(&["kairos", "scheduler", "--config", &path])?;
+        let from_file = scheduler_from(&["kairos", "scheduler", "--insecure", "--config", &path])?;
         assert_eq!(from_file.config.max_executions, 5000);
         assert_eq!(
             from_file.config.notify,
@@ -652,6 +726,7 @@ log-format = "json"
         let flagged = scheduler_from(&[
             "kairos",
             "scheduler",
+            "--insecure",
             "--config",
             &path,
             "--max-executions",
@@ -702,7 +777,15 @@ log-format = "json"
             };
             result.err().map(|e| format!("{e:#}")).unwrap_or_default()
         };
-        let base = ["kairos", "scheduler", "--node-id", "1", "--data-dir", "d"];
+        let base = [
+            "kairos",
+            "scheduler",
+            "--insecure",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ];
         let with = |extra: &[&'static str]| -> Vec<&'static str> {
             base.iter().chain(extra).copied().collect()
         };
@@ -730,6 +813,7 @@ log-format = "json"
             &[
                 "kairos",
                 "scheduler",
+                "--insecure",
                 "--node-id",
                 "1",
                 "--data-dir",
@@ -745,6 +829,171 @@ log-format = "json"
         );
         let message = err(&["kairos", "dev", "--config", &path], true);
         assert!(message.contains("`notify`"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_server_runs_with_tls_or_says_insecure() -> anyhow::Result<()> {
+        let err =
+            |result: anyhow::Result<()>| result.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        let plain =
+            err(
+                scheduler_from(&["kairos", "scheduler", "--node-id", "1", "--data-dir", "d"])
+                    .map(|_| ()),
+            );
+        assert!(plain.starts_with("--tls-cert is required"), "{plain}");
+        assert!(
+            plain.contains("--insecure"),
+            "the way out is named: {plain}"
+        );
+        let plain = err(
+            executor_from(&["kairos", "executor", "--schedulers", "a:1", "--id", "w"]).map(|_| ()),
+        );
+        assert!(plain.contains("--tls-ca is required"), "{plain}");
+
+        let tls = scheduler_from(&[
+            "kairos",
+            "--tls-ca",
+            "/pki/ca.crt",
+            "--tls-cert",
+            "/pki/s1.crt",
+            "--tls-key",
+            "/pki/s1.key",
+            "scheduler",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ])?;
+        let files = tls.config.tls.ok_or_else(|| anyhow!("no TLS files"))?;
+        assert_eq!(files.ca, PathBuf::from("/pki/ca.crt"));
+        assert_eq!(files.cert, Some(PathBuf::from("/pki/s1.crt")));
+        assert!(!tls.config.insecure);
+
+        let both = err(scheduler_from(&[
+            "kairos",
+            "--tls-ca",
+            "c",
+            "--tls-cert",
+            "s",
+            "--tls-key",
+            "k",
+            "scheduler",
+            "--insecure",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ])
+        .map(|_| ()));
+        assert!(both.contains("exclude each other"), "{both}");
+        let half = err(scheduler_from(&[
+            "kairos",
+            "--tls-ca",
+            "c",
+            "--tls-cert",
+            "s",
+            "scheduler",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ])
+        .map(|_| ()));
+        assert!(
+            half.contains("--tls-cert and --tls-key go together"),
+            "{half}"
+        );
+        let no_ca = err(executor_from(&[
+            "kairos",
+            "--tls-cert",
+            "e.crt",
+            "--tls-key",
+            "e.key",
+            "executor",
+            "--schedulers",
+            "a:1",
+            "--id",
+            "w",
+        ])
+        .map(|_| ()));
+        assert!(no_ca.contains("--tls-ca is missing"), "{no_ca}");
+        let token_on_scheduler = err(scheduler_from(&[
+            "kairos",
+            "--token",
+            "kairos_x_y",
+            "scheduler",
+            "--insecure",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+        ])
+        .map(|_| ()));
+        assert!(
+            token_on_scheduler.contains("--token is for client commands"),
+            "{token_on_scheduler}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_executor_takes_a_token_or_a_certificate_from_flags_or_the_file() -> anyhow::Result<()> {
+        let file = config_file(
+            "schedulers = \"a:1\"\nid = \"w1\"\ntls-ca = \"/pki/ca.crt\"\ntoken = \"kairos_0123_abcd\"\n",
+        )?;
+        let path = file.path().to_string_lossy().to_string();
+        let settings = executor_from(&["kairos", "executor", "--config", &path])?;
+        assert_eq!(settings.config.token.as_deref(), Some("kairos_0123_abcd"));
+        assert_eq!(
+            settings.config.tls.map(|t| t.ca),
+            Some(PathBuf::from("/pki/ca.crt"))
+        );
+        let flagged = executor_from(&[
+            "kairos",
+            "--token",
+            "kairos_9_9",
+            "executor",
+            "--config",
+            &path,
+        ])?;
+        assert_eq!(
+            flagged.config.token.as_deref(),
+            Some("kairos_9_9"),
+            "flag beats file"
+        );
+
+        let file = config_file("schedulers = \"a:1\"\nid = \"w1\"\ntls-ca = \"/pki/ca.crt\"\n")?;
+        let path = file.path().to_string_lossy().to_string();
+        let nothing = executor_from(&["kairos", "executor", "--config", &path])
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            nothing.contains("a certificate") && nothing.contains("--token"),
+            "{nothing}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn dev_is_open_on_loopback_only() -> anyhow::Result<()> {
+        let settings = dev_from(&["kairos", "dev"])?;
+        assert!(settings.scheduler.insecure && settings.scheduler.loopback_only);
+        assert!(settings.executor.insecure);
+        let wide = dev_from(&["kairos", "dev", "--grpc-addr", "0.0.0.0:7070"])
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            wide.contains("--grpc-addr") && wide.contains("loopback"),
+            "{wide}"
+        );
+        let tls = dev_from(&["kairos", "--tls-ca", "ca.crt", "dev"])
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(tls.contains("runs in the clear on loopback only"), "{tls}");
         Ok(())
     }
 
@@ -813,6 +1062,7 @@ log-format = "json"
         let settings = scheduler_from(&[
             "kairos",
             "scheduler",
+            "--insecure",
             "--config",
             &path,
             "--http-addr",
@@ -845,6 +1095,7 @@ log-format = "json"
         let flagged = scheduler_from(&[
             "kairos",
             "scheduler",
+            "--insecure",
             "--config",
             &path,
             "--max-executions",

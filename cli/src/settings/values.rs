@@ -148,6 +148,30 @@ pub fn rate(s: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// A limit per second: a finite number, 0 or more (0 is "no limit" where a flag says so).
+pub fn limit(s: &str) -> Result<f64, String> {
+    let text = s.trim();
+    let limit: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !limit.is_finite() || limit < 0.0 {
+        return Err(format!("{text:?}: the limit must be a number, 0 or more"));
+    }
+    Ok(limit)
+}
+
+/// A bearer token as `kairos token create` prints it: one word.
+pub fn token(s: &str) -> Result<String, String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err("the token is empty".to_string());
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("a token is one word of printable ASCII".to_string());
+    }
+    Ok(text.to_string())
+}
+
 /// `text` or `json`.
 pub fn log_format(s: &str) -> Result<LogFormat, String> {
     LogFormat::from_str(s.trim(), true)

@@ -20,6 +20,7 @@ mod fires;
 mod jobs;
 mod reconcile;
 mod reports;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -46,6 +47,12 @@ pub type Raft = RaftHandle<Result<Applied>>;
 
 /// Everything a node's services share.
 pub struct Core {
+    /// Who callers are and what they may do.
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Writes per caller per second.
+    pub limiter: Arc<crate::auth::WriteLimiter>,
+    /// TLS on the node's ports (`None`: in the clear, `--insecure`).
+    pub server_tls: Option<Arc<kairos_tls::ServerTls>>,
     pub config: Config,
     /// This node's gRPC address as peers and executors reach it.
     pub my_addr: String,

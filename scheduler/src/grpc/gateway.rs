@@ -48,6 +48,7 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
         &self,
         req: Request<Streaming<pb::ExecutorMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let principal = req.extensions().get::<crate::auth::Principal>().cloned();
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -62,6 +63,16 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
             return Err(Status::invalid_argument(
                 "invalid executor_id: must not be empty",
             ));
+        }
+        // A certificate names one executor: it registers as that one only.
+        if let Some(p) = &principal
+            && p.via == crate::auth::Via::Certificate
+            && p.name != hello.executor_id
+        {
+            return Err(Status::permission_denied(format!(
+                "the certificate of {p} cannot register executor {:?}",
+                hello.executor_id
+            )));
         }
         if hello.protocol_version != kairos_proto::EXECUTOR_PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(

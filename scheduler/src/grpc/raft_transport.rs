@@ -7,6 +7,7 @@ use kairos_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use crate::auth::{Principal, Via};
 use crate::core::Core;
 use crate::peers::is_forwarded;
 use crate::raft::SnapshotReceiver;
@@ -15,6 +16,45 @@ use crate::raft::SnapshotReceiver;
 /// (a graceful server shutdown waits for every open stream).
 #[derive(Debug, Clone)]
 pub struct RaftApi(pub Arc<Core>, pub tokio_util::sync::CancellationToken);
+
+impl RaftApi {
+    /// The node id a scheduler certificate names (`None` when the node runs open).
+    fn sender<T>(&self, req: &Request<T>) -> Result<Option<u64>, Status> {
+        match req.extensions().get::<Principal>() {
+            Some(p) if p.via == Via::Certificate => p
+                .name
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| Status::permission_denied(format!("{p} names no node id"))),
+            Some(p) if p.via == Via::Open => Ok(None),
+            Some(p) => Err(Status::permission_denied(format!(
+                "{p}: raft traffic needs a scheduler certificate"
+            ))),
+            None => Err(Status::permission_denied(
+                "raft traffic needs a scheduler certificate",
+            )),
+        }
+    }
+
+    /// A certificate may speak only for its own node, and only while it is a member.
+    fn check_sender(&self, sender: Option<u64>, from: u64) -> Result<(), Status> {
+        let Some(id) = sender else {
+            return Ok(());
+        };
+        if from != id {
+            return Err(Status::permission_denied(format!(
+                "the certificate of scheduler {id} cannot send for scheduler {from}"
+            )));
+        }
+        let s = self.0.status();
+        if !s.voters.contains(&id) && !s.learners.contains(&id) {
+            return Err(Status::permission_denied(format!(
+                "scheduler {id} is not a member of this group"
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for RaftApi {
@@ -57,6 +97,7 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
         &self,
         req: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
+        let sender = self.sender(&req)?;
         let mut stream = req.into_inner();
         loop {
             let next = tokio::select! {
@@ -64,6 +105,7 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
                 next = stream.message() => next?,
             };
             let Some(batch) = next else { break };
+            self.check_sender(sender, batch.from)?;
             if batch.from != 0 {
                 self.0.book.set(batch.from, batch.from_addr);
             }
@@ -80,11 +122,13 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
         &self,
         req: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
+        let sender = self.sender(&req)?;
         let mut stream = req.into_inner();
         let first = stream
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.check_sender(sender, first.from)?;
         if first.from != 0 {
             self.0.book.set(first.from, first.from_addr.clone());
         }

@@ -58,13 +58,17 @@ impl pb::raft_transport_server::RaftTransport for WaitingTransport {
 pub async fn serve_waiting(
     transport: WaitingTransport,
     listener: std::sync::Arc<tokio::net::TcpListener>,
+    tls: Option<std::sync::Arc<kairos_tls::ServerTls>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> crate::Result<()> {
     tonic::transport::Server::builder()
         .add_service(pb::raft_transport_server::RaftTransportServer::new(
             transport,
         ))
-        .serve_with_incoming_shutdown(crate::listen::incoming(listener), stop.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            crate::listen::incoming(listener, tls),
+            stop.cancelled_owned(),
+        )
         .await
         .map_err(|e| crate::Error::Internal(format!("grpc server: {e}")))
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::core::Core;
 use crate::{Error, Result};
 
+mod auth;
 pub mod dkron;
 
 pub async fn serve(
@@ -30,17 +31,27 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(dkron::routes())
-        .with_state(core);
-    axum::serve(crate::listen::Shared(listener), app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|e| Error::Internal(format!("http server: {e}")))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            auth::authorize,
+        ))
+        .with_state(core.clone());
+    let accepting = crate::listen::Accepting::new(listener, core.server_tls.clone())
+        .map_err(|e| Error::Internal(format!("http listener: {e}")))?;
+    axum::serve(
+        accepting,
+        app.into_make_service_with_connect_info::<crate::listen::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .map_err(|e| Error::Internal(format!("http server: {e}")))
 }
 
 /// The HTTP port of a node still deciding whether to bootstrap or join
 /// ([`crate::join`]): alive, not ready.
 pub async fn serve_waiting(
     listener: Arc<tokio::net::TcpListener>,
+    tls: Option<Arc<kairos_tls::ServerTls>>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let app = Router::new().route("/healthz", get(healthz)).route(
@@ -52,7 +63,9 @@ pub async fn serve_waiting(
             )
         }),
     );
-    axum::serve(crate::listen::Shared(listener), app)
+    let accepting = crate::listen::Accepting::new(listener, tls)
+        .map_err(|e| Error::Internal(format!("http listener: {e}")))?;
+    axum::serve(accepting, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(|e| Error::Internal(format!("http server: {e}")))

@@ -115,6 +115,8 @@ pub struct GrpcTransport<O> {
     runtime: tokio::runtime::Handle,
     snapshot_dir: PathBuf,
     shutdown: CancellationToken,
+    /// Plain or TLS with this node's certificate.
+    dialer: crate::dial::Dialer,
 }
 
 impl<O: Send + 'static> GrpcTransport<O> {
@@ -125,6 +127,7 @@ impl<O: Send + 'static> GrpcTransport<O> {
         reporter: Reporter<O>,
         snapshot_dir: PathBuf,
         shutdown: CancellationToken,
+        dialer: crate::dial::Dialer,
     ) -> Self {
         GrpcTransport {
             me,
@@ -135,6 +138,7 @@ impl<O: Send + 'static> GrpcTransport<O> {
             runtime: tokio::runtime::Handle::current(),
             snapshot_dir,
             shutdown,
+            dialer,
         }
     }
 
@@ -155,6 +159,7 @@ impl<O: Send + 'static> GrpcTransport<O> {
                 rx,
                 self.reporter.clone(),
                 stop.clone(),
+                self.dialer.clone(),
             ));
             if let Some(old) = self.peers.insert(to, PeerQueue { addr, tx, stop }) {
                 old.stop.cancel();
@@ -173,8 +178,9 @@ impl<O: Send + 'static> GrpcTransport<O> {
         let dir = checkpoint_dir(&self.snapshot_dir, meta.index, meta.term);
         let reporter = self.reporter.clone();
         let (me, my_addr) = (self.me, self.my_addr.clone());
+        let dialer = self.dialer.clone();
         self.runtime.spawn(async move {
-            let ok = match send_snapshot(me, my_addr, &addr, msg, dir).await {
+            let ok = match send_snapshot(&dialer, me, my_addr, &addr, msg, dir).await {
                 Ok(bytes) => {
                     info!(to, bytes, "snapshot sent");
                     true
@@ -218,13 +224,13 @@ impl<O: Send + 'static> Transport for GrpcTransport<O> {
 }
 
 async fn connect(
+    dialer: &crate::dial::Dialer,
     addr: &str,
 ) -> Result<pb::raft_transport_client::RaftTransportClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::invalid("peers", format!("bad address {addr}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect()
+    let channel = dialer
+        .connect(addr, |e| {
+            e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true)
+        })
         .await
         .map_err(|e| Error::Unavailable(format!("cannot reach {addr}: {e}")))?;
     Ok(pb::raft_transport_client::RaftTransportClient::new(channel)
@@ -232,6 +238,7 @@ async fn connect(
         .max_encoding_message_size(64 << 20))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn peer_task<O: Send + 'static>(
     me: u64,
     my_addr: String,
@@ -240,12 +247,13 @@ async fn peer_task<O: Send + 'static>(
     mut rx: mpsc::Receiver<Message>,
     reporter: Reporter<O>,
     shutdown: CancellationToken,
+    dialer: crate::dial::Dialer,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let mut client = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&addr) => match c {
+            c = connect(&dialer, &addr) => match c {
                 Ok(c) => c,
                 Err(e) => {
                     debug!(to, error = %e, "peer unreachable");
@@ -300,13 +308,14 @@ async fn peer_task<O: Send + 'static>(
 
 /// Streams the checkpoint at `dir` to `addr`; returns the bytes of state sent.
 async fn send_snapshot(
+    dialer: &crate::dial::Dialer,
     me: u64,
     my_addr: String,
     addr: &str,
     msg: Message,
     dir: PathBuf,
 ) -> Result<u64> {
-    let mut client = connect(addr).await?;
+    let mut client = connect(dialer, addr).await?;
     let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
     let header = pb::SnapshotChunk {
         from: me,

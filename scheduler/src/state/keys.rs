@@ -28,6 +28,12 @@ pub const DEPENDENCY_PREFIX: &[u8] = b"p/";
 pub const BACKFILL_PREFIX: &[u8] = b"b/";
 pub const NEXT_BACKFILL_ID: &[u8] = b"m/next_backfill_id";
 pub const EXECUTION_COUNT: &[u8] = b"m/execution_count";
+/// Bearer tokens, by id: `t/<id>` → `TokenRecord`.
+pub const TOKEN_PREFIX: &[u8] = b"t/";
+
+pub fn token(id: &str) -> Vec<u8> {
+    [TOKEN_PREFIX, id.as_bytes()].concat()
+}
 
 /// A pending start of `child` after execution `parent_execution` of its parent.
 pub fn dependency(parent_execution: u64, child: &str) -> Vec<u8> {

@@ -94,6 +94,8 @@ pub enum Applied {
     },
     /// The address book after the change.
     Members(BTreeMap<u64, String>),
+    /// A token created or revoked.
+    Token(Box<ipb::TokenRecord>),
 }
 
 /// What applies changed since the last publish: what [`StateMachine`] hands the
@@ -109,6 +111,7 @@ pub(super) struct Changes {
     pub(super) members: bool,
     pub(super) dependencies: bool,
     pub(super) backfills: bool,
+    pub(super) tokens: bool,
     /// Executions written, for watchers.
     pub(super) executions: Vec<pb::Execution>,
 }
@@ -139,6 +142,8 @@ pub struct StateMachine {
     pub(super) active_by_job: BTreeMap<String, BTreeSet<u64>>,
     /// Executions stored across all jobs (for the global cap).
     pub(super) execution_count: u64,
+    /// Bearer tokens by id.
+    pub(super) tokens: BTreeMap<String, ipb::TokenRecord>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -175,6 +180,7 @@ impl StateMachine {
             next_backfill_id: 1,
             execution_count: 0,
             active_by_job: BTreeMap::new(),
+            tokens: BTreeMap::new(),
         };
         sm.load()?;
         Ok(sm)
@@ -256,6 +262,12 @@ impl StateMachine {
             backfills.insert(b.id, b);
         }
         let next_backfill_id = u64_key(keys::NEXT_BACKFILL_ID, "backfill counter")?.unwrap_or(1);
+        let mut tokens = BTreeMap::new();
+        for (_, value) in db.scan_prefix(Cf::State, keys::TOKEN_PREFIX, false, None, usize::MAX)? {
+            let t = ipb::TokenRecord::decode(value.as_slice())
+                .map_err(|e| StorageError::corrupt(format!("token: {e}")))?;
+            tokens.insert(t.id.clone(), t);
+        }
         let execution_count = u64_key(keys::EXECUTION_COUNT, "execution count")?.unwrap_or(0);
         let members = match db.get(Cf::State, keys::MEMBERS)? {
             Some(b) => ipb::Members::decode(b.as_slice())
@@ -282,6 +294,8 @@ impl StateMachine {
         self.changes.dependencies = true;
         self.backfills = backfills;
         self.changes.backfills = true;
+        self.tokens = tokens;
+        self.changes.tokens = true;
         self.next_backfill_id = next_backfill_id;
         self.execution_count = execution_count;
         self.jobs = jobs;
@@ -427,6 +441,8 @@ impl crate::raft::StateMachine for StateMachine {
             Kind::ExecutionFinished(c) => self.apply_finished(batch, c)?,
             Kind::CancelExecution(c) => self.apply_cancel(batch, c)?,
             Kind::StartBackfill(c) => self.apply_start_backfill(batch, c)?,
+            Kind::PutToken(c) => self.apply_put_token(batch, c)?,
+            Kind::RevokeToken(c) => self.apply_revoke_token(batch, c)?,
             Kind::SetMemberAddrs(c) => {
                 for (id, addr) in c.addrs {
                     if id != 0 && !addr.is_empty() {
@@ -498,6 +514,9 @@ impl crate::raft::StateMachine for StateMachine {
         if changes.dependencies {
             self.view
                 .set_dependencies(self.dependencies.values().cloned().collect());
+        }
+        if changes.tokens {
+            self.view.set_tokens(self.tokens.clone());
         }
         if changes.backfills {
             self.view

@@ -83,6 +83,7 @@ pub mod keys;
 mod machine;
 mod records;
 mod reports;
+mod tokens;
 mod view;
 
 pub use backfill::MAX_BACKFILL_INSTANTS;

@@ -36,6 +36,8 @@ pub struct StateView {
     jobs_changed: Notify,
     executions: broadcast::Sender<pb::Execution>,
     members: RwLock<BTreeMap<u64, String>>,
+    /// Bearer tokens by id.
+    tokens: RwLock<BTreeMap<String, ipb::TokenRecord>>,
 }
 
 impl std::fmt::Debug for StateView {
@@ -57,7 +59,34 @@ impl StateView {
             jobs_changed: Notify::new(),
             executions: broadcast::channel(EXECUTION_EVENTS_CAPACITY).0,
             members: RwLock::new(BTreeMap::new()),
+            tokens: RwLock::new(BTreeMap::new()),
         })
+    }
+
+    /// The token with this id, if it exists (not revoked).
+    pub fn token(&self, id: &str) -> Option<ipb::TokenRecord> {
+        self.tokens
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .get(id)
+            .cloned()
+    }
+
+    /// Every token, by id.
+    pub fn tokens(&self) -> Vec<ipb::TokenRecord> {
+        self.tokens
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn set_tokens(&self, t: BTreeMap<String, ipb::TokenRecord>) {
+        *self
+            .tokens
+            .write()
+            .expect("invariant: view lock is never poisoned") = t;
     }
 
     pub(super) fn publish(

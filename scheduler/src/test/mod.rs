@@ -95,6 +95,7 @@ impl Node {
     /// waits until it leads.
     pub async fn start(dir: &std::path::Path, clock: Arc<PausedClock>) -> Node {
         let mut config = Config::new(1, dir.to_path_buf());
+        config.insecure = true;
         config.grpc_addr = "127.0.0.1:0".parse().expect("an address");
         config.http_addr = "127.0.0.1:0".parse().expect("an address");
         let shutdown = CancellationToken::new();

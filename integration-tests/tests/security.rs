@@ -1,0 +1,865 @@
+//! Security end to end, with real processes and real TLS: every group here is made
+//! with `kairos certs init` and runs without `--insecure`, as in production.
+//!
+//! What an operator checks before exposing Kairos, and what these tests assert:
+//! - who may do what: a caller without credentials gets nothing but the health
+//!   checks; a viewer reads and cannot write; an operator writes jobs and cannot
+//!   change membership or tokens; an executor token cannot read jobs; the same rules
+//!   over gRPC (the CLI, grpcurl, Python grpcio) and HTTP (the `/v1` API, bearer
+//!   header), through the leader and through followers;
+//! - a revoked token is refused by every node within a second of the revocation;
+//! - a plain-text client cannot talk to a TLS scheduler; a certificate from another
+//!   CA fails the handshake, so it can neither join nor send raft messages; a
+//!   certificate of the right CA but the wrong role cannot use the peers' service;
+//! - an executor without a valid certificate or token cannot register and receives
+//!   no assignment; with an executor token it can;
+//! - certificates rotated on disk (to a new CA) are taken without a restart while a
+//!   job keeps firing;
+//! - write rate limits answer `resource_exhausted` / 429 with a retry hint.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use kairos_integration_tests::deploy::{run, tool, tools_dir};
+use kairos_integration_tests::web::Request;
+use kairos_integration_tests::{
+    CliOutput, Cluster, ClusterOptions, Process, cli_within, field, read_lines, ticker_job,
+    wait_until, write_file,
+};
+use kairos_tls::TlsFiles;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kairos");
+
+/// How long a single CLI call may take.
+const CALL: Duration = Duration::from_secs(30);
+/// How long the group may take to notice something (an executor registering, a job
+/// firing a few times).
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn start(options: ClusterOptions) -> Result<(tempfile::TempDir, Cluster)> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(BIN.as_ref(), dir.path(), options)?;
+    Ok((dir, cluster))
+}
+
+fn pki(cluster: &Cluster) -> Result<&Path> {
+    cluster
+        .pki()
+        .ok_or_else(|| anyhow!("the group runs without TLS"))
+}
+
+/// The CLI against scheduler `id` over TLS, trusting the group's CA, as whoever
+/// `auth` names (`--token T`, other `--tls-*` flags, or nothing).
+fn cli_as(cluster: &Cluster, id: u64, auth: &[&str], args: &[&str]) -> Result<CliOutput> {
+    let ca = pki(cluster)?.join("ca.crt");
+    let ca = ca.to_string_lossy();
+    let mut all = vec!["--tls-ca", &ca];
+    all.extend_from_slice(auth);
+    all.extend_from_slice(args);
+    cli_within(
+        cluster.bin(),
+        &format!("https://{}", cluster.addr(id)),
+        &all,
+        CALL,
+    )
+}
+
+/// A new token of `role` named `name`, made by the admin: its secret.
+fn create_token(cluster: &Cluster, name: &str, role: &str) -> Result<(String, String)> {
+    let leader = cluster.wait_for_leader()?;
+    let out = cluster
+        .cli(
+            leader,
+            &["-o", "json", "token", "create", name, "--role", role],
+        )?
+        .ok()?
+        .json()?;
+    let secret = field(&out, "token").to_string();
+    let id = out["info"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no token id in {out}"))?
+        .to_string();
+    ensure!(secret.len() > 40, "a short token secret: {out}");
+    Ok((id, secret))
+}
+
+/// Fails unless `out` is a refusal with gRPC code `code` whose message names `what`.
+fn refused(out: &CliOutput, code: &str, what: &str) -> Result<()> {
+    ensure!(
+        !out.success(),
+        "expected a refusal [{code}], got success: {}",
+        out.stdout
+    );
+    ensure!(
+        out.stderr.contains(&format!("[{code}]")) && out.stderr.contains(what),
+        "expected [{code}] naming {what:?}, got: {}",
+        out.stderr
+    );
+    Ok(())
+}
+
+fn ca_only(cluster: &Cluster) -> Result<TlsFiles> {
+    Ok(TlsFiles {
+        ca: pki(cluster)?.join("ca.crt"),
+        cert: None,
+        key: None,
+    })
+}
+
+/// `localhost:PORT` of scheduler `id`'s HTTP listener (its certificate names
+/// localhost; the listener is on 127.0.0.1).
+fn http_host(cluster: &Cluster, id: u64) -> Result<String> {
+    let addr = cluster.http_addr(id);
+    let port = addr
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .ok_or_else(|| anyhow!("no port in {addr}"))?;
+    Ok(format!("localhost:{port}"))
+}
+
+const MANUAL_JOB: &str = "name: secured\nschedule: \"@manual\"\nshell:\n  command: \"true\"\n";
+
+#[test]
+fn roles_decide_what_each_caller_may_do_over_grpc_and_http() -> Result<()> {
+    let (dir, cluster) = start(ClusterOptions::new(3, 1).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let (_, viewer) = create_token(&cluster, "ci-viewer", "viewer")?;
+    let (_, operator) = create_token(&cluster, "ci-operator", "operator")?;
+    let (_, executor) = create_token(&cluster, "worker-token", "executor")?;
+    let job = write_file(dir.path(), "secured.yaml", MANUAL_JOB)?;
+
+    // The same answers through the leader and through every follower (which
+    // forwards writes in the caller's name).
+    for id in cluster.scheduler_ids() {
+        let which = if id == leader { "leader" } else { "follower" };
+        let v = ["--token", viewer.as_str()];
+        let o = ["--token", operator.as_str()];
+        let e = ["--token", executor.as_str()];
+
+        refused(
+            &cli_as(&cluster, id, &[], &["job", "list"])?,
+            "unauthenticated",
+            "no credentials",
+        )
+        .with_context(|| format!("no credentials, {which} {id}"))?;
+        refused(
+            &cli_as(
+                &cluster,
+                id,
+                &["--token", "kairos_nosuch_token"],
+                &["job", "list"],
+            )?,
+            "unauthenticated",
+            "not valid",
+        )
+        .with_context(|| format!("an unknown token, {which} {id}"))?;
+
+        cli_as(&cluster, id, &v, &["job", "list"])?
+            .ok()
+            .with_context(|| format!("a viewer lists jobs, {which} {id}"))?;
+        refused(
+            &cli_as(&cluster, id, &v, &["job", "apply", "-f", &job])?,
+            "permission_denied",
+            "write",
+        )
+        .with_context(|| format!("a viewer cannot write, {which} {id}"))?;
+
+        cli_as(&cluster, id, &o, &["job", "apply", "-f", &job])?
+            .ok()
+            .with_context(|| format!("an operator applies a job, {which} {id}"))?;
+        cli_as(&cluster, id, &o, &["job", "run", "secured"])?
+            .ok()
+            .with_context(|| format!("an operator runs a job, {which} {id}"))?;
+        refused(
+            &cli_as(&cluster, id, &o, &["cluster", "remove-scheduler", "3"])?,
+            "permission_denied",
+            "admin",
+        )
+        .with_context(|| format!("an operator cannot change membership, {which} {id}"))?;
+        refused(
+            &cli_as(&cluster, id, &o, &["token", "list"])?,
+            "permission_denied",
+            "admin",
+        )
+        .with_context(|| format!("an operator cannot see tokens, {which} {id}"))?;
+
+        refused(
+            &cli_as(&cluster, id, &e, &["job", "list"])?,
+            "permission_denied",
+            "read",
+        )
+        .with_context(|| format!("an executor token cannot read jobs, {which} {id}"))?;
+    }
+    // The admin (by certificate) sees the tokens, never their secrets.
+    let tokens = cluster.cli(leader, &["token", "list"])?.ok()?.stdout;
+    for name in ["ci-viewer", "ci-operator", "worker-token"] {
+        ensure!(
+            tokens.contains(name),
+            "{name} not in the token list:\n{tokens}"
+        );
+    }
+    for secret in [&viewer, &operator, &executor] {
+        ensure!(
+            !tokens.contains(secret.as_str()),
+            "token list shows a secret"
+        );
+    }
+
+    // HTTP: the /v1 API and the status page take the token as a bearer header or a
+    // client certificate; the health checks are open.
+    let ca = ca_only(&cluster)?;
+    let admin_cert = TlsFiles::in_dir(pki(&cluster)?, "admin-admin");
+    let body = r#"{"name":"from-http","schedule":"@manual","executor":"shell","executor_config":{"command":"true"}}"#;
+    for id in cluster.scheduler_ids() {
+        let addr = http_host(&cluster, id)?;
+        let code = |r: Request| r.send(&addr);
+        let (c, _) = code(Request::get("/healthz").tls(&ca))?;
+        ensure!(c == 200, "/healthz without credentials: {c}");
+        let (c, b) = code(Request::get("/v1/jobs").tls(&ca))?;
+        ensure!(c == 401, "/v1/jobs without credentials: {c} {b}");
+        let (c, b) = code(Request::get("/").tls(&ca))?;
+        ensure!(c == 401, "the status page without credentials: {c} {b}");
+        let (c, b) = code(Request::get("/v1/jobs").tls(&ca).bearer(&viewer))?;
+        ensure!(
+            c == 200 && b.contains("secured"),
+            "/v1/jobs as viewer: {c} {b}"
+        );
+        let (c, b) = code(Request::post("/v1/jobs", body).tls(&ca).bearer(&viewer))?;
+        ensure!(
+            c == 403 && b.contains("write"),
+            "POST /v1/jobs as viewer: {c} {b}"
+        );
+        let (c, b) = code(Request::get("/v1/jobs").tls(&ca).bearer(&executor))?;
+        ensure!(c == 403, "/v1/jobs as executor: {c} {b}");
+        let (c, b) = code(Request::post("/v1/jobs", body).tls(&ca).bearer(&operator))?;
+        ensure!(
+            (200..300).contains(&c),
+            "POST /v1/jobs as operator: {c} {b}"
+        );
+        let (c, b) = code(Request::get("/v1/jobs").tls(&admin_cert))?;
+        ensure!(c == 200, "/v1/jobs with the admin certificate: {c} {b}");
+    }
+    // Every write left an audit line naming its caller.
+    let logs: String = cluster
+        .scheduler_ids()
+        .iter()
+        .map(|id| {
+            std::fs::read_to_string(dir.path().join(format!("logs/scheduler-{id}.log")))
+                .unwrap_or_default()
+        })
+        .collect();
+    ensure!(
+        logs.lines()
+            .any(|l| l.contains("audit") && l.contains("operator:ci-operator")),
+        "no audit line names operator:ci-operator"
+    );
+    // No log line carries a token's secret.
+    for secret in [&viewer, &operator, &executor] {
+        let tail = &secret[secret.len() - 20..];
+        ensure!(!logs.contains(tail), "a token secret is in a log");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_revoked_token_is_refused_by_every_node_within_a_second() -> Result<()> {
+    let (_dir, cluster) = start(ClusterOptions::new(3, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let (id, token) = create_token(&cluster, "soon-gone", "viewer")?;
+    let t = ["--token", token.as_str()];
+    for node in cluster.scheduler_ids() {
+        // A follower learns of the token when it applies it; wait for that.
+        wait_until(SETTLE, &format!("node {node} to know the token"), || {
+            cli_as(&cluster, node, &t, &["job", "list"])
+                .ok()
+                .filter(CliOutput::success)
+        })?;
+    }
+    cluster
+        .cli(leader, &["token", "revoke", &id])?
+        .ok()
+        .context("revoking")?;
+    let revoked = Instant::now();
+    let mut worst = Duration::ZERO;
+    for node in cluster.scheduler_ids() {
+        let out = wait_until(
+            Duration::from_secs(1).saturating_sub(revoked.elapsed()),
+            &format!("node {node} to refuse the revoked token"),
+            || {
+                cli_as(&cluster, node, &t, &["job", "list"])
+                    .ok()
+                    .filter(|o| !o.success())
+            },
+        )?;
+        refused(&out, "unauthenticated", "not valid")?;
+        worst = worst.max(revoked.elapsed());
+    }
+    eprintln!("revoked token refused by every node {worst:?} after the revocation");
+    Ok(())
+}
+
+#[test]
+fn plain_text_and_foreign_certificates_get_nothing() -> Result<()> {
+    let (dir, cluster) = start(ClusterOptions::new(3, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+
+    // A plain-text client: no answer from a TLS port, over gRPC or HTTP.
+    let out = cli_within(
+        cluster.bin(),
+        &format!("http://{}", cluster.addr(leader)),
+        &["job", "list"],
+        CALL,
+    )?;
+    ensure!(
+        !out.success(),
+        "a plain-text client listed jobs: {}",
+        out.stdout
+    );
+    let plain = Request::get("/healthz").send(&http_host(&cluster, leader)?);
+    ensure!(
+        !matches!(plain, Ok((200, _))),
+        "plain HTTP answered on the TLS port: {plain:?}"
+    );
+
+    // Another CA: a scheduler certificate it signed for node 4 and an admin one.
+    let other = dir.path().join("other-pki");
+    cluster
+        .cli(
+            leader,
+            &[
+                "certs",
+                "init",
+                &other.to_string_lossy(),
+                "--scheduler",
+                "4",
+                "--host",
+                "localhost,127.0.0.1",
+                "--client",
+                "admin=mallory",
+            ],
+        )?
+        .ok()?;
+    let group_ca = pki(&cluster)?.join("ca.crt");
+    let group_ca = group_ca.to_string_lossy().into_owned();
+    let foreign = |name: &str| -> Vec<String> {
+        vec![
+            "--tls-ca".into(),
+            group_ca.clone(),
+            "--tls-cert".into(),
+            other
+                .join(format!("{name}.crt"))
+                .to_string_lossy()
+                .into_owned(),
+            "--tls-key".into(),
+            other
+                .join(format!("{name}.key"))
+                .to_string_lossy()
+                .into_owned(),
+        ]
+    };
+    // Its admin certificate does not pass the handshake.
+    let flags = foreign("admin-mallory");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["cluster", "status"]);
+    let out = cli_within(
+        cluster.bin(),
+        &format!("https://{}", cluster.addr(leader)),
+        &args,
+        CALL,
+    )?;
+    ensure!(
+        !out.success(),
+        "a foreign admin certificate was accepted: {}",
+        out.stdout
+    );
+
+    // Nor do the peers' calls with its scheduler certificate (grpcurl, the proto
+    // files: reflection is not open to them).
+    let grpcurl = tool("grpcurl")?;
+    let protos = kairos_integration_tests::deploy::repo_root().join("proto/proto");
+    let peer_call = |cert: &Path, key: &Path, method: &str, body: &str| {
+        run(
+            std::process::Command::new(&grpcurl)
+                .arg("-cacert")
+                .arg(&group_ca)
+                .arg("-cert")
+                .arg(cert)
+                .arg("-key")
+                .arg(key)
+                .arg("-import-path")
+                .arg(&protos)
+                .args(["-proto", "kairos/v1/raft_transport.proto", "-d", body])
+                .arg(cluster.addr(leader))
+                .arg(method),
+            CALL,
+        )
+    };
+    let out = peer_call(
+        &other.join("scheduler-4.crt"),
+        &other.join("scheduler-4.key"),
+        "kairos.v1.RaftTransport/Join",
+        r#"{"id": 4, "addr": "127.0.0.1:1", "empty": true}"#,
+    )?;
+    ensure!(
+        !out.success(),
+        "a foreign scheduler certificate joined: {}",
+        out.stdout
+    );
+    // A certificate of the group's CA for a client is refused the peers' service.
+    let own = pki(&cluster)?;
+    let out = peer_call(
+        &own.join("admin-admin.crt"),
+        &own.join("admin-admin.key"),
+        "kairos.v1.RaftTransport/Join",
+        r#"{"id": 4, "addr": "127.0.0.1:1", "empty": true}"#,
+    )?;
+    ensure!(
+        !out.success() && out.stderr.contains("PermissionDenied"),
+        "an admin certificate used the peers' Join: {} {}",
+        out.stdout,
+        out.stderr
+    );
+
+    let out = peer_call(
+        &other.join("scheduler-4.crt"),
+        &other.join("scheduler-4.key"),
+        "kairos.v1.RaftTransport/Send",
+        r#"{"from": 4, "fromAddr": "127.0.0.1:1"}"#,
+    )?;
+    ensure!(
+        !out.success(),
+        "a foreign scheduler certificate sent raft messages: {}",
+        out.stdout
+    );
+
+    // The group's CA, a scheduler certificate, but no member's: it may not speak
+    // for itself, nor for a member.
+    cluster
+        .cli(
+            leader,
+            &[
+                "certs",
+                "issue",
+                &own.to_string_lossy(),
+                "--role",
+                "scheduler",
+                "--name",
+                "9",
+                "--host",
+                "localhost",
+            ],
+        )?
+        .ok()?;
+    let (cert9, key9) = (own.join("scheduler-9.crt"), own.join("scheduler-9.key"));
+    let out = peer_call(
+        &cert9,
+        &key9,
+        "kairos.v1.RaftTransport/Send",
+        r#"{"from": 9, "fromAddr": "127.0.0.1:1"}"#,
+    )?;
+    ensure!(
+        !out.success() && out.stderr.contains("not a member"),
+        "a non-member sent raft messages: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    let member = cluster.scheduler_ids()[0];
+    let out = peer_call(
+        &cert9,
+        &key9,
+        "kairos.v1.RaftTransport/Send",
+        &format!(r#"{{"from": {member}, "fromAddr": "127.0.0.1:1"}}"#),
+    )?;
+    ensure!(
+        !out.success()
+            && out
+                .stderr
+                .contains(&format!("cannot send for scheduler {member}")),
+        "scheduler 9's certificate sent for scheduler {member}: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    // Through all of it the group kept its three members.
+    let status = cluster.status(leader)?;
+    ensure!(
+        status["schedulers"].as_array().map(Vec::len) == Some(3),
+        "the group's members changed: {status}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_executor_needs_a_certificate_or_an_executor_token() -> Result<()> {
+    let (dir, cluster) = start(ClusterOptions::new(1, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let pki = pki(&cluster)?.to_path_buf();
+    let (_, viewer) = create_token(&cluster, "not-an-executor", "viewer")?;
+    let (_, executor) = create_token(&cluster, "intruder-box", "executor")?;
+    let ran = dir.path().join("ran.txt");
+    let job = format!(
+        "name: guarded\nschedule: \"@manual\"\ntarget:\n  selector: who=intruder\nshell:\n  command: echo ran >> {}\n",
+        ran.display()
+    );
+    cluster.apply(leader, "guarded", &job)?;
+
+    let spawn = |name: &str, auth: &[String]| -> Result<(Process, PathBuf)> {
+        let log = dir.path().join(format!("logs/{name}.log"));
+        let mut args = vec![
+            "--tls-ca".to_string(),
+            pki.join("ca.crt").to_string_lossy().into_owned(),
+        ];
+        args.extend(auth.iter().cloned());
+        args.extend([
+            "executor".into(),
+            "--schedulers".into(),
+            cluster.addr(leader).to_string(),
+            "--id".into(),
+            name.into(),
+            "--tag".into(),
+            "who=intruder".into(),
+        ]);
+        Ok((Process::spawn(cluster.bin(), &args, &log)?, log))
+    };
+    let executors = || -> Result<String> { Ok(cluster.cli(leader, &["executors"])?.ok()?.stdout) };
+
+    // Nothing but the CA: the executor does not even start, and says what it needs.
+    let (bare, log) = spawn("bare", &[])?;
+    wait_until(SETTLE, "the bare executor to exit", || {
+        (!bare.alive()).then_some(())
+    })?;
+    let said = std::fs::read_to_string(&log)?;
+    ensure!(
+        said.contains("--tls-cert") && said.contains("--token"),
+        "the bare executor's message: {said}"
+    );
+    drop(bare);
+
+    // A token the group does not know, a viewer's token, a certificate of another
+    // CA: each is refused at the door, keeps retrying, and is never listed.
+    let other = dir.path().join("other-pki");
+    cluster
+        .cli(
+            leader,
+            &[
+                "certs",
+                "init",
+                &other.to_string_lossy(),
+                "--executor",
+                "intruder",
+            ],
+        )?
+        .ok()?;
+    let foreign = vec![
+        "--tls-cert".to_string(),
+        other
+            .join("executor-intruder.crt")
+            .to_string_lossy()
+            .into_owned(),
+        "--tls-key".to_string(),
+        other
+            .join("executor-intruder.key")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    for (name, auth, why) in [
+        (
+            "unknown",
+            vec!["--token".to_string(), "kairos_0000_1111".to_string()],
+            "not valid",
+        ),
+        (
+            "viewer",
+            vec!["--token".to_string(), viewer.clone()],
+            "permission",
+        ),
+        ("foreign", foreign, "fatal alert"),
+    ] {
+        let (process, log) = spawn(name, &auth)?;
+        wait_until(SETTLE, &format!("executor {name} to be refused"), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.to_lowercase().contains(why).then_some(())
+        })
+        .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+        ensure!(
+            process.alive(),
+            "executor {name} gave up instead of retrying"
+        );
+        ensure!(
+            !executors()?.contains(name),
+            "executor {name} is registered"
+        );
+        // A run now finds nobody to take it.
+        let out = cluster.cli(leader, &["-o", "json", "job", "run", "guarded", "--wait"])?;
+        ensure!(
+            out.stdout.contains("no_target") || out.stderr.contains("no_target"),
+            "a run with only executor {name} around: {} {}",
+            out.stdout,
+            out.stderr
+        );
+        drop(process);
+    }
+    ensure!(
+        !ran.exists(),
+        "the job ran without a registered executor: {:?}",
+        read_lines(&ran)
+    );
+
+    // An executor token: registered, and the run reaches it.
+    let (_process, _log) = spawn("intruder-box", &["--token".to_string(), executor])?;
+    wait_until(SETTLE, "the executor with a token to register", || {
+        executors().ok().filter(|e| e.contains("intruder-box"))
+    })?;
+    cluster
+        .cli(leader, &["job", "run", "guarded", "--wait"])?
+        .ok()
+        .context("running with a registered executor")?;
+    ensure!(read_lines(&ran) == ["ran"], "ran: {:?}", read_lines(&ran));
+    Ok(())
+}
+
+#[test]
+fn grpcurl_and_python_reach_the_api_with_tls_and_a_token() -> Result<()> {
+    let (_dir, cluster) = start(ClusterOptions::new(1, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let (_, viewer) = create_token(&cluster, "scripts", "viewer")?;
+    let ca = pki(&cluster)?.join("ca.crt");
+    let addr = cluster.addr(leader).to_string();
+    let auth = format!("authorization: Bearer {viewer}");
+
+    let grpcurl = tool("grpcurl")?;
+    let grpcurl_call = |token: Option<&str>, what: &[&str]| {
+        let mut cmd = std::process::Command::new(&grpcurl);
+        cmd.arg("-cacert").arg(&ca);
+        if let Some(header) = token {
+            cmd.args(["-H", header]);
+        }
+        run(cmd.arg(&addr).args(what), CALL)
+    };
+    // Reflection for a viewer: the public services, listed.
+    let list = grpcurl_call(Some(&auth), &["list"])?.ok()?;
+    ensure!(
+        list.stdout.contains("kairos.v1.JobService"),
+        "grpcurl list: {}",
+        list.stdout
+    );
+    let status = grpcurl_call(Some(&auth), &["kairos.v1.ClusterService/GetStatus"])?.ok()?;
+    ensure!(
+        status.stdout.contains("leaderId"),
+        "GetStatus: {}",
+        status.stdout
+    );
+    // Without the token: refused.
+    let bare = grpcurl_call(None, &["list"])?;
+    ensure!(
+        !bare.success(),
+        "grpcurl without a token listed: {}",
+        bare.stdout
+    );
+
+    // Python grpcio with the same token.
+    let python = tools_dir().join("venv/bin/python");
+    ensure!(
+        python.exists(),
+        "no {}: run scripts/setup-test-deps",
+        python.display()
+    );
+    let script =
+        kairos_integration_tests::deploy::repo_root().join("integration-tests/python/call.py");
+    let py = |token: &str, method: &str| {
+        run(
+            std::process::Command::new(&python)
+                .arg(&script)
+                .args(["--addr", &addr, "--ca"])
+                .arg(&ca)
+                .args(["--token", token, method]),
+            CALL,
+        )
+    };
+    let out = py(&viewer, "kairos.v1.ClusterService/GetStatus")?.ok()?;
+    let answer: Value = serde_json::from_str(&out.stdout).context("python's answer")?;
+    ensure!(
+        answer["leaderId"].as_str() == Some(&leader.to_string()) || answer["leaderId"] == leader,
+        "python GetStatus: {answer}"
+    );
+    let out = py(&viewer, "kairos.v1.TokenService/ListTokens")?;
+    ensure!(
+        !out.success() && out.stderr.contains("PERMISSION_DENIED"),
+        "python ListTokens as viewer: {} {}",
+        out.stdout,
+        out.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn certificates_rotated_on_disk_are_taken_while_a_job_fires() -> Result<()> {
+    let (dir, cluster) = start(ClusterOptions::new(3, 1).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let pids: Vec<Option<u32>> = cluster
+        .scheduler_ids()
+        .iter()
+        .map(|&id| cluster.scheduler_pid(id))
+        .collect();
+    let ticks = dir.path().join("ticks.txt");
+    cluster.apply(leader, "ticker", &ticker_job("ticker", &ticks))?;
+    let fired = |n: usize| {
+        let at = read_lines(&ticks).len();
+        wait_until(SETTLE, &format!("{n} more fires"), || {
+            (read_lines(&ticks).len() >= at + n).then_some(())
+        })
+    };
+    fired(2)?;
+
+    // A new CA; for a while every node trusts both, then only the new one.
+    let pki = pki(&cluster)?.to_path_buf();
+    let next = dir.path().join("next-pki");
+    let ids: Vec<String> = cluster.scheduler_ids().iter().map(u64::to_string).collect();
+    let member_hosts: Vec<String> = cluster
+        .scheduler_ids()
+        .iter()
+        .map(|&id| {
+            cluster
+                .addr(id)
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    cluster
+        .cli(
+            leader,
+            &[
+                "certs",
+                "init",
+                &next.to_string_lossy(),
+                "--scheduler",
+                &ids.join(","),
+                "--host",
+                &format!("localhost,{}", member_hosts.join(",")),
+                "--executor",
+                "exec-1",
+                "--client",
+                "admin=admin",
+            ],
+        )?
+        .ok()?;
+    let old_ca = std::fs::read_to_string(pki.join("ca.crt"))?;
+    let new_ca = std::fs::read_to_string(next.join("ca.crt"))?;
+    let keep_old = dir.path().join("old-ca.crt");
+    std::fs::write(&keep_old, &old_ca)?;
+    replace(&pki.join("ca.crt"), &format!("{old_ca}{new_ca}"))?;
+    fired(2)?;
+    // New certificates for every process, then trust in the new CA alone.
+    let mut names: Vec<String> = ids.iter().map(|id| format!("scheduler-{id}")).collect();
+    names.extend(["executor-exec-1".into(), "admin-admin".into()]);
+    for name in &names {
+        replace(
+            &pki.join(format!("{name}.key")),
+            &std::fs::read_to_string(next.join(format!("{name}.key")))?,
+        )?;
+        replace(
+            &pki.join(format!("{name}.crt")),
+            &std::fs::read_to_string(next.join(format!("{name}.crt")))?,
+        )?;
+    }
+    replace(&pki.join("ca.crt"), &new_ca)?;
+
+    // Every node now presents the new certificate: a client that trusts only the
+    // old CA is refused, one that trusts the new CA is served (with the new admin
+    // certificate the harness uses).
+    for id in cluster.scheduler_ids() {
+        wait_until(
+            SETTLE,
+            &format!("scheduler {id} to present the new certificate"),
+            || {
+                let old = cli_within(
+                    cluster.bin(),
+                    &format!("https://{}", cluster.addr(id)),
+                    &["--tls-ca", &keep_old.to_string_lossy(), "cluster", "status"],
+                    CALL,
+                )
+                .ok()?;
+                (!old.success() && old.stderr.to_lowercase().contains("certificate")).then_some(())
+            },
+        )?;
+        wait_until(
+            SETTLE,
+            &format!("scheduler {id} to serve the new admin"),
+            || {
+                cluster
+                    .cli(id, &["cluster", "status"])
+                    .ok()
+                    .filter(CliOutput::success)
+            },
+        )?;
+    }
+    fired(3).context("the job after the rotation")?;
+    // Writes still go through the followers to the leader (peer TLS).
+    for id in cluster.scheduler_ids() {
+        cluster
+            .cli(
+                id,
+                &[
+                    "job",
+                    "pause",
+                    "ticker",
+                    "--reason",
+                    &format!("rotated via {id}"),
+                ],
+            )?
+            .ok()?;
+        cluster.cli(id, &["job", "resume", "ticker"])?.ok()?;
+    }
+    fired(2).context("the job after pauses through every node")?;
+    let now: Vec<Option<u32>> = cluster
+        .scheduler_ids()
+        .iter()
+        .map(|&id| cluster.scheduler_pid(id))
+        .collect();
+    ensure!(pids == now, "a scheduler restarted: {pids:?} -> {now:?}");
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, as a careful
+/// operator (or cert-manager) does.
+fn replace(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[test]
+fn write_rate_limits_answer_with_a_retry_hint() -> Result<()> {
+    // One write, then nothing for ten minutes.
+    let options = ClusterOptions::new(1, 0)
+        .secure()
+        .scheduler_flag("--write-rate", "0.0017")
+        .scheduler_flag("--write-burst", "1");
+    let (dir, cluster) = start(options)?;
+    let leader = cluster.wait_for_leader()?;
+    let (_, operator) = create_token(&cluster, "busy-bot", "operator")?;
+    let job = write_file(dir.path(), "secured.yaml", MANUAL_JOB)?;
+    let o = ["--token", operator.as_str()];
+    cli_as(&cluster, leader, &o, &["job", "apply", "-f", &job])?.ok()?;
+    let out = cli_as(&cluster, leader, &o, &["job", "run", "secured"])?;
+    refused(&out, "resource_exhausted", "retry in")?;
+    // HTTP: 429 with Retry-After; the limit is per caller, the admin still writes.
+    let ca = ca_only(&cluster)?;
+    let (c, b) = Request::post(
+        "/v1/jobs",
+        r#"{"name":"x","schedule":"@manual","executor":"shell","executor_config":{"command":"true"}}"#,
+    )
+    .tls(&ca)
+    .bearer(&operator)
+    .send(&http_host(&cluster, leader)?)?;
+    ensure!(
+        c == 429 && b.contains("retry in"),
+        "over the limit on /v1: {c} {b}"
+    );
+    // Reads are not limited.
+    cli_as(&cluster, leader, &o, &["job", "list"])?.ok()?;
+    Ok(())
+}
