@@ -537,26 +537,7 @@ pub const TERMINATE_DEADLINE: Duration = Duration::from_secs(40);
 
 /// `GET http://ADDR/PATH` with a bare HTTP/1.1 client: the status code and body.
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    use std::io::Write as _;
-    let mut stream =
-        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("no HTTP status line in {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    web::Request::get(path).send(addr)
 }
 
 impl Drop for Process {

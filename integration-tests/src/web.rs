@@ -83,27 +83,13 @@ impl<'a> Request<'a> {
                 let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
                 let name = rustls_pki_types::ServerName::try_from(host.to_string())
                     .map_err(|e| anyhow!("{host:?} is not a server name: {e}"))?;
-                let conn = rustls::ClientConnection::new(client_config(files)?, name)?;
+                let config = kairos_tls::client_config(files, &[b"http/1.1"])?;
+                let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
                 exchange(rustls::StreamOwned::new(conn, tcp), head.as_bytes())?
             }
         };
         parse(&raw)
     }
-}
-
-fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
-    kairos_tls::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in files.ca_certs()? {
-        roots.add(cert)?;
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let mut config = match files.own()? {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Vec<u8>> {

@@ -34,9 +34,8 @@ impl ClientTls {
     /// Loads the files now (they must be valid); later changes are picked up on the
     /// next connection.
     pub fn new(files: TlsFiles) -> Result<Arc<ClientTls>> {
-        crate::install_crypto_provider();
         Ok(Arc::new(ClientTls {
-            config: Reloading::new(files, build)?,
+            config: Reloading::new(files, |files: &TlsFiles| client_config(files, &[b"h2"]))?,
         }))
     }
 
@@ -77,7 +76,11 @@ fn strip_scheme(addr: &str) -> &str {
     rest.trim_end_matches('/')
 }
 
-fn build(files: &TlsFiles) -> Result<ClientConfig> {
+/// A client config from the files as they are now: trusts the CA, presents the own
+/// certificate when there is one, offers `alpn` (gRPC: `h2`; a plain HTTP/1.1
+/// client: `http/1.1`).
+pub fn client_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<ClientConfig> {
+    crate::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in files.ca_certs()? {
         roots
@@ -91,7 +94,7 @@ fn build(files: &TlsFiles) -> Result<ClientConfig> {
         })?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 

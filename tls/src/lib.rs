@@ -32,7 +32,7 @@ mod files;
 mod identity;
 mod server;
 
-pub use client::ClientTls;
+pub use client::{ClientTls, client_config};
 pub use error::{Error, Result};
 pub use files::TlsFiles;
 pub use identity::{Identity, identity_of};
