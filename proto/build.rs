@@ -25,6 +25,9 @@ fn main() -> Result<(), BoxError> {
     let descriptor_path = out_dir.join("kairos_descriptor.bin");
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // A secret's value must not reach a log through `{:?}`: its Debug is written by
+    // hand (src/secret.rs) and prints the source's kind only.
+    config.skip_debug([".kairos.v1.SecretEnv"]);
     tonic_prost_build::configure()
         // No `Client::connect` constructors: the executor gateway's `Connect` RPC
         // would collide with them. Clients are built with `Client::new(channel)`.

@@ -257,6 +257,96 @@ pub struct ShellAction {
     pub env: BTreeMap<String, String>,
     /// Absolute working directory; `None` = the executor's own.
     pub cwd: Option<String>,
+    /// Variables whose values are secret (never returned, logged or sent in a
+    /// webhook); no name is also in `env`.
+    pub secret_env: BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret variable's value comes from. Its `Debug` never prints a value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The value, held in the replicated state and sent to the executor that runs it.
+    Value(String),
+    /// An absolute path read on the executor at each start.
+    File(String),
+    /// A variable of the executor's own environment.
+    Env(String),
+    /// Keep the value already stored under this name (resolved when the write is
+    /// applied, against the job as stored then); also how reads show a hidden value.
+    Stored,
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Value(_) => f.write_str("Value(<hidden>)"),
+            SecretSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            SecretSource::Env(name) => f.debug_tuple("Env").field(name).finish(),
+            SecretSource::Stored => f.write_str("Stored"),
+        }
+    }
+}
+
+impl SecretSource {
+    fn to_proto(&self) -> pb::SecretEnv {
+        use pb::secret_env::Source;
+        let source = match self {
+            SecretSource::Value(v) => Source::Value(v.clone()),
+            SecretSource::File(p) => Source::File(p.clone()),
+            SecretSource::Env(n) => Source::Env(n.clone()),
+            SecretSource::Stored => Source::Stored(true),
+        };
+        pb::SecretEnv {
+            source: Some(source),
+        }
+    }
+}
+
+/// Hides every secret value of a job document: each `value` becomes `stored: true`,
+/// which a client may send back unchanged to keep it. Every answer that carries a
+/// stored job goes through this.
+pub fn redact(job: &mut pb::Job) {
+    if let Some(pb::job::Action::Shell(shell)) = &mut job.action {
+        for secret in shell.secret_env.values_mut() {
+            if let Some(pb::secret_env::Source::Value(_)) = secret.source {
+                secret.source = Some(pb::secret_env::Source::Stored(true));
+            }
+        }
+    }
+}
+
+/// Replaces each `stored: true` secret of `job` (a normalized document about to be
+/// stored) by the source `previous` (the job as stored now, if any) holds under the
+/// same name. Deterministic: the state machine calls it when it applies the write.
+pub fn keep_stored_secrets(job: &mut pb::Job, previous: Option<&pb::Job>) -> Result<()> {
+    let Some(pb::job::Action::Shell(shell)) = &mut job.action else {
+        return Ok(());
+    };
+    let stored = match previous.and_then(|p| p.action.as_ref()) {
+        Some(pb::job::Action::Shell(old)) => Some(&old.secret_env),
+        _ => None,
+    };
+    for (name, secret) in &mut shell.secret_env {
+        if !matches!(secret.source, Some(pb::secret_env::Source::Stored(_))) {
+            continue;
+        }
+        let kept = stored
+            .and_then(|s| s.get(name))
+            .filter(|s| !matches!(s.source, Some(pb::secret_env::Source::Stored(_))));
+        match kept {
+            Some(old) => *secret = old.clone(),
+            None => {
+                return Err(Error::invalid(
+                    format!("shell.secret_env.{name}.stored"),
+                    format!(
+                        "job {} has no stored secret {name} to keep; give its value, file or env",
+                        job.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An HTTP request and what counts as its success.
@@ -278,6 +368,20 @@ pub struct HttpAction {
     pub insecure_skip_verify: bool,
     /// PEM file on the executor with extra trusted CA certificates.
     pub ca_file: Option<String>,
+}
+
+impl Job {
+    /// Whether a secret of this job says `stored: true` (to be resolved against the
+    /// stored job before it is stored or run).
+    pub fn keeps_stored_secrets(&self) -> bool {
+        match &self.action {
+            Action::Shell(shell) => shell
+                .secret_env
+                .values()
+                .any(|s| *s == SecretSource::Stored),
+            Action::Http(_) => false,
+        }
+    }
 }
 
 impl HttpAction {
@@ -409,6 +513,11 @@ impl Job {
                 command: shell.command.clone(),
                 env: to_hash_map(&shell.env),
                 cwd: shell.cwd.clone().unwrap_or_default(),
+                secret_env: shell
+                    .secret_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_proto()))
+                    .collect(),
             }),
             Action::Http(http) => pb::job::Action::Http(pb::HttpAction {
                 method: http.method.clone(),
@@ -738,21 +847,45 @@ fn validate_shell(shell: &pb::ShellAction) -> Result<ShellAction> {
 
     let env = to_btree_map(&shell.env);
     let mut env_bytes = 0usize;
-    for (key, value) in &env {
+    for key in env.keys().chain(shell.secret_env.keys()) {
+        let field = if env.contains_key(key) {
+            "shell.env"
+        } else {
+            "shell.secret_env"
+        };
         if !is_env_name(key) {
             return Err(Error::invalid(
-                "shell.env",
+                field,
                 format!("{key:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
             ));
         }
         if key.starts_with(RESERVED_ENV_PREFIX) {
             return Err(Error::invalid(
-                "shell.env",
+                field,
                 format!(
                     "{key:?}: names starting with {RESERVED_ENV_PREFIX} are set by the executor"
                 ),
             ));
         }
+    }
+    let mut secret_env = BTreeMap::new();
+    for (key, secret) in &shell.secret_env {
+        if env.contains_key(key) {
+            return Err(Error::invalid(
+                format!("shell.secret_env.{key}"),
+                format!("{key} is also in shell.env; a variable is either plain or secret"),
+            ));
+        }
+        let source = validate_secret(key, secret)?;
+        env_bytes += key.len()
+            + 2
+            + match &source {
+                SecretSource::Value(v) | SecretSource::File(v) | SecretSource::Env(v) => v.len(),
+                SecretSource::Stored => 0,
+            };
+        secret_env.insert(key.clone(), source);
+    }
+    for (key, value) in &env {
         if value.contains('\0') {
             return Err(Error::invalid(
                 "shell.env",
@@ -773,7 +906,45 @@ fn validate_shell(shell: &pb::ShellAction) -> Result<ShellAction> {
         command: command.clone(),
         env,
         cwd,
+        secret_env,
     })
+}
+
+/// One secret variable's source. Errors name the variable, never its value.
+fn validate_secret(key: &str, secret: &pb::SecretEnv) -> Result<SecretSource> {
+    use pb::secret_env::Source;
+    let field = |what: &str| format!("shell.secret_env.{key}{what}");
+    match &secret.source {
+        None | Some(Source::Stored(false)) => Err(Error::invalid(
+            field(""),
+            "give exactly one of value, file, env or stored: true",
+        )),
+        Some(Source::Stored(true)) => Ok(SecretSource::Stored),
+        Some(Source::Value(v)) => {
+            if v.contains('\0') {
+                return Err(Error::invalid(
+                    field(".value"),
+                    "the value contains a NUL byte",
+                ));
+            }
+            Ok(SecretSource::Value(v.clone()))
+        }
+        Some(Source::File(path)) => match optional_path(&field(".file"), path, true)? {
+            Some(path) => Ok(SecretSource::File(path)),
+            None => Err(Error::invalid(field(".file"), "the path is empty")),
+        },
+        Some(Source::Env(name)) => {
+            if !is_env_name(name) {
+                return Err(Error::invalid(
+                    field(".env"),
+                    format!(
+                        "{name:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                    ),
+                ));
+            }
+            Ok(SecretSource::Env(name.clone()))
+        }
+    }
 }
 
 fn validate_http(http: &pb::HttpAction) -> Result<HttpAction> {
@@ -1097,6 +1268,16 @@ mod tests {
                 command: "report --daily".to_string(),
                 env: HashMap::from([("MODE".to_string(), "full".to_string())]),
                 cwd: "/srv".to_string(),
+                secret_env: HashMap::from([
+                    (
+                        "DB_PASSWORD".to_string(),
+                        secret(Source::Value("hunter2".into())),
+                    ),
+                    (
+                        "API_KEY".to_string(),
+                        secret(Source::File("/run/secrets/api".into())),
+                    ),
+                ]),
             })),
             target: Some(pb::Target {
                 selector: "role=web,region in (eu,us),!canary".to_string(),
@@ -1257,6 +1438,114 @@ mod tests {
         };
         assert_eq!(shell.cwd.as_deref(), Some("/srv"));
         assert_eq!(shell.env["MODE"], "full");
+    }
+
+    use pb::secret_env::Source;
+
+    fn secret(source: Source) -> pb::SecretEnv {
+        pb::SecretEnv {
+            source: Some(source),
+        }
+    }
+
+    fn with_secret(name: &str, source: Option<Source>) -> pb::Job {
+        let mut job = shell_job("a", "@daily");
+        if let Some(pb::job::Action::Shell(shell)) = &mut job.action {
+            shell
+                .secret_env
+                .insert(name.into(), pb::SecretEnv { source });
+        }
+        job
+    }
+
+    #[test]
+    fn secret_checks_name_the_variable_never_the_value() {
+        let cases: Vec<(pb::Job, &str, &str)> = vec![
+            (
+                with_secret("DB", None),
+                "shell.secret_env.DB",
+                "exactly one of",
+            ),
+            (
+                with_secret("DB", Some(Source::Stored(false))),
+                "shell.secret_env.DB",
+                "exactly one of",
+            ),
+            (
+                with_secret("DB", Some(Source::Value("hun\0ter2".into()))),
+                "shell.secret_env.DB.value",
+                "NUL",
+            ),
+            (
+                with_secret("DB", Some(Source::File("relative".into()))),
+                "shell.secret_env.DB.file",
+                "absolute",
+            ),
+            (
+                with_secret("DB", Some(Source::Env("1X".into()))),
+                "shell.secret_env.DB.env",
+                "not an environment variable name",
+            ),
+            (
+                with_secret("KAIROS_JOB", Some(Source::Value("x".into()))),
+                "shell.secret_env",
+                "set by the executor",
+            ),
+            (
+                with_secret("A-B", Some(Source::Value("x".into()))),
+                "shell.secret_env",
+                "not an environment variable name",
+            ),
+            (
+                with_secret("BIG", Some(Source::Value("v".repeat(MAX_ENV_BYTES)))),
+                "shell.env",
+                "at most",
+            ),
+        ];
+        for (job, field, expected) in cases {
+            let (f, reason) = refused(&job);
+            assert_eq!(f, field, "{reason}");
+            assert!(reason.contains(expected), "{field}: {reason}");
+            assert!(!reason.contains("hun"), "{reason}");
+        }
+        let mut both = with_secret("MODE", Some(Source::Value("x".into())));
+        if let Some(pb::job::Action::Shell(shell)) = &mut both.action {
+            shell.env.insert("MODE".into(), "plain".into());
+        }
+        let (f, reason) = refused(&both);
+        assert_eq!(f, "shell.secret_env.MODE");
+        assert!(reason.contains("either plain or secret"), "{reason}");
+    }
+
+    #[test]
+    fn reads_hide_values_and_stored_keeps_them() {
+        let stored = full_document();
+        let (stored, _) = normalize(&stored).unwrap();
+        let mut answer = stored.clone();
+        redact(&mut answer);
+        let Some(pb::job::Action::Shell(shell)) = &answer.action else {
+            panic!()
+        };
+        assert_eq!(
+            shell.secret_env["DB_PASSWORD"].source,
+            Some(Source::Stored(true))
+        );
+        assert_eq!(
+            shell.secret_env["API_KEY"].source,
+            Some(Source::File("/run/secrets/api".into()))
+        );
+        assert!(!format!("{answer:?}").contains("hunter2"));
+        // The answer, sent back, is the stored job again.
+        let (mut back, spec) = normalize(&answer).unwrap();
+        assert!(spec.keeps_stored_secrets());
+        keep_stored_secrets(&mut back, Some(&stored)).unwrap();
+        assert_eq!(back, stored);
+        // Nothing stored (a new job, or no such name): refused, naming the field.
+        let mut orphan = answer.clone();
+        let err = keep_stored_secrets(&mut orphan, None).unwrap_err();
+        let Error::InvalidArgument { field, reason } = err;
+        assert_eq!(field, "shell.secret_env.DB_PASSWORD.stored");
+        assert!(reason.contains("no stored secret"), "{reason}");
     }
 
     #[test]

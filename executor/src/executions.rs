@@ -513,9 +513,23 @@ impl Action {
                     timeout = %timeout.map(format_duration).unwrap_or_else(|| "none".into()),
                     "shell action"
                 );
+                let mut secret_env = std::collections::BTreeMap::new();
+                for (name, secret) in shell.secret_env {
+                    match secret.source {
+                        Some(source) if !matches!(source, pb::secret_env::Source::Stored(_)) => {
+                            secret_env.insert(name, source);
+                        }
+                        _ => {
+                            return Err(format!(
+                                "invalid assignment: secret_env.{name} carries no value, file or env"
+                            ));
+                        }
+                    }
+                }
                 Ok(Action::Shell(ShellSpec {
                     command: shell.command,
                     env: shell.env.into_iter().collect(),
+                    secret_env,
                     cwd: shell.cwd,
                     identity,
                     timeout,

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 pub mod check;
 pub mod deploy;
 pub mod dynamic;
+pub mod server;
 pub mod web;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -492,6 +493,16 @@ impl Process {
     /// no `KAIROS_*` variable inherited from the test's environment (they would
     /// override nothing given as a flag, but could add flags the test did not ask for).
     pub fn spawn(bin: &Path, args: &[String], log_path: &Path) -> Result<Process> {
+        Process::spawn_logging(bin, args, log_path, "info")
+    }
+
+    /// [`Process::spawn`] with `RUST_LOG=filter`.
+    pub fn spawn_logging(
+        bin: &Path,
+        args: &[String],
+        log_path: &Path,
+        filter: &str,
+    ) -> Result<Process> {
         use std::io::Write as _;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -507,7 +518,7 @@ impl Process {
         }
         let child = cmd
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -587,6 +598,8 @@ pub struct ClusterOptions {
     /// and client commands as `admin:admin` by certificate. Otherwise every process
     /// runs `--insecure`.
     pub secure: bool,
+    /// `RUST_LOG` of every process (`info` unless set).
+    pub log_filter: String,
 }
 
 impl ClusterOptions {
@@ -596,7 +609,14 @@ impl ClusterOptions {
             executors,
             scheduler_flags: Vec::new(),
             secure: false,
+            log_filter: "info".into(),
         }
+    }
+
+    /// Runs every process with `RUST_LOG=filter`.
+    pub fn log_filter(mut self, filter: &str) -> ClusterOptions {
+        self.log_filter = filter.to_string();
+        self
     }
 
     /// Runs the group with TLS and authentication ([`ClusterOptions::secure`]).
@@ -626,6 +646,8 @@ pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     scheduler_flags: Vec<String>,
+    /// `RUST_LOG` of every process.
+    log_filter: String,
     /// `DIR/pki` when the group runs with TLS.
     pki: Option<PathBuf>,
     schedulers: BTreeMap<u64, SchedulerNode>,
@@ -672,6 +694,7 @@ impl Cluster {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             scheduler_flags: options.scheduler_flags.clone(),
+            log_filter: options.log_filter.clone(),
             pki,
             schedulers: BTreeMap::new(),
             executors: Vec::new(),
@@ -761,9 +784,15 @@ impl Cluster {
 
     fn spawn_scheduler(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
+        let filter = self.log_filter.clone();
         let node = self.node_mut(id)?;
         let _ = std::fs::remove_file(&node.addr_file);
-        node.process = Some(Process::spawn(&bin, &node.args, &node.log_path)?);
+        node.process = Some(Process::spawn_logging(
+            &bin,
+            &node.args,
+            &node.log_path,
+            &filter,
+        )?);
         Ok(())
     }
 
@@ -1167,12 +1196,18 @@ impl Cluster {
     /// for that.
     pub fn restart_executor(&mut self, index: usize) -> Result<()> {
         let bin = self.bin.clone();
+        let filter = self.log_filter.clone();
         let agent = self
             .executors
             .get_mut(index)
             .ok_or_else(|| anyhow!("no executor #{index}"))?;
         agent.process = None;
-        agent.process = Some(Process::spawn(&bin, &agent.args, &agent.log_path)?);
+        agent.process = Some(Process::spawn_logging(
+            &bin,
+            &agent.args,
+            &agent.log_path,
+            &filter,
+        )?);
         Ok(())
     }
 

@@ -25,14 +25,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use kairos_integration_tests::server::TestServer;
 use kairos_integration_tests::{CliOutput, Dev, executions, field, num, wait_until, write_file};
 use kairos_proto::v1 as pb;
 use serde_json::{Value, json};
@@ -42,8 +43,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_kairos");
 /// How long a quick run may take to be recorded final, and a few fires to happen:
 /// generous, because the tests run side by side on a busy machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
-/// How long the test server's `/slow` takes to answer: far beyond any job timeout here.
-const SLOW_ANSWER: Duration = Duration::from_secs(30);
 /// How long the scheduler gives one webhook delivery try before it gives up on it.
 const WEBHOOK_TRY_LIMIT: TimeDelta = TimeDelta::seconds(5);
 
@@ -218,125 +217,6 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-// ---- a small HTTP server for HTTP jobs and webhooks ----
-
-/// One request the test server received.
-#[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    body: String,
-}
-
-type Hits = Arc<Mutex<Vec<Hit>>>;
-
-fn record(hits: &Hits, path: &str, body: &[u8]) {
-    hits.lock().expect("hits lock").push(Hit {
-        path: path.to_string(),
-        body: String::from_utf8_lossy(body).into_owned(),
-    });
-}
-
-/// An HTTP server on 127.0.0.1 (port 0) on its own runtime, so synchronous tests can
-/// use it; it stops when dropped. Every request is recorded.
-///
-/// - `GET /ok`: 200 `hello from the test server`
-/// - `GET /broken`: 500 `something broke`
-/// - `GET /slow`: 200, after [`SLOW_ANSWER`]
-/// - `POST /hook`: 200
-/// - `POST /hang`: never answers
-struct TestServer {
-    addr: SocketAddr,
-    hits: Hits,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl TestServer {
-    fn start() -> Result<TestServer> {
-        use axum::body::Bytes;
-        use axum::extract::State;
-        use axum::http::StatusCode;
-        use axum::routing::{get, post};
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let hits: Hits = Arc::default();
-        let app = axum::Router::new()
-            .route(
-                "/ok",
-                get(|State(hits): State<Hits>| async move {
-                    record(&hits, "/ok", b"");
-                    "hello from the test server"
-                }),
-            )
-            .route(
-                "/broken",
-                get(|State(hits): State<Hits>| async move {
-                    record(&hits, "/broken", b"");
-                    (StatusCode::INTERNAL_SERVER_ERROR, "something broke")
-                }),
-            )
-            .route(
-                "/slow",
-                get(|State(hits): State<Hits>| async move {
-                    record(&hits, "/slow", b"");
-                    tokio::time::sleep(SLOW_ANSWER).await;
-                    "too late"
-                }),
-            )
-            .route(
-                "/hook",
-                post(|State(hits): State<Hits>, body: Bytes| async move {
-                    record(&hits, "/hook", &body);
-                    StatusCode::OK
-                }),
-            )
-            .route(
-                "/hang",
-                post(|State(hits): State<Hits>, body: Bytes| async move {
-                    record(&hits, "/hang", &body);
-                    std::future::pending::<()>().await;
-                    StatusCode::OK
-                }),
-            )
-            .with_state(hits.clone());
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(TestServer {
-            addr,
-            hits,
-            runtime: Some(runtime),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// The requests to `path` so far, in arrival order.
-    fn hits(&self, path: &str) -> Vec<Hit> {
-        self.hits
-            .lock()
-            .expect("hits lock")
-            .iter()
-            .filter(|h| h.path == path)
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

@@ -15,13 +15,17 @@
 //!   no assignment; with an executor token it can;
 //! - certificates rotated on disk (to a new CA) are taken without a restart while a
 //!   job keeps firing;
-//! - write rate limits answer `resource_exhausted` / 429 with a retry hint.
+//! - write rate limits answer `resource_exhausted` / 429 with a retry hint;
+//! - a secret environment value (given, or read from a file on the executor) reaches
+//!   the job and appears in no API answer (gRPC, `/v1`, the status page, metrics),
+//!   no log line (at debug level) and no webhook body.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use kairos_integration_tests::deploy::{run, tool, tools_dir};
+use kairos_integration_tests::server::TestServer;
 use kairos_integration_tests::web::Request;
 use kairos_integration_tests::{
     CliOutput, Cluster, ClusterOptions, Process, cli_within, field, read_lines, ticker_job,
@@ -861,5 +865,169 @@ fn write_rate_limits_answer_with_a_retry_hint() -> Result<()> {
     );
     // Reads are not limited.
     cli_as(&cluster, leader, &o, &["job", "list"])?.ok()?;
+    Ok(())
+}
+
+// ---- secrets ----
+
+/// Every text a user or an operator can see about a job: the answers of the CLI
+/// (gRPC) and of the HTTP API on every node, as the admin.
+fn visible_texts(cluster: &Cluster, job: &str) -> Result<Vec<(String, String)>> {
+    let mut texts = Vec::new();
+    let admin_cert = TlsFiles::in_dir(pki(cluster)?, "admin-admin");
+    for id in cluster.scheduler_ids() {
+        for args in [
+            vec!["-o", "json", "job", "get", job],
+            vec!["-o", "yaml", "job", "get", job],
+            vec!["-o", "json", "job", "list"],
+            vec!["job", "list"],
+            vec!["-o", "json", "exec", "list", "--job", job],
+        ] {
+            let out = cluster.cli(id, &args)?.ok()?;
+            texts.push((format!("node {id}: kairos {}", args.join(" ")), out.stdout));
+        }
+        let addr = http_host(cluster, id)?;
+        for path in [
+            "/v1/jobs".to_string(),
+            format!("/v1/jobs/{job}"),
+            format!("/v1/jobs/{job}/executions"),
+            "/v1/busy".to_string(),
+            "/".to_string(),
+            "/metrics".to_string(),
+        ] {
+            let (code, body) = Request::get(&path).tls(&admin_cert).send(&addr)?;
+            ensure!(code == 200, "node {id}: GET {path}: {code} {body}");
+            texts.push((format!("node {id}: GET {path}"), body));
+        }
+    }
+    Ok(texts)
+}
+
+#[test]
+fn secret_env_values_run_in_the_job_but_appear_in_no_answer_log_or_webhook() -> Result<()> {
+    let (dir, cluster) = start(
+        ClusterOptions::new(3, 1)
+            .secure()
+            // Debug lines of every Kairos crate are searched too.
+            .log_filter("info,kairos=debug,kairos_scheduler=debug,kairos_executor=debug"),
+    )?;
+    let leader = cluster.wait_for_leader()?;
+    let hooks = TestServer::start()?;
+    let value = format!("value-secret-{}-9f2c", std::process::id());
+    let from_file = format!("file-secret-{}-41d7", std::process::id());
+    let secret_file = write_file(dir.path(), "db-password", &format!("{from_file}\n"))?;
+    let seen = dir.path().join("seen.txt");
+    let job = |description: &str| {
+        format!(
+            "name: with-secrets\nschedule: \"@manual\"\ndescription: {description}\n\
+             shell:\n  command: \"printf '%s|%s|%s' \\\"$API_TOKEN\\\" \\\"$DB_PASSWORD\\\" \\\"$MODE\\\" > {seen}\"\n  \
+             env: {{MODE: plain}}\n  secret_env:\n    API_TOKEN: {{value: \"{value}\"}}\n    \
+             DB_PASSWORD: {{file: \"{secret_file}\"}}\n\
+             notify:\n  - url: {hook}\n    events: [start, success]\n",
+            seen = seen.display(),
+            hook = hooks.url("/hook"),
+        )
+    };
+    let applied = cluster.apply(leader, "with-secrets", &job("first"))?;
+    let mut texts = vec![("the apply answer".to_string(), applied.stdout)];
+
+    // The job runs with both secrets in its environment.
+    let run_and_read = || -> Result<String> {
+        let _ = std::fs::remove_file(&seen);
+        cluster.cli(leader, &["job", "run", "with-secrets"])?.ok()?;
+        wait_until(SETTLE, "the job's run to write what it saw", || {
+            std::fs::read_to_string(&seen)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .map_err(|e| cluster.with_logs(e))
+    };
+    let saw = run_and_read()?;
+    ensure!(
+        saw == format!("{value}|{from_file}|plain"),
+        "the run saw {saw:?}"
+    );
+    wait_until(SETTLE, "the success webhook", || {
+        (hooks.hits("/hook").len() >= 2).then_some(())
+    })?;
+    wait_until(SETTLE, "the execution to be recorded succeeded", || {
+        cluster
+            .records(leader, "with-secrets")
+            .ok()?
+            .iter()
+            .any(|e| e.status == "succeeded")
+            .then_some(())
+    })?;
+
+    // Reads show where a secret comes from, never its value: `stored: true` in
+    // place of a value, the path of a file.
+    let got = cluster
+        .cli(leader, &["-o", "json", "job", "get", "with-secrets"])?
+        .ok()?
+        .json()?;
+    let secrets = &got["shell"]["secretEnv"];
+    ensure!(
+        secrets["API_TOKEN"]["stored"] == Value::Bool(true)
+            && secrets["DB_PASSWORD"]["file"] == Value::String(secret_file.clone()),
+        "job get shows the secrets as {secrets}"
+    );
+
+    // A document read back and applied again keeps the stored value.
+    let yaml = cluster
+        .cli(leader, &["-o", "yaml", "job", "get", "with-secrets"])?
+        .ok()?
+        .stdout;
+    let edited = yaml.replace("description: first", "description: second");
+    ensure!(edited != yaml, "no description in {yaml}");
+    let reapplied = cluster.apply(leader, "with-secrets", &edited)?;
+    texts.push(("the second apply answer".to_string(), reapplied.stdout));
+    let saw = run_and_read()?;
+    ensure!(
+        saw == format!("{value}|{from_file}|plain"),
+        "after a read-edit-apply the run saw {saw:?}"
+    );
+
+    // `stored: true` with nothing stored is refused, naming the field.
+    let refused = cluster.apply(
+        leader,
+        "no-stored",
+        "name: no-stored\nschedule: \"@manual\"\nshell:\n  command: \"true\"\n  secret_env:\n    API_TOKEN: {stored: true}\n",
+    );
+    let err = format!(
+        "{:#}",
+        refused
+            .err()
+            .ok_or_else(|| anyhow!("stored: true with nothing stored was accepted"))?
+    );
+    ensure!(
+        err.contains("shell.secret_env.API_TOKEN.stored"),
+        "the refusal does not name the field: {err}"
+    );
+
+    // Pause and resume answer with the job too.
+    for verb in ["pause", "resume"] {
+        let out = cluster
+            .cli(leader, &["-o", "json", "job", verb, "with-secrets"])?
+            .ok()?;
+        texts.push((format!("job {verb}"), out.stdout));
+    }
+    texts.extend(visible_texts(&cluster, "with-secrets")?);
+    for hit in hooks.hits("/hook") {
+        texts.push(("a webhook body".to_string(), hit.body));
+    }
+    for entry in std::fs::read_dir(dir.path().join("logs"))? {
+        let path = entry?.path();
+        texts.push((
+            format!("log {}", path.display()),
+            std::fs::read_to_string(&path)?,
+        ));
+    }
+    ensure!(texts.len() > 40, "only {} texts were searched", texts.len());
+    for (what, text) in &texts {
+        ensure!(
+            !text.contains(&value) && !text.contains(&from_file),
+            "{what} shows a secret value:\n{text}"
+        );
+    }
     Ok(())
 }

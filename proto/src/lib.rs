@@ -6,6 +6,7 @@
 //! clients and servers, and serde impls that follow the proto3 JSON mapping (so
 //! `serde_json` output is what grpcurl prints). This crate holds no logic.
 
+mod secret;
 mod timestamp;
 
 pub use timestamp::Timestamp;
@@ -39,8 +40,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/kairos_descriptor.bin"));
 
 /// Version of the executor wire protocol (`Hello.protocol_version`). Bumped when a
-/// change to `executor_gateway.proto` would confuse an older peer.
-pub const EXECUTOR_PROTOCOL_VERSION: u32 = 1;
+/// change to `executor_gateway.proto` would confuse an older peer. 2: shell actions
+/// carry `secret_env`, which an executor of protocol 1 would silently drop.
+pub const EXECUTOR_PROTOCOL_VERSION: u32 = 2;
 
 /// Metadata key carrying the leader's gRPC address on `Unavailable` answers.
 pub const LEADER_METADATA_KEY: &str = "kairos-leader";

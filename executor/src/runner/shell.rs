@@ -22,6 +22,7 @@
 //! `failed` outcome with the reason.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -29,6 +30,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use kairos_common::status::ExecutionStatus;
+use kairos_proto::v1::secret_env::Source as SecretSource;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -55,6 +57,8 @@ pub(crate) struct ShellSpec {
     pub(crate) command: String,
     /// The job's own variables.
     pub(crate) env: BTreeMap<String, String>,
+    /// Secret variables, resolved at each start; `Debug` hides their values.
+    pub(crate) secret_env: BTreeMap<String, SecretSource>,
     /// Working directory; empty means the executor's own.
     pub(crate) cwd: String,
     pub(crate) identity: Identity,
@@ -115,12 +119,54 @@ impl LiveOutput {
     }
 }
 
+/// Largest secret read from a file, in bytes.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// The value of one secret variable: given, read from a file (without one trailing
+/// newline) or taken from the executor's environment. Errors name the variable and
+/// where its value was looked for, never the value.
+fn resolve_secret(name: &str, source: &SecretSource) -> Result<String, String> {
+    match source {
+        SecretSource::Value(v) => Ok(v.clone()),
+        SecretSource::Env(var) => std::env::var(var).map_err(|e| {
+            format!("secret {name}: the executor's environment variable {var} is unusable: {e}")
+        }),
+        SecretSource::File(path) => {
+            let unreadable = |e: std::io::Error| format!("secret {name}: cannot read {path}: {e}");
+            let file = std::fs::File::open(path).map_err(unreadable)?;
+            let mut bytes = Vec::new();
+            file.take(MAX_SECRET_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(unreadable)?;
+            if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+                return Err(format!(
+                    "secret {name}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+                ));
+            }
+            if bytes.ends_with(b"\r\n") {
+                bytes.truncate(bytes.len() - 2);
+            } else if bytes.ends_with(b"\n") {
+                bytes.pop();
+            }
+            if bytes.contains(&0) {
+                return Err(format!("secret {name}: {path} contains a NUL byte"));
+            }
+            String::from_utf8(bytes).map_err(|_| format!("secret {name}: {path} is not UTF-8"))
+        }
+        SecretSource::Stored(_) => Err(format!("secret {name}: the assignment holds no value")),
+    }
+}
+
 pub(crate) fn spawn(spec: &ShellSpec, live: Option<LiveOutput>) -> Result<Spawned, String> {
     if !spec.cwd.is_empty() && !Path::new(&spec.cwd).is_dir() {
         return Err(format!(
             "working directory {:?} does not exist or is not a directory",
             spec.cwd
         ));
+    }
+    let mut secrets = Vec::with_capacity(spec.secret_env.len());
+    for (name, source) in &spec.secret_env {
+        secrets.push((name.as_str(), resolve_secret(name, source)?));
     }
     let (read_end, write_end) =
         std::io::pipe().map_err(|e| format!("cannot create the output pipe: {e}"))?;
@@ -133,6 +179,7 @@ pub(crate) fn spawn(spec: &ShellSpec, live: Option<LiveOutput>) -> Result<Spawne
         .arg("-c")
         .arg(&spec.command)
         .envs(&spec.env)
+        .envs(secrets)
         .envs(spec.identity.env())
         .stdin(Stdio::null())
         .stdout(Stdio::from(write_end))
@@ -364,6 +411,7 @@ mod tests {
         ShellSpec {
             command: command.into(),
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             cwd: String::new(),
             identity: Identity {
                 job: "backup".into(),
@@ -413,6 +461,54 @@ mod tests {
             assert!(Instant::now() < deadline, "no pid in {}", path.display());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn secrets_come_from_the_value_a_file_or_the_executors_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut spec = spec("echo \"$GIVEN|$FROM_FILE|$FROM_ENV\"");
+        spec.secret_env
+            .insert("GIVEN".into(), SecretSource::Value("given".into()));
+        spec.secret_env.insert(
+            "FROM_FILE".into(),
+            SecretSource::File(file.display().to_string()),
+        );
+        // PATH is in every executor's environment.
+        spec.secret_env
+            .insert("FROM_ENV".into(), SecretSource::Env("PATH".into()));
+        let outcome = run(&spec).await;
+        assert_eq!(outcome.status, ExecutionStatus::Succeeded, "{outcome:?}");
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(outcome.output, format!("given|from-file|{path}\n"));
+        // The spec can be logged without its secrets.
+        let printed = format!("{spec:?}");
+        assert!(!printed.contains("\"given\""), "{printed}");
+    }
+
+    #[test]
+    fn a_missing_secret_file_or_variable_stops_the_start_naming_it() {
+        let mut spec = spec("true");
+        spec.secret_env.insert(
+            "DB_PASSWORD".into(),
+            SecretSource::File("/nonexistent/kairos/secret".into()),
+        );
+        let err = spawn(&spec, None).expect_err("an unreadable secret cannot start");
+        assert!(
+            err.contains("DB_PASSWORD") && err.contains("/nonexistent/kairos/secret"),
+            "{err}"
+        );
+        spec.secret_env.clear();
+        spec.secret_env.insert(
+            "API_KEY".into(),
+            SecretSource::Env("KAIROS_TEST_SURELY_UNSET_VARIABLE".into()),
+        );
+        let err = spawn(&spec, None).expect_err("an unset variable cannot start");
+        assert!(
+            err.contains("API_KEY") && err.contains("KAIROS_TEST_SURELY_UNSET_VARIABLE"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

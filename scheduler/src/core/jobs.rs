@@ -45,8 +45,11 @@ impl Core {
         }
     }
 
-    /// Fills the read-time fields of a stored job (the next fire instant).
+    /// The answer form of a stored job: secret values hidden (every API answer that
+    /// carries a job comes through here), read-time fields (the next fire instant)
+    /// filled in.
     pub fn decorate(&self, mut job: pb::Job) -> pb::Job {
+        kairos_common::job::redact(&mut job);
         if let Some(entry) = self.view.job(&job.name) {
             let status = job.status.get_or_insert_with(Default::default);
             status.next_fire_at = None;

@@ -195,6 +195,8 @@ pub fn to_kairos(d: DkronJob) -> Result<pb::Job, Error> {
             pb::job::Action::Shell(pb::ShellAction {
                 command,
                 env: split_env(&get("env"))?,
+                // Dkron jobs have no secrets; `put_job` keeps those a job has.
+                secret_env: HashMap::new(),
                 cwd: get("cwd"),
             })
         }
@@ -513,7 +515,8 @@ async fn put_job(
     Json(body): Json<DkronJob>,
 ) -> ApiResult<Response> {
     let name = body.name.clone();
-    let doc = to_kairos(body)?;
+    let mut doc = to_kairos(body)?;
+    keep_secrets(&core, &mut doc);
     let job = match core.put_job(doc.clone(), None).await {
         Ok((job, _)) => job,
         Err(e) => core
@@ -536,6 +539,32 @@ async fn put_job(
     }
     let children = children_of(&core, &job.name).await;
     Ok((StatusCode::CREATED, Json(to_dkron(&job, children))).into_response())
+}
+
+/// A Dkron document cannot carry a job's secret variables, so a write through this
+/// API keeps them (`stored: true`, resolved against the stored job when applied)
+/// unless the document sets a plain variable of the same name.
+fn keep_secrets(core: &Core, doc: &mut pb::Job) {
+    let Some(pb::job::Action::Shell(shell)) = &mut doc.action else {
+        return;
+    };
+    let Some(entry) = core.view.job(&doc.name) else {
+        return;
+    };
+    if let Some(pb::job::Action::Shell(stored)) =
+        entry.record.job.as_ref().and_then(|j| j.action.as_ref())
+    {
+        for name in stored.secret_env.keys() {
+            if !shell.env.contains_key(name) {
+                shell.secret_env.insert(
+                    name.clone(),
+                    pb::SecretEnv {
+                        source: Some(pb::secret_env::Source::Stored(true)),
+                    },
+                );
+            }
+        }
+    }
 }
 
 async fn get_job(

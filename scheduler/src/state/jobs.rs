@@ -30,11 +30,23 @@ impl StateMachine {
         let Some(doc) = c.job else {
             return Ok(Err(Error::invalid("job", "missing")));
         };
-        let (normalized, spec) = match kairos_common::job::normalize(&doc) {
+        let (mut normalized, mut spec) = match kairos_common::job::normalize(&doc) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e.into())),
         };
         let name = spec.name.as_str().to_string();
+        // `stored: true` secrets keep the source stored now, in log order: a write
+        // racing another sees the one raft applied before it.
+        if spec.keeps_stored_secrets() {
+            let stored = self.jobs.get(&name).and_then(|e| e.record.job.as_ref());
+            if let Err(e) = kairos_common::job::keep_stored_secrets(&mut normalized, stored) {
+                return Ok(Err(e.into()));
+            }
+            spec = match kairos_common::job::validate(&normalized) {
+                Ok(spec) => spec,
+                Err(e) => return Ok(Err(e.into())),
+            };
+        }
         let new_parent = spec.parent.as_ref().map(|p| p.name.to_string());
         if let Err(e) = self.check_parent(&name, new_parent.as_deref()) {
             return Ok(Err(e));
