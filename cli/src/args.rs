@@ -200,6 +200,8 @@ pub enum CertsCommand {
         #[arg(long)]
         role: String,
         /// The holder's name: a scheduler's node id, an executor's id, a person.
+        /// `PREFIX*` makes an executor pool certificate (written as
+        /// executor-pool-PREFIX.crt) that registers any executor named PREFIX….
         #[arg(long)]
         name: String,
         /// Host names and addresses a scheduler certificate is valid for; repeat.

@@ -59,11 +59,19 @@ pub fn run(command: CertsCommand, output: OutputFormat) -> anyhow::Result<()> {
             hosts,
         } => {
             check_role(&role, "--role")?;
-            check_name(&name, "--name")?;
+            // An executor pool certificate, `PREFIX*`, registers any executor whose
+            // name starts with PREFIX (a Deployment's pods).
+            let pool = (role == "executor")
+                .then(|| name.strip_suffix('*'))
+                .flatten();
+            check_name(pool.unwrap_or(&name), "--name")?;
             if role == "scheduler" && hosts.is_empty() {
                 bail!("--host: a scheduler certificate needs the names it is reached at");
             }
-            let file = format!("{role}-{name}");
+            let file = match pool {
+                Some(prefix) => format!("{role}-pool-{prefix}"),
+                None => format!("{role}-{name}"),
+            };
             issue(&dir, &file, &Identity { role, name }, &hosts)?
         }
     };

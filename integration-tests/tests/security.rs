@@ -12,7 +12,8 @@
 //!   CA fails the handshake, so it can neither join nor send raft messages; a
 //!   certificate of the right CA but the wrong role cannot use the peers' service;
 //! - an executor without a valid certificate or token cannot register and receives
-//!   no assignment; with an executor token it can;
+//!   no assignment; with an executor token it can, and with a pool certificate
+//!   (`PREFIX*`) only under a name in its pool;
 //! - certificates rotated on disk (to a new CA) are taken without a restart while a
 //!   job keeps firing;
 //! - write rate limits answer `resource_exhausted` / 429 with a retry hint;
@@ -620,6 +621,52 @@ fn an_executor_needs_a_certificate_or_an_executor_token() -> Result<()> {
         .ok()
         .context("running with a registered executor")?;
     ensure!(read_lines(&ran) == ["ran"], "ran: {:?}", read_lines(&ran));
+
+    // A pool certificate (`pool-*`, for a Deployment's pods) registers executors
+    // named pool-…, and no other name.
+    cluster
+        .cli(
+            leader,
+            &[
+                "certs",
+                "issue",
+                &pki.to_string_lossy(),
+                "--role",
+                "executor",
+                "--name",
+                "pool-*",
+            ],
+        )?
+        .ok()?;
+    let pool_cert = vec![
+        "--tls-cert".to_string(),
+        pki.join("executor-pool-pool-.crt")
+            .to_string_lossy()
+            .into_owned(),
+        "--tls-key".to_string(),
+        pki.join("executor-pool-pool-.key")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    let (outsider, log) = spawn("outsider-1", &pool_cert)?;
+    wait_until(
+        SETTLE,
+        "the pool certificate to be refused for outsider-1",
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("cannot register").then_some(())
+        },
+    )
+    .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;
+    ensure!(
+        !executors()?.contains("outsider-1"),
+        "a pool certificate registered an executor outside its pool"
+    );
+    drop(outsider);
+    let (_member, _log) = spawn("pool-7f3a", &pool_cert)?;
+    wait_until(SETTLE, "the pool member to register", || {
+        executors().ok().filter(|e| e.contains("pool-7f3a"))
+    })?;
     Ok(())
 }
 

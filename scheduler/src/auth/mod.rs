@@ -15,6 +15,10 @@
 //!   it signed carries its holder's identity (`urn:kairos:<role>:<name>`). A peer
 //!   must present a `scheduler` certificate naming a member (or, while it joins, a
 //!   listed peer); an executor an `executor` certificate or an `executor` token.
+//!   An executor certificate registers as the executor it names, or, when its name
+//!   ends in `*` (a pool certificate, for a Deployment or an autoscaling group whose
+//!   members are named `PREFIX<random>`), as any executor whose name starts with the
+//!   part before the `*`: members of a pool can impersonate one another, nothing else.
 //! - A follower that forwards a caller's request to the leader presents its own
 //!   scheduler certificate and names the caller in `kairos-on-behalf-of`; the
 //!   leader believes that header only from a scheduler.
@@ -44,6 +48,18 @@ use kairos_common::access::{Permission, Role};
 use kairos_tls::ConnInfo;
 
 use crate::state::StateView;
+
+/// Whether an executor certificate named `cert_name` may register executor
+/// `executor_id`: the same name, or for a pool certificate `PREFIX*` a name that
+/// starts with `PREFIX` and has more after it. A lone `*` is refused (it would be a
+/// certificate for every executor: issue an executor token instead).
+pub fn certificate_covers_executor(cert_name: &str, executor_id: &str) -> bool {
+    match cert_name.strip_suffix('*') {
+        Some("") => false,
+        Some(prefix) => executor_id.len() > prefix.len() && executor_id.starts_with(prefix),
+        None => cert_name == executor_id,
+    }
+}
 
 /// Metadata a forwarding scheduler names the original caller in (`role:name`).
 pub const ON_BEHALF_OF_METADATA_KEY: &str = "kairos-on-behalf-of";

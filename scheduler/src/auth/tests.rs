@@ -149,3 +149,22 @@ fn refusals_name_the_missing_permission_and_open_mode_lets_all_in() {
         );
     }
 }
+
+#[test]
+fn an_executor_certificate_covers_its_own_name_or_its_pool() {
+    assert!(certificate_covers_executor("web-1", "web-1"));
+    assert!(!certificate_covers_executor("web-1", "web-10"));
+    assert!(!certificate_covers_executor("web-1", "web-"));
+    // A pool certificate: any name with its prefix and something after it.
+    assert!(certificate_covers_executor(
+        "kairos-executor-*",
+        "kairos-executor-7d9f-x2kq"
+    ));
+    assert!(!certificate_covers_executor(
+        "kairos-executor-*",
+        "kairos-executor-"
+    ));
+    assert!(!certificate_covers_executor("kairos-executor-*", "web-1"));
+    // A lone `*` would be every executor: refused.
+    assert!(!certificate_covers_executor("*", "web-1"));
+}

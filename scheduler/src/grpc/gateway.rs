@@ -64,10 +64,10 @@ impl pb::executor_gateway_server::ExecutorGateway for Gateway {
                 "invalid executor_id: must not be empty",
             ));
         }
-        // A certificate names one executor: it registers as that one only.
+        // A certificate names one executor (or one pool): it registers as that one only.
         if let Some(p) = &principal
             && p.via == crate::auth::Via::Certificate
-            && p.name != hello.executor_id
+            && !crate::auth::certificate_covers_executor(&p.name, &hello.executor_id)
         {
             return Err(Status::permission_denied(format!(
                 "the certificate of {p} cannot register executor {:?}",
