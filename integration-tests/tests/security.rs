@@ -16,7 +16,9 @@
 //!   (`PREFIX*`) only under a name in its pool;
 //! - certificates rotated on disk (to a new CA) are taken without a restart while a
 //!   job keeps firing;
-//! - write rate limits answer `resource_exhausted` / 429 with a retry hint;
+//! - write rate limits answer `resource_exhausted` / 429 with a retry hint; requests
+//!   are capped in size per service (1 MiB for job writes, 64 KiB for the rest of the
+//!   public API, over gRPC and HTTP) and a connection to 128 concurrent streams;
 //! - a secret environment value (given, or read from a file on the executor) reaches
 //!   the job and appears in no API answer (gRPC, `/v1`, the status page, metrics),
 //!   no log line (at debug level) and no webhook body.
@@ -1076,5 +1078,117 @@ fn secret_env_values_run_in_the_job_but_appear_in_no_answer_log_or_webhook() -> 
             "{what} shows a secret value:\n{text}"
         );
     }
+    Ok(())
+}
+
+// ---- limits against abuse ----
+
+#[test]
+fn requests_are_capped_in_size_per_service_and_streams_per_connection() -> Result<()> {
+    use kairos_proto::v1 as pb;
+    let (_dir, cluster) = start(ClusterOptions::new(1, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let admin = TlsFiles::in_dir(pki(&cluster)?, "admin-admin");
+    let addr = cluster.addr(leader).to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let tls = kairos_tls::ClientTls::new(admin.clone())?;
+        let channel = tls.connect(&addr, |e| e.timeout(CALL)).await?;
+        let put = |description: String| pb::PutJobRequest {
+            job: Some(pb::Job {
+                name: "sized".into(),
+                schedule: "@manual".into(),
+                description,
+                action: Some(pb::job::Action::Shell(pb::ShellAction {
+                    command: "true".into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
+            expected_version: None,
+        };
+        let mut jobs = pb::job_service_client::JobServiceClient::new(channel.clone());
+        // Under the job service's 1 MiB cap the request is read, and its field judged.
+        let err = jobs
+            .put_job(put("d".repeat(900 << 10)))
+            .await
+            .expect_err("a 900 KiB description is not a valid job");
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument && err.message().contains("description"),
+            "a 900 KiB job: {err:?}"
+        );
+        // Over it, refused before it is decoded, saying the limit.
+        let err = jobs
+            .put_job(put("d".repeat(2 << 20)))
+            .await
+            .expect_err("a 2 MiB job write is refused");
+        ensure!(
+            err.code() == tonic::Code::OutOfRange && err.message().contains("1048576"),
+            "a 2 MiB job: {err:?}"
+        );
+        // Services that take names and ids cap requests at 64 KiB.
+        let mut cluster_api =
+            pb::cluster_service_client::ClusterServiceClient::new(channel.clone());
+        let err = cluster_api
+            .add_scheduler(pb::AddSchedulerRequest {
+                id: 9,
+                addr: "a".repeat(100 << 10),
+            })
+            .await
+            .expect_err("a 100 KiB AddScheduler is refused");
+        ensure!(
+            err.code() == tonic::Code::OutOfRange && err.message().contains("65536"),
+            "a 100 KiB AddScheduler: {err:?}"
+        );
+        let mut tokens = pb::token_service_client::TokenServiceClient::new(channel);
+        let err = tokens
+            .create_token(pb::CreateTokenRequest {
+                name: "n".repeat(100 << 10),
+                role: "viewer".into(),
+            })
+            .await
+            .expect_err("a 100 KiB CreateToken is refused");
+        ensure!(
+            err.code() == tonic::Code::OutOfRange && err.message().contains("65536"),
+            "a 100 KiB CreateToken: {err:?}"
+        );
+
+        // One connection may hold at most 128 streams at once (watchers, tails): the
+        // server says so in its HTTP/2 settings, and h2 enforces it on both sides.
+        let tcp = tokio::net::TcpStream::connect(&addr).await?;
+        let config = kairos_tls::client_config(&admin, &[b"h2"])?;
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        let (_send, mut conn) = h2::client::handshake(stream).await?;
+        let mut ping = conn
+            .ping_pong()
+            .ok_or_else(|| anyhow!("no ping handle on a new connection"))?;
+        // The server's settings come before its answer to a ping.
+        tokio::select! {
+            ended = &mut conn => return Err(anyhow!("the connection ended: {ended:?}")),
+            pong = ping.ping(h2::Ping::opaque()) => {
+                pong?;
+            }
+        }
+        let max = conn.max_concurrent_send_streams();
+        ensure!(max == 128, "the server allows {max} streams per connection");
+        Ok::<(), anyhow::Error>(())
+    })?;
+
+    // HTTP bodies over 1 MiB are refused with 413 before the API reads them.
+    let big = format!(
+        r#"{{"name":"sized","schedule":"@manual","executor":"shell","executor_config":{{"command":"true"}},"displayname":"{}"}}"#,
+        // 1.5 MiB: above the 1 MiB cap, below axum's own default of 2 MB.
+        "d".repeat(3 << 19)
+    );
+    let (code, body) = Request::post("/v1/jobs", &big)
+        .tls(&admin)
+        .send(&http_host(&cluster, leader)?)?;
+    ensure!(code == 413, "a 1.5 MiB POST /v1/jobs: {code} {body}");
     Ok(())
 }

@@ -31,6 +31,11 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(dkron::routes())
+        // The same cap as a gRPC job write: a body beyond it is refused (413)
+        // before it is read further.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::grpc::MAX_API_REQUEST_BYTES,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             auth::authorize,
