@@ -14,6 +14,10 @@
 //! - an executor without a valid certificate or token cannot register and receives
 //!   no assignment; with an executor token it can, and with a pool certificate
 //!   (`PREFIX*`) only under a name in its pool;
+//! - membership changes work with TLS: a node started with `--join` is admitted and
+//!   catches up, a leader removes itself (the next leader acts on the caller's
+//!   behalf), leadership moves to the new node, and every node reaches every other
+//!   for `cluster status`;
 //! - certificates rotated on disk (to a new CA) are taken without a restart while a
 //!   job keeps firing;
 //! - write rate limits answer `resource_exhausted` / 429 with a retry hint; requests
@@ -1190,5 +1194,70 @@ fn requests_are_capped_in_size_per_service_and_streams_per_connection() -> Resul
         .tls(&admin)
         .send(&http_host(&cluster, leader)?)?;
     ensure!(code == 413, "a 1.5 MiB POST /v1/jobs: {code} {body}");
+    Ok(())
+}
+
+// ---- membership with TLS ----
+
+#[test]
+fn membership_changes_work_with_tls_and_status_reaches_every_node() -> Result<()> {
+    let (dir, mut cluster) = start(ClusterOptions::new(3, 1).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    let ticks = dir.path().join("ticks.txt");
+    cluster.apply(leader, "ticker", &ticker_job("ticker", &ticks))?;
+    // Every node's row is answered by that node, through any node.
+    let all_reachable = |cluster: &Cluster, via: u64, ids: &[u64]| -> Result<()> {
+        let status = cluster.status(via)?;
+        for &id in ids {
+            let row = kairos_integration_tests::scheduler_row(&status, id)
+                .ok_or_else(|| anyhow!("no row for {id} in {status}"))?;
+            ensure!(
+                row["reachable"] == Value::Bool(true) && field(row, "role") != "unknown",
+                "node {via} cannot reach {id}: {status}"
+            );
+        }
+        Ok(())
+    };
+    for via in cluster.scheduler_ids() {
+        all_reachable(&cluster, via, &[1, 2, 3])?;
+    }
+
+    // A node started with --join (no group yet) is admitted and catches up.
+    let addr = cluster.start_joining_scheduler(4)?;
+    cluster
+        .cli(leader, &["cluster", "add-scheduler", "4", &addr])?
+        .ok()
+        .map_err(|e| cluster.with_logs(e))?;
+    cluster.wait_caught_up(4)?;
+    // The leader removes itself: it hands leadership over, and the new leader does
+    // the removal on the caller's behalf.
+    let leader = cluster.wait_for_leader()?;
+    cluster
+        .cli(
+            leader,
+            &["cluster", "remove-scheduler", &leader.to_string()],
+        )?
+        .ok()
+        .map_err(|e| cluster.with_logs(e))?;
+    let rest: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != leader)
+        .collect();
+    let next =
+        cluster.wait_for_leader_where("a leader other than the removed one", |id| id != leader)?;
+    // Leadership moves to the node that joined.
+    cluster
+        .cli(next, &["cluster", "transfer-leader", "4"])?
+        .ok()
+        .map_err(|e| cluster.with_logs(e))?;
+    cluster.wait_for_leader_where("scheduler 4 to lead", |id| id == 4)?;
+    all_reachable(&cluster, 4, &rest)?;
+    cluster.kill_scheduler(leader)?;
+    // And the job goes on firing under the new leader.
+    let at = read_lines(&ticks).len();
+    wait_until(SETTLE, "two more fires under leader 4", || {
+        (read_lines(&ticks).len() >= at + 2).then_some(())
+    })
+    .map_err(|e| cluster.with_logs(e))?;
     Ok(())
 }

@@ -162,19 +162,7 @@ impl Peers {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let channel = self.channel(addr)?;
-        let mut req = Request::new(msg);
-        if let Ok(v) = me.to_string().parse() {
-            req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
-        }
-        // The leader authorizes the caller, not this node: name it (believed only
-        // from a scheduler's certificate).
-        if let Some(caller) = crate::auth::current_principal()
-            && let Ok(v) = caller.to_string().parse()
-        {
-            req.metadata_mut()
-                .insert(crate::auth::ON_BEHALF_OF_METADATA_KEY, v);
-        }
-        call(channel, req).await
+        call(channel, on_behalf(Some(me), msg)).await
     }
 
     /// Asks the scheduler at `addr` for its own status row.
@@ -183,7 +171,7 @@ impl Peers {
             return None;
         }
         let channel = self.channel(addr).ok()?;
-        let mut req = Request::new(pb::GetStatusRequest {});
+        let mut req = on_behalf(None, pb::GetStatusRequest {});
         req.metadata_mut()
             .insert(LOCAL_STATUS_METADATA_KEY, "1".parse().ok()?);
         req.set_timeout(PEER_STATUS_TIMEOUT);
@@ -206,7 +194,7 @@ impl Peers {
             return None;
         }
         let channel = self.channel(addr).ok()?;
-        let mut req = Request::new(pb::ListExecutorsRequest {});
+        let mut req = on_behalf(None, pb::ListExecutorsRequest {});
         req.set_timeout(PEER_STATUS_TIMEOUT);
         let mut client = ClusterServiceClient::new(channel);
         let call = client.list_executors(req);
@@ -226,10 +214,7 @@ impl Peers {
         let channel = self
             .channel(addr)
             .map_err(|s| Error::Unavailable(s.message().to_string()))?;
-        let mut req = Request::new(pb::RemoveSchedulerRequest { id });
-        if let Ok(v) = me.to_string().parse() {
-            req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
-        }
+        let req = on_behalf(Some(me), pb::RemoveSchedulerRequest { id });
         ClusterServiceClient::new(channel)
             .remove_scheduler(req)
             .await
@@ -241,6 +226,27 @@ impl Peers {
                 ))
             })
     }
+}
+
+/// A request to a peer made while serving a caller: marked as forwarded by `me` (when
+/// it is a forward), and naming the caller being served, so that the peer authorizes
+/// that caller and not this node (it believes the name only from a scheduler's
+/// certificate). Outside a caller's request nobody is named, and the peer sees only
+/// this node's scheduler role, which reads and writes nothing.
+fn on_behalf<T>(me: Option<u64>, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    if let Some(me) = me
+        && let Ok(v) = me.to_string().parse()
+    {
+        req.metadata_mut().insert(FORWARDED_METADATA_KEY, v);
+    }
+    if let Some(caller) = crate::auth::current_principal()
+        && let Ok(v) = caller.to_string().parse()
+    {
+        req.metadata_mut()
+            .insert(crate::auth::ON_BEHALF_OF_METADATA_KEY, v);
+    }
+    req
 }
 
 /// Whatever went wrong at the leader, say where it is.

@@ -1,5 +1,13 @@
 //! `kairos.v1.RaftTransport`: the receiving end of peers' raft traffic. Bytes in,
 //! handed to the raft module; no raft types here.
+//!
+//! Who may send (with TLS): a scheduler certificate of the cluster's CA, speaking
+//! only for the node it names (`from` = its id), and only while that node is a
+//! voter or learner here. One exception: a node that belongs to no group yet (started
+//! with `--join`, no voters and no learners) takes traffic from any scheduler
+//! certificate, since the leader that admits it is by definition not in its (empty)
+//! membership; its first messages bring the group's membership, and from then on the
+//! rule above holds. A holder of a scheduler certificate is a trusted peer anyway.
 
 use std::sync::Arc;
 
@@ -47,7 +55,8 @@ impl RaftApi {
             )));
         }
         let s = self.0.status();
-        if !s.voters.contains(&id) && !s.learners.contains(&id) {
+        let awaiting_admission = s.voters.is_empty() && s.learners.is_empty();
+        if !awaiting_admission && !s.voters.contains(&id) && !s.learners.contains(&id) {
             return Err(Status::permission_denied(format!(
                 "scheduler {id} is not a member of this group"
             )));
