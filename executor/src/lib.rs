@@ -133,7 +133,7 @@ impl Config {
             return Err(Error::InvalidConfig("the executor id is empty".into()));
         }
         for addr in &self.schedulers {
-            session::endpoint_uri(addr)?;
+            session::endpoint_uri(addr, self.tls.is_some())?;
         }
         match (&self.tls, self.insecure) {
             (None, false) => {

@@ -80,8 +80,9 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// the same thing and the stream is already struggling.
 const OUTBOUND_CAPACITY: usize = 64;
 
-/// A scheduler address as a URI tonic can dial: `host:port` gains `http://`.
-pub(crate) fn endpoint_uri(addr: &str) -> Result<String> {
+/// A scheduler address as a URI to dial and to show in logs: `host:port` gains
+/// `https://` when the executor speaks TLS, else `http://`.
+pub(crate) fn endpoint_uri(addr: &str, tls: bool) -> Result<String> {
     let trimmed = addr.trim();
     let invalid = |reason: &str| Error::InvalidAddress {
         addr: addr.to_string(),
@@ -92,9 +93,10 @@ pub(crate) fn endpoint_uri(addr: &str) -> Result<String> {
     }
     // Plain or TLS is the executor's setting (--tls-ca), not the address's: the
     // scheme is only accepted and dropped.
+    let scheme = if tls { "https" } else { "http" };
     let uri = match trimmed.split_once("://") {
-        None => format!("http://{trimmed}"),
-        Some(("http", rest)) | Some(("https", rest)) => format!("http://{rest}"),
+        None => format!("{scheme}://{trimmed}"),
+        Some(("http", rest)) | Some(("https", rest)) => format!("{scheme}://{rest}"),
         Some(_) => return Err(invalid("only http:// and https:// addresses are supported")),
     };
     Endpoint::from_shared(uri.clone()).map_err(|e| invalid(&e.to_string()))?;
@@ -202,7 +204,7 @@ impl Session {
             .config
             .schedulers
             .iter()
-            .filter_map(|a| endpoint_uri(a).ok())
+            .filter_map(|a| endpoint_uri(a, self.tls.is_some()).ok())
             .collect();
         if addrs.is_empty() {
             tracing::error!("no usable scheduler address");
@@ -224,7 +226,7 @@ impl Session {
                 Ended::Stopped => break,
                 Ended::Redirect {
                     leader: Some(leader),
-                } => match endpoint_uri(&leader) {
+                } => match endpoint_uri(&leader, self.tls.is_some()) {
                     Ok(leader) => {
                         tracing::info!(scheduler = %addr, leader = %leader, "redirected to the leader");
                         redirect = Some(leader);
@@ -664,24 +666,32 @@ mod tests {
     #[test]
     fn addresses_gain_a_scheme() {
         assert_eq!(
-            endpoint_uri("127.0.0.1:7070").unwrap(),
+            endpoint_uri("127.0.0.1:7070", false).unwrap(),
             "http://127.0.0.1:7070"
         );
         assert_eq!(
-            endpoint_uri(" http://sched:7070 ").unwrap(),
+            endpoint_uri(" http://sched:7070 ", false).unwrap(),
+            "http://sched:7070"
+        );
+        // TLS is the executor's setting; the address's scheme only follows it.
+        assert_eq!(
+            endpoint_uri("https://sched:7070", false).unwrap(),
             "http://sched:7070"
         );
         assert_eq!(
-            endpoint_uri("https://sched:7070").unwrap(),
-            "http://sched:7070",
-            "TLS is the executor's setting; the scheme is dropped"
+            endpoint_uri("http://sched:7070", true).unwrap(),
+            "https://sched:7070"
+        );
+        assert_eq!(
+            endpoint_uri("sched:7070", true).unwrap(),
+            "https://sched:7070"
         );
         assert!(matches!(
-            endpoint_uri("ftp://sched:7070"),
+            endpoint_uri("ftp://sched:7070", false),
             Err(Error::InvalidAddress { .. })
         ));
         assert!(matches!(
-            endpoint_uri(""),
+            endpoint_uri("", true),
             Err(Error::InvalidAddress { .. })
         ));
     }

@@ -466,7 +466,7 @@ const DEFAULT_CLI_ENDPOINT: &str = "http://127.0.0.1:7070";
 
 /// The IP addresses of `HOST:PORT` addresses, comma-separated (the hosts a
 /// scheduler certificate must be valid for).
-fn hosts_of<'a>(addrs: impl IntoIterator<Item = &'a String>) -> String {
+pub fn hosts_of<'a>(addrs: impl IntoIterator<Item = &'a String>) -> String {
     addrs
         .into_iter()
         .filter_map(|a| a.rsplit_once(':').map(|(host, _)| host.to_string()))

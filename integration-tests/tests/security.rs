@@ -35,8 +35,8 @@ use kairos_integration_tests::deploy::{run, tool, tools_dir};
 use kairos_integration_tests::server::TestServer;
 use kairos_integration_tests::web::Request;
 use kairos_integration_tests::{
-    CliOutput, Cluster, ClusterOptions, Process, cli_within, field, read_lines, ticker_job,
-    wait_until, write_file,
+    CliOutput, Cluster, ClusterOptions, Process, cli_within, field, hosts_of, read_lines,
+    ticker_job, wait_until, write_file,
 };
 use kairos_tls::TlsFiles;
 use serde_json::Value;
@@ -109,6 +109,28 @@ fn refused(out: &CliOutput, code: &str, what: &str) -> Result<()> {
         out.stderr
     );
     Ok(())
+}
+
+/// Standard base64 with padding (grpcurl's JSON form of `bytes`).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn ca_only(cluster: &Cluster) -> Result<TlsFiles> {
@@ -492,6 +514,40 @@ fn plain_text_and_foreign_certificates_get_nothing() -> Result<()> {
         out.stdout,
         out.stderr
     );
+    // A member's own certificate speaks for that member only, message by message:
+    // a batch from it holding a raft message that claims another sender is refused.
+    let ids = cluster.scheduler_ids();
+    let (speaker, claimed) = match ids
+        .iter()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect::<Vec<_>>()[..]
+    {
+        [a, b, ..] => (a, b),
+        _ => return Err(anyhow!("fewer than two followers in {ids:?}")),
+    };
+    // eraftpb.Message: msg_type = MsgHeartbeatResponse (9), to, from, term = 1 (stale:
+    // harmless even if it were stepped).
+    let forged = base64(&[0x08, 9, 0x10, leader as u8, 0x18, claimed as u8, 0x20, 1]);
+    let out = peer_call(
+        &own.join(format!("scheduler-{speaker}.crt")),
+        &own.join(format!("scheduler-{speaker}.key")),
+        "kairos.v1.RaftTransport/Send",
+        &format!(
+            r#"{{"from": {speaker}, "fromAddr": "{}", "messages": ["{forged}"]}}"#,
+            cluster.addr(speaker)
+        ),
+    )?;
+    ensure!(
+        !out.success()
+            && out.stderr.contains("PermissionDenied")
+            && out.stderr.contains(&format!(
+                "from scheduler {claimed} on the stream of scheduler {speaker}"
+            )),
+        "scheduler {speaker}'s certificate carried a message from {claimed}: {} {}",
+        out.stdout,
+        out.stderr
+    );
     // Through all of it the group kept its three members.
     let status = cluster.status(leader)?;
     ensure!(
@@ -773,16 +829,10 @@ fn certificates_rotated_on_disk_are_taken_while_a_job_fires() -> Result<()> {
     let pki = pki(&cluster)?.to_path_buf();
     let next = dir.path().join("next-pki");
     let ids: Vec<String> = cluster.scheduler_ids().iter().map(u64::to_string).collect();
-    let member_hosts: Vec<String> = cluster
+    let member_addrs: Vec<String> = cluster
         .scheduler_ids()
         .iter()
-        .map(|&id| {
-            cluster
-                .addr(id)
-                .rsplit_once(':')
-                .map(|(h, _)| h.to_string())
-                .unwrap_or_default()
-        })
+        .map(|&id| cluster.addr(id).to_string())
         .collect();
     cluster
         .cli(
@@ -794,7 +844,7 @@ fn certificates_rotated_on_disk_are_taken_while_a_job_fires() -> Result<()> {
                 "--scheduler",
                 &ids.join(","),
                 "--host",
-                &format!("localhost,{}", member_hosts.join(",")),
+                &format!("localhost,{}", hosts_of(&member_addrs)),
                 "--executor",
                 "exec-1",
                 "--client",

@@ -119,8 +119,13 @@ impl pb::raft_transport_server::RaftTransport for RaftApi {
                 self.0.book.set(batch.from, batch.from_addr);
             }
             for m in &batch.messages {
-                if let Err(e) = self.0.raft.step_encoded(m) {
-                    return Err(Status::invalid_argument(e));
+                if let Err(e) = self.0.raft.step_encoded(m, sender) {
+                    return Err(match e {
+                        crate::raft::StepRefused::Malformed(why) => Status::invalid_argument(why),
+                        crate::raft::StepRefused::NotTheSender(why) => {
+                            Status::permission_denied(why)
+                        }
+                    });
                 }
             }
         }

@@ -68,7 +68,7 @@ pub use node::{
     ACTIVE_ELECTIONS, GroupProgress, Inbox, Node, NodeOptions, PROPOSAL_TIMEOUT, RaftHandle,
     RaftThread, Reporter, Request, Transport, VoterProgress, spawn, spawn_task,
 };
-pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, decode_message};
+pub use transport::{AddressBook, GrpcTransport, SnapshotReceiver, StepRefused, decode_message};
 
 use crate::storage::{Batch, StorageError};
 

@@ -85,15 +85,39 @@ impl AddressBook {
     }
 }
 
+/// Why a message from a peer was not stepped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRefused {
+    /// Not a raft message.
+    Malformed(String),
+    /// It claims to come from another node than the one the peer's certificate names.
+    NotTheSender(String),
+}
+
 /// Decodes a raft message received from a peer.
 pub fn decode_message(bytes: &[u8]) -> std::result::Result<Message, String> {
     Message::parse_from_bytes(bytes).map_err(|e| format!("not a raft message: {e}"))
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
-    /// Steps a message received from a peer, encoded by raft-rs.
-    pub fn step_encoded(&self, bytes: &[u8]) -> std::result::Result<(), String> {
-        self.step(decode_message(bytes)?);
+    /// Steps a message received from a peer, encoded by raft-rs. With `sender` (the
+    /// node id the peer's certificate names), a message that claims to come from
+    /// another node is refused: a peer speaks for itself only.
+    pub fn step_encoded(
+        &self,
+        bytes: &[u8],
+        sender: Option<u64>,
+    ) -> std::result::Result<(), StepRefused> {
+        let message = decode_message(bytes).map_err(StepRefused::Malformed)?;
+        if let Some(id) = sender
+            && message.from != id
+        {
+            return Err(StepRefused::NotTheSender(format!(
+                "a raft message from scheduler {} on the stream of scheduler {id}",
+                message.from
+            )));
+        }
+        self.step(message);
         Ok(())
     }
 }
