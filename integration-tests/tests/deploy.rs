@@ -3,8 +3,9 @@
 //! podman), the compose file (a real three-scheduler group in containers that
 //! survives the kill of its leader's container), the Helm chart (helm lint,
 //! kubernetes-validate against Kubernetes 1.29 and 1.33, trivy, what it renders, and
-//! its rendered commands run as processes: a group that survives the kill of pod 0
-//! and scales 3 → 5 → 3 while a job fires every second) and the systemd units
+//! its TLS layout, and its rendered commands run as processes with certificates
+//! issued as its Certificates ask: a group that survives the kill of pod 0 and
+//! scales 3 → 5 → 3 while a job fires every second) and the systemd units
 //! (systemd-analyze).
 //!
 //! The tools come from `scripts/setup-test-deps` (see `kairos_integration_tests::deploy`);
@@ -161,9 +162,14 @@ fn hadolint_finds_nothing_in_the_dockerfile() -> Result<()> {
 const RELEASE: &str = "kairos";
 const NAMESPACE: &str = "kairos";
 
-/// The renderings every check covers: the defaults, one scheduler, five, and every
-/// optional resource switched on.
-const VARIANTS: [(&str, &[&str]); 4] = [
+/// The cert-manager issuer every rendering names (the chart requires one when
+/// cert-manager issues its certificates, the default).
+const ISSUER: [&str; 2] = ["--set", "tls.certManager.issuerRef.name=kairos-ca"];
+
+/// The renderings every check covers (each with [`ISSUER`]): the defaults, one
+/// scheduler, five, every optional resource switched on, no TLS, Secrets made by the
+/// user, and executors with a token and an open /metrics.
+const VARIANTS: [(&str, &[&str]); 7] = [
     ("default", &[]),
     ("one-scheduler", &["--set", "scheduler.replicas=1"]),
     ("five-schedulers", &["--set", "scheduler.replicas=5"]),
@@ -176,6 +182,35 @@ const VARIANTS: [(&str, &[&str]); 4] = [
             "serviceMonitor.enabled=true",
             "--set",
             "executor.zoneTag=true",
+        ],
+    ),
+    (
+        "insecure",
+        &[
+            "--set",
+            "insecure=true",
+            "--set",
+            "serviceMonitor.enabled=true",
+        ],
+    ),
+    (
+        "own-secrets",
+        &[
+            "--set",
+            "tls.certManager.enabled=false",
+            "--set",
+            "serviceMonitor.enabled=true",
+        ],
+    ),
+    (
+        "executor-token-open-metrics",
+        &[
+            "--set",
+            "executor.tokenSecret.name=kairos-executor-token",
+            "--set",
+            "scheduler.metricsOpen=true",
+            "--set",
+            "serviceMonitor.enabled=true",
         ],
     ),
 ];
@@ -196,9 +231,12 @@ fn helm_template_output(args: &[&str]) -> Result<Output> {
     )
 }
 
-/// `helm template` of the chart with `args`: the manifests as YAML text.
+/// `helm template` of the chart with [`ISSUER`] and `args`: the manifests as YAML
+/// text.
 fn helm_template(args: &[&str]) -> Result<String> {
-    Ok(helm_template_output(args)?.ok()?.stdout)
+    Ok(helm_template_output(&[&ISSUER[..], args].concat())?
+        .ok()?
+        .stdout)
 }
 
 /// The documents of a multi-document YAML text, as JSON values (empty ones left out).
@@ -278,6 +316,7 @@ fn helm_lint_strict_passes_for_every_variant() -> Result<()> {
             Command::new(tool("helm")?)
                 .args(["lint", "--strict", "--namespace", NAMESPACE])
                 .arg(chart())
+                .args(ISSUER)
                 .args(values),
             TOOL_DEADLINE,
         )?;
@@ -294,18 +333,28 @@ fn helm_lint_strict_passes_for_every_variant() -> Result<()> {
 fn every_rendering_is_valid_for_kubernetes_1_29_and_1_33() -> Result<()> {
     let validate = tool("kubernetes-validate")?;
     let dir = tempfile::tempdir()?;
-    let mut monitors = 0;
+    let mut custom: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (name, values) in VARIANTS {
         let text = helm_template(values)?;
-        // ServiceMonitor is prometheus-operator's CRD, for which kubernetes-validate
-        // has no schema (it would only warn): it is checked field by field in
-        // `the_service_monitor_scrapes_every_scheduler`. Every other document is
-        // validated strictly.
+        // ServiceMonitor (prometheus-operator's) and Certificate (cert-manager's) are
+        // CRDs, for which kubernetes-validate has no schema (it would only warn):
+        // they are checked field by field in `the_service_monitor_scrapes_every_scheduler`
+        // and the TLS tests. Every other document is validated strictly.
         let (crds, core): (Vec<&str>, Vec<&str>) = text
             .split("\n---\n")
             .filter(|d| d.lines().any(|l| l.starts_with("kind: ")))
-            .partition(|d| d.lines().any(|l| l == "kind: ServiceMonitor"));
-        monitors += crds.len();
+            .partition(|d| {
+                d.lines()
+                    .any(|l| l == "kind: ServiceMonitor" || l == "kind: Certificate")
+            });
+        for doc in crds {
+            let kind = if doc.lines().any(|l| l == "kind: ServiceMonitor") {
+                "ServiceMonitor"
+            } else {
+                "Certificate"
+            };
+            *custom.entry((name, kind)).or_insert(0) += 1;
+        }
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, core.join("\n---\n"))?;
         for version in ["1.29.0", "1.33.0"] {
@@ -323,9 +372,22 @@ fn every_rendering_is_valid_for_kubernetes_1_29_and_1_33() -> Result<()> {
             );
         }
     }
+    // Left out of the validation: the ServiceMonitors of the variants that ask for
+    // one, and the certificates cert-manager issues (3 or 1 or 5 schedulers, the
+    // executors' pool, the admin, the scraper's), and nothing else.
     assert_eq!(
-        monitors, 1,
-        "only the ingress-monitor variant has a ServiceMonitor"
+        custom,
+        BTreeMap::from([
+            (("default", "Certificate"), 5),
+            (("executor-token-open-metrics", "Certificate"), 4),
+            (("executor-token-open-metrics", "ServiceMonitor"), 1),
+            (("five-schedulers", "Certificate"), 7),
+            (("ingress-monitor-zone", "Certificate"), 6),
+            (("ingress-monitor-zone", "ServiceMonitor"), 1),
+            (("insecure", "ServiceMonitor"), 1),
+            (("one-scheduler", "Certificate"), 3),
+            (("own-secrets", "ServiceMonitor"), 1),
+        ])
     );
     Ok(())
 }
@@ -470,8 +532,14 @@ fn the_schedulers_form_one_group_of_the_rendered_size() -> Result<()> {
         assert_eq!(
             args(container(hook)?),
             [
+                "--tls-ca",
+                "/etc/kairos/tls/ca.crt",
+                "--tls-cert",
+                "/etc/kairos/tls/tls.crt",
+                "--tls-key",
+                "/etc/kairos/tls/tls.key",
                 "--endpoint",
-                &format!("http://{RELEASE}.{NAMESPACE}.svc.cluster.local:7070"),
+                &format!("https://{RELEASE}.{NAMESPACE}.svc.cluster.local:7070"),
                 "cluster",
                 "remove-scheduler",
                 "--above",
@@ -605,6 +673,44 @@ fn the_service_monitor_scrapes_every_scheduler() -> Result<()> {
         .collect();
     assert_eq!(selected.len(), 1, "{selected:?}");
     assert_eq!(selected[0]["metadata"]["name"], RELEASE);
+    // Over HTTPS, trusting the CA, checking the client Service's name (Prometheus
+    // dials pod IPs), presenting the viewer certificate cert-manager issues.
+    assert_eq!(endpoints[0]["scheme"], "https");
+    let tls = &endpoints[0]["tlsConfig"];
+    assert_eq!(
+        tls["serverName"],
+        format!("{RELEASE}.{NAMESPACE}.svc.cluster.local")
+    );
+    let metrics = format!("{RELEASE}-metrics");
+    assert_eq!(
+        tls["ca"]["secret"],
+        json!({"name": metrics, "key": "ca.crt"})
+    );
+    assert_eq!(
+        tls["cert"]["secret"],
+        json!({"name": metrics, "key": "tls.crt"})
+    );
+    assert_eq!(tls["keySecret"], json!({"name": metrics, "key": "tls.key"}));
+    let certificate = resource(&docs, "Certificate", &metrics)?;
+    assert_eq!(certificate["spec"]["secretName"], metrics);
+    assert_eq!(
+        certificate["spec"]["uris"],
+        json!([format!("urn:kairos:viewer:{metrics}")])
+    );
+    let server_names: Vec<&Value> = certificates_of_role(&docs, "scheduler")
+        .map(|c| &c["spec"]["dnsNames"])
+        .collect();
+    assert_eq!(server_names.len(), 3);
+    for names in server_names {
+        assert!(
+            names
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| *n == tls["serverName"]),
+            "a scheduler certificate without the scraper's server name: {names}"
+        );
+    }
     let port = field(&endpoints[0], "port");
     assert!(
         selected[0]["spec"]["ports"]
@@ -620,6 +726,387 @@ fn the_service_monitor_scrapes_every_scheduler() -> Result<()> {
     let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
     assert_eq!(backend["name"], RELEASE);
     assert_eq!(backend["port"]["number"], 8080);
+
+    // With --metrics-open the scraper needs no certificate, only the CA.
+    let docs = documents(&helm_template(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "scheduler.metricsOpen=true",
+    ])?)?;
+    let monitor = resource(&docs, "ServiceMonitor", RELEASE)?;
+    let tls = &monitor["spec"]["endpoints"][0]["tlsConfig"];
+    assert_eq!(
+        tls["ca"]["secret"],
+        json!({"name": format!("{RELEASE}-scheduler-1"), "key": "ca.crt"})
+    );
+    assert!(tls["cert"].is_null() && tls["keySecret"].is_null(), "{tls}");
+    assert!(resource(&docs, "Certificate", &metrics).is_err());
+    let a = args(container(resource(&docs, "StatefulSet", RELEASE)?)?);
+    assert!(a.contains(&"--metrics-open".to_string()), "{a:?}");
+    Ok(())
+}
+
+// The chart's TLS: certificates, where each pod finds its own, and the modes.
+
+/// The rendering's cert-manager Certificates.
+fn certificates(docs: &[Value]) -> impl Iterator<Item = &Value> {
+    docs.iter().filter(|d| d["kind"] == "Certificate")
+}
+
+/// The Certificates whose URI names an identity of `role`.
+fn certificates_of_role<'a>(docs: &'a [Value], role: &str) -> impl Iterator<Item = &'a Value> {
+    let prefix = format!("urn:kairos:{role}:");
+    certificates(docs).filter(move |c| {
+        c["spec"]["uris"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|u| u.as_str().unwrap_or("").starts_with(&prefix))
+    })
+}
+
+/// The Certificate whose only SAN URI is `uri`.
+fn certificate_with_uri<'a>(docs: &'a [Value], uri: &str) -> Result<&'a Value> {
+    let found: Vec<&Value> = certificates(docs)
+        .filter(|c| c["spec"]["uris"] == json!([uri]))
+        .collect();
+    match found[..] {
+        [one] => {
+            ensure!(one["apiVersion"] == "cert-manager.io/v1", "{one}");
+            Ok(one)
+        }
+        _ => bail!("{} Certificates with the URI {uri}", found.len()),
+    }
+}
+
+/// A string list of a document as a set.
+fn string_set(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Where Kubernetes puts file `path` (absolute, as the container sees it) of the
+/// pod: the volume mounted above it and the (Secret name, key, optional) it is
+/// projected from, if it comes from a Secret.
+fn secret_file(workload: &Value, path: &str) -> Result<(String, String, bool)> {
+    let c = container(workload)?;
+    let mount = c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| path.starts_with(&format!("{}/", field(m, "mountPath"))))
+        .ok_or_else(|| anyhow!("no volume mounted above {path} in {c}"))?;
+    let inside = &path[field(mount, "mountPath").len() + 1..];
+    let volume = workload["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .ok_or_else(|| anyhow!("no volume {} in the pod", mount["name"]))?;
+    if let Some(name) = volume["secret"]["secretName"].as_str() {
+        // A whole Secret: one file per key.
+        return Ok((name.to_string(), inside.to_string(), false));
+    }
+    let mut found = Vec::new();
+    for source in volume["projected"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let secret = &source["secret"];
+        for item in secret["items"].as_array().into_iter().flatten() {
+            if item["path"] == inside {
+                found.push((
+                    field(secret, "name").to_string(),
+                    field(item, "key").to_string(),
+                    secret["optional"] == true,
+                ));
+            }
+        }
+    }
+    match &found[..] {
+        [one] => Ok(one.clone()),
+        _ => bail!("{} Secret items projected to {path}: {volume}", found.len()),
+    }
+}
+
+/// The --tls-ca, --tls-cert and --tls-key files of args: (Secret, key, optional).
+fn tls_sources(workload: &Value, args: &[String]) -> Result<Vec<(String, String, bool)>> {
+    ["--tls-ca", "--tls-cert", "--tls-key"]
+        .iter()
+        .map(|flag| secret_file(workload, &one_flag(args, flag)?))
+        .collect()
+}
+
+#[test]
+fn by_default_every_pod_speaks_tls_with_a_certificate_of_its_own() -> Result<()> {
+    for replicas in [1_usize, 3, 5] {
+        let text = helm_template(&["--set", &format!("scheduler.replicas={replicas}")])?;
+        assert!(!text.contains("--insecure"), "{text}");
+        let docs = documents(&text)?;
+        let sts = resource(&docs, "StatefulSet", RELEASE)?;
+        let scheduler = container(sts)?;
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert_eq!(scheduler[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+        }
+        // One Certificate per node id, for every name the node is dialled at.
+        for ordinal in 0..replicas {
+            let id = ordinal + 1;
+            let cert = certificate_with_uri(&docs, &format!("urn:kairos:scheduler:{id}"))?;
+            let spec = &cert["spec"];
+            assert_eq!(spec["secretName"], format!("{RELEASE}-scheduler-{id}"));
+            assert_eq!(spec["issuerRef"]["name"], "kairos-ca");
+            let pod_host = pod_addr(ordinal).trim_end_matches(":7070").to_string();
+            assert_eq!(
+                string_set(&spec["dnsNames"]),
+                BTreeSet::from([
+                    pod_host,
+                    RELEASE.to_string(),
+                    format!("{RELEASE}.{NAMESPACE}"),
+                    format!("{RELEASE}.{NAMESPACE}.svc"),
+                    format!("{RELEASE}.{NAMESPACE}.svc.cluster.local"),
+                    "localhost".to_string(),
+                ])
+            );
+            assert_eq!(spec["ipAddresses"], json!(["127.0.0.1"]));
+            let usages = string_set(&spec["usages"]);
+            assert!(
+                usages.contains("server auth") && usages.contains("client auth"),
+                "{usages:?}"
+            );
+            // The pod of that ordinal reads the files of exactly that Secret.
+            let pod = format!("{RELEASE}-{ordinal}");
+            let a: Vec<String> = args(scheduler).iter().map(|a| expand(a, &pod)).collect();
+            let sources = tls_sources(sts, &a)?;
+            for ((secret, key, optional), want) in
+                sources.iter().zip(["ca.crt", "tls.crt", "tls.key"])
+            {
+                assert_eq!(secret, field(spec, "secretName"), "{pod}");
+                assert_eq!(key, want, "{pod}");
+                // Secrets of ids above replicas do not exist: the pod must start anyway.
+                assert!(optional, "{pod}: {secret} is not optional");
+            }
+        }
+        assert_eq!(certificates_of_role(&docs, "scheduler").count(), replicas);
+
+        // The executors' pool certificate names the prefix of the Deployment's pods.
+        let deployment_name = format!("{RELEASE}-executor");
+        let deployment = resource(&docs, "Deployment", &deployment_name)?;
+        let cert =
+            certificate_with_uri(&docs, &format!("urn:kairos:executor:{deployment_name}-*"))?;
+        assert!(
+            string_set(&cert["spec"]["usages"]).contains("client auth"),
+            "{cert}"
+        );
+        let executor = container(deployment)?;
+        let a: Vec<String> = args(executor)
+            .iter()
+            .map(|a| expand(a, &format!("{deployment_name}-5d8f9-abcde")))
+            .collect();
+        assert_eq!(
+            one_flag(&a, "--id")?,
+            format!("{deployment_name}-5d8f9-abcde")
+        );
+        for (secret, _, optional) in tls_sources(deployment, &a)? {
+            assert_eq!(secret, field(&cert["spec"], "secretName"));
+            assert!(!optional, "the executors cannot start without their Secret");
+        }
+
+        // The scale-down hook is an admin, over HTTPS.
+        let hook = resource(&docs, "Job", &format!("{RELEASE}-scale-down"))?;
+        let cert = certificate_with_uri(&docs, &format!("urn:kairos:admin:{RELEASE}-admin"))?;
+        let a = args(container(hook)?);
+        assert!(one_flag(&a, "--endpoint")?.starts_with("https://"), "{a:?}");
+        for (secret, _, _) in tls_sources(hook, &a)? {
+            assert_eq!(secret, field(&cert["spec"], "secretName"));
+        }
+        // Nothing else is issued.
+        assert_eq!(certificates(&docs).count(), replicas + 2);
+    }
+    Ok(())
+}
+
+#[test]
+fn cert_manager_needs_an_issuer_unless_tls_is_off_or_the_secrets_are_given() -> Result<()> {
+    let out = helm_template_output(&[])?;
+    assert!(!out.success(), "rendered without an issuer: {out}");
+    assert!(
+        out.stderr.contains("tls.certManager.issuerRef.name"),
+        "the refusal should name the field: {out}"
+    );
+    for values in [
+        ["--set", "insecure=true"],
+        ["--set", "tls.certManager.enabled=false"],
+    ] {
+        let out = helm_template_output(&values)?;
+        assert!(out.success(), "{values:?}: {out}");
+    }
+    Ok(())
+}
+
+#[test]
+fn scaling_the_schedulers_changes_only_their_peers_in_the_pod_template() -> Result<()> {
+    // Every pod projects the Secrets of every id the schema allows, so a scale
+    // changes the template only by --peers, whatever the TLS mode.
+    for mode in [&[][..], &["--set", "tls.certManager.enabled=false"][..]] {
+        let template = |replicas: usize| -> Result<Value> {
+            let docs = documents(&helm_template(
+                &[mode, &["--set", &format!("scheduler.replicas={replicas}")]].concat(),
+            )?)?;
+            let mut template = resource(&docs, "StatefulSet", RELEASE)?["spec"]["template"].clone();
+            let args = template["spec"]["containers"][0]["args"]
+                .as_array_mut()
+                .ok_or_else(|| anyhow!("no args"))?;
+            let at = args
+                .iter()
+                .position(|a| a == "--peers")
+                .ok_or_else(|| anyhow!("no --peers"))?;
+            args.remove(at + 1);
+            Ok(template)
+        };
+        let three = template(3)?;
+        assert_eq!(template(5)?, three, "{mode:?}");
+        assert_eq!(template(1)?, three, "{mode:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn insecure_renders_no_certificate_and_says_so_on_every_node() -> Result<()> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        "insecure=true",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ])?)?;
+    assert_eq!(certificates(&docs).count(), 0);
+    let sts = resource(&docs, "StatefulSet", RELEASE)?;
+    let deployment = resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?;
+    for workload in [sts, deployment] {
+        let a = args(container(workload)?);
+        assert_eq!(a.iter().filter(|x| *x == "--insecure").count(), 1, "{a:?}");
+        assert!(a.iter().all(|x| !x.starts_with("--tls-")), "{a:?}");
+        assert!(
+            workload["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|v| v["name"] != "tls"),
+            "{workload}"
+        );
+    }
+    assert_eq!(
+        container(sts)?["readinessProbe"]["httpGet"]["scheme"],
+        "HTTP"
+    );
+    let hook = args(container(resource(
+        &docs,
+        "Job",
+        &format!("{RELEASE}-scale-down"),
+    )?)?);
+    assert!(
+        one_flag(&hook, "--endpoint")?.starts_with("http://"),
+        "{hook:?}"
+    );
+    let monitor = resource(&docs, "ServiceMonitor", RELEASE)?;
+    assert!(
+        monitor["spec"]["endpoints"][0]["tlsConfig"].is_null(),
+        "{monitor}"
+    );
+    Ok(())
+}
+
+#[test]
+fn with_own_secrets_the_pods_mount_the_documented_names() -> Result<()> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        "tls.certManager.enabled=false",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ])?)?;
+    assert_eq!(certificates(&docs).count(), 0);
+    let sts = resource(&docs, "StatefulSet", RELEASE)?;
+    let a = args(container(sts)?);
+    for ordinal in 0..MAX_PODS {
+        let pod = format!("{RELEASE}-{ordinal}");
+        let expanded: Vec<String> = a.iter().map(|x| expand(x, &pod)).collect();
+        for (secret, _, _) in tls_sources(sts, &expanded)? {
+            assert_eq!(secret, format!("{RELEASE}-scheduler-{}", ordinal + 1));
+        }
+    }
+    let deployment = resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?;
+    let a: Vec<String> = args(container(deployment)?)
+        .iter()
+        .map(|x| expand(x, "kairos-executor-1-a"))
+        .collect();
+    for (secret, _, _) in tls_sources(deployment, &a)? {
+        assert_eq!(secret, format!("{RELEASE}-executor"));
+    }
+    let hook = resource(&docs, "Job", &format!("{RELEASE}-scale-down"))?;
+    for (secret, _, _) in tls_sources(hook, &args(container(hook)?))? {
+        assert_eq!(secret, format!("{RELEASE}-admin"));
+    }
+    let monitor = resource(&docs, "ServiceMonitor", RELEASE)?;
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["tlsConfig"]["keySecret"]["name"],
+        format!("{RELEASE}-metrics")
+    );
+    Ok(())
+}
+
+#[test]
+fn executors_can_authenticate_with_a_token_instead() -> Result<()> {
+    let docs = documents(&helm_template(&[
+        "--set",
+        "executor.tokenSecret.name=executor-token",
+        "--set",
+        "executor.tokenSecret.key=secret",
+    ])?)?;
+    let deployment = resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?;
+    let executor = container(deployment)?;
+    let a = args(executor);
+    assert!(
+        flag_values(&a, "--tls-cert").is_empty() && flag_values(&a, "--token").is_empty(),
+        "{a:?}"
+    );
+    // Only the CA, from a scheduler's Secret: no key of another party.
+    assert_eq!(
+        secret_file(deployment, &one_flag(&a, "--tls-ca")?)?,
+        (
+            format!("{RELEASE}-scheduler-1"),
+            "ca.crt".to_string(),
+            false
+        )
+    );
+    let sources = &deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "tls")
+        .ok_or_else(|| anyhow!("no tls volume"))?["projected"]["sources"];
+    assert_eq!(
+        sources,
+        &json!([{"secret": {"name": format!("{RELEASE}-scheduler-1"), "items": [{"key": "ca.crt", "path": "ca.crt"}]}}])
+    );
+    let token = executor["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "KAIROS_TOKEN")
+        .ok_or_else(|| anyhow!("no KAIROS_TOKEN in {executor}"))?;
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        json!({"name": "executor-token", "key": "secret"})
+    );
+    assert_eq!(
+        certificates_of_role(&docs, "executor").count(),
+        0,
+        "a pool certificate is issued though the executors use a token"
+    );
     Ok(())
 }
 
@@ -634,27 +1121,40 @@ fn expand(arg: &str, pod: &str) -> String {
 fn the_binary_accepts_every_rendered_command_line() -> Result<()> {
     // Each container's command line, its variables expanded, parsed by the real
     // binary: `--help` at the end makes it stop after parsing, so an unknown flag or
-    // a bad value fails here, not on a cluster.
-    let docs = documents(&helm_template(&["--set", "executor.zoneTag=true"])?)?;
-    for (kind, name, pod) in [
-        ("StatefulSet", RELEASE.to_string(), format!("{RELEASE}-0")),
-        (
-            "Deployment",
-            format!("{RELEASE}-executor"),
-            format!("{RELEASE}-executor-5d8f9-abcde"),
-        ),
-        ("Job", format!("{RELEASE}-scale-down"), String::new()),
+    // a bad value fails here, not on a cluster. In every TLS mode.
+    for mode in [
+        &[][..],
+        &["--set", "insecure=true"],
+        &[
+            "--set",
+            "executor.tokenSecret.name=t",
+            "--set",
+            "scheduler.metricsOpen=true",
+        ],
     ] {
-        let c = container(resource(&docs, kind, &name)?)?;
-        let a: Vec<String> = args(c).iter().map(|a| expand(a, &pod)).collect();
-        let out = run(
-            Command::new(BIN).args(&a).arg("--help").env_clear(),
-            Duration::from_secs(30),
-        )?;
-        ensure!(
-            out.success(),
-            "{kind} {name}: kairos rejects its args: {out}"
-        );
+        let docs = documents(&helm_template(
+            &[mode, &["--set", "executor.zoneTag=true"]].concat(),
+        )?)?;
+        for (kind, name, pod) in [
+            ("StatefulSet", RELEASE.to_string(), format!("{RELEASE}-0")),
+            (
+                "Deployment",
+                format!("{RELEASE}-executor"),
+                format!("{RELEASE}-executor-5d8f9-abcde"),
+            ),
+            ("Job", format!("{RELEASE}-scale-down"), String::new()),
+        ] {
+            let c = container(resource(&docs, kind, &name)?)?;
+            let a: Vec<String> = args(c).iter().map(|a| expand(a, &pod)).collect();
+            let out = run(
+                Command::new(BIN).args(&a).arg("--help").env_clear(),
+                Duration::from_secs(30),
+            )?;
+            ensure!(
+                out.success(),
+                "{kind} {name} ({mode:?}): kairos rejects its args: {out}"
+            );
+        }
     }
     Ok(())
 }
@@ -1169,7 +1669,13 @@ fn the_image_runs_as_non_root_and_a_compose_group_survives_its_leader() -> Resul
 // maps the data volume's mount path to a directory per pod, and starts exactly
 // those commands, each pod in a network namespace of its own (so each binds
 // 0.0.0.0:7070 and :8080 as in a pod) with the StatefulSet's DNS names resolving
-// to the pods. Scaling and rolling updates follow the controllers' order.
+// to the pods. Scaling and rolling updates follow the controllers' order. It plays
+// cert-manager too: each rendered Certificate becomes a Secret signed by one CA for
+// exactly the URI and names the Certificate asks for, and each pod gets the files
+// its Secret volumes project, where they project them. So the group only forms if
+// the chart's certificate layout is right: peers accept only members' scheduler
+// certificates valid for the names they dial, executors register under the pool
+// certificate, the hook is an admin.
 
 /// The zone the test's "nodes" are in, for `--tag zone=$(NODE_ZONE)`.
 const ZONE: &str = "zone-a";
@@ -1189,10 +1695,155 @@ fn expand_refs(text: &str, env: &[(String, String)]) -> String {
     out
 }
 
+/// cert-manager's and the kubelet's part: a CA (`kairos certs init`), a Secret
+/// (tls.crt, tls.key, ca.crt) per rendered Certificate, signed by `kairos certs
+/// issue` for exactly the Certificate's URI, DNS names and IP addresses, and each
+/// pod's Secret volumes as directories.
+struct Secrets {
+    ca_dir: PathBuf,
+    /// DIR/secrets/NAME/KEY, DIR/pods/POD/VOLUME/PATH.
+    dir: PathBuf,
+}
+
+impl Secrets {
+    fn new(dir: &Path) -> Result<Secrets> {
+        let ca_dir = dir.join("ca");
+        run(
+            Command::new(BIN)
+                .args(["certs", "init"])
+                .arg(&ca_dir)
+                .env_clear(),
+            Duration::from_secs(30),
+        )?
+        .ok()?;
+        Ok(Secrets {
+            ca_dir,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn secret(&self, name: &str) -> PathBuf {
+        self.dir.join("secrets").join(name)
+    }
+
+    /// Issues the Secret of every Certificate that has none yet (cert-manager keeps
+    /// an issued one; a scaled-away id's Secret stays too).
+    fn issue(&self, certificates: &[Value]) -> Result<()> {
+        for cert in certificates {
+            let spec = &cert["spec"];
+            let secret = self.secret(field(spec, "secretName"));
+            if secret.exists() {
+                continue;
+            }
+            let uri = match &string_set(&spec["uris"]).into_iter().collect::<Vec<_>>()[..] {
+                [one] => one.clone(),
+                other => bail!("{} URIs in {cert}", other.len()),
+            };
+            let (role, name) = uri
+                .strip_prefix("urn:kairos:")
+                .and_then(|r| r.split_once(':'))
+                .ok_or_else(|| anyhow!("not a Kairos identity: {uri}"))?;
+            let hosts: Vec<String> = string_set(&spec["dnsNames"])
+                .into_iter()
+                .chain(string_set(&spec["ipAddresses"]))
+                .collect();
+            let mut cmd = Command::new(BIN);
+            cmd.args(["-o", "json", "certs", "issue"])
+                .arg(&self.ca_dir)
+                .args(["--role", role, "--name", name])
+                .env_clear();
+            if !hosts.is_empty() {
+                cmd.arg("--host").arg(hosts.join(","));
+            }
+            let out = run(&mut cmd, Duration::from_secs(30))?.ok()?;
+            let written: Value = serde_json::from_str(&out.stdout)?;
+            let file = |ext: &str| -> Result<PathBuf> {
+                written["written"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .find(|p| p.ends_with(ext))
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow!("no {ext} in {written}"))
+            };
+            std::fs::create_dir_all(&secret)?;
+            std::fs::copy(file(".crt")?, secret.join("tls.crt"))?;
+            std::fs::copy(file(".key")?, secret.join("tls.key"))?;
+            std::fs::copy(self.ca_dir.join("ca.crt"), secret.join("ca.crt"))?;
+        }
+        Ok(())
+    }
+
+    /// Pod `pod`'s Secret-backed volumes of workload `doc`, filled as the kubelet
+    /// fills them (each item at its path; a missing optional Secret left out, a
+    /// missing required one fails): (mount path, local directory).
+    fn mount(&self, doc: &Value, pod: &str) -> Result<Vec<(String, PathBuf)>> {
+        let c = container(doc)?;
+        let volumes = &doc["spec"]["template"]["spec"]["volumes"];
+        let mut mounts = Vec::new();
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let volume = volumes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == m["name"]);
+            let Some(volume) = volume else { continue };
+            // (Secret, key, path in the volume, optional)
+            let mut files: Vec<(String, String, String, bool)> = Vec::new();
+            if let Some(name) = volume["secret"]["secretName"].as_str() {
+                for key in ["ca.crt", "tls.crt", "tls.key"] {
+                    files.push((name.to_string(), key.to_string(), key.to_string(), false));
+                }
+            } else if let Some(sources) = volume["projected"]["sources"].as_array() {
+                for source in sources {
+                    let secret = &source["secret"];
+                    for item in secret["items"].as_array().into_iter().flatten() {
+                        files.push((
+                            field(secret, "name").to_string(),
+                            field(item, "key").to_string(),
+                            field(item, "path").to_string(),
+                            secret["optional"] == true,
+                        ));
+                    }
+                }
+            } else {
+                continue;
+            }
+            let local = self.dir.join("pods").join(pod).join(field(m, "name"));
+            if local.exists() {
+                std::fs::remove_dir_all(&local)?;
+            }
+            std::fs::create_dir_all(&local)?;
+            for (secret, key, path, optional) in files {
+                let from = self.secret(&secret).join(&key);
+                if !from.exists() {
+                    ensure!(
+                        optional,
+                        "{pod}: Secret {secret} has no {key}: the pod cannot start"
+                    );
+                    continue;
+                }
+                let to = local.join(&path);
+                std::fs::create_dir_all(to.parent().unwrap_or(&local))?;
+                std::fs::copy(&from, &to)?;
+            }
+            mounts.push((field(m, "mountPath").to_string(), local));
+        }
+        Ok(mounts)
+    }
+}
+
 /// Pod `pod`'s command from workload `doc`: its container's env (literal values and
 /// the downward-API fields the chart uses) and args with `$(VAR)` expanded, the
-/// data volume's mount path replaced by `data_dir`.
-fn pod_command(doc: &Value, pod: &str, data_dir: Option<&Path>) -> Result<PodCommand> {
+/// data volume's mount path replaced by `data_dir`, paths in Secret volumes by
+/// where `secrets` put their files.
+fn pod_command(
+    doc: &Value,
+    pod: &str,
+    data_dir: Option<&Path>,
+    secrets: &Secrets,
+) -> Result<PodCommand> {
     let c = container(doc)?;
     let mut env = Vec::new();
     for e in c["env"].as_array().into_iter().flatten() {
@@ -1215,10 +1866,17 @@ fn pod_command(doc: &Value, pod: &str, data_dir: Option<&Path>) -> Result<PodCom
         .flatten()
         .find(|m| m["name"] == "data")
         .map(|m| field(m, "mountPath").to_string());
+    let secret_mounts = secrets.mount(doc, pod)?;
     let args = args(c)
         .iter()
         .map(|a| {
             let a = expand_refs(a, &env);
+            if let Some((at, local)) = secret_mounts
+                .iter()
+                .find(|(at, _)| a.starts_with(&format!("{at}/")))
+            {
+                return format!("{}{}", local.display(), &a[at.len()..]);
+            }
             match (&mount, data_dir) {
                 (Some(mount), Some(dir)) if a == *mount => dir.display().to_string(),
                 _ => a,
@@ -1234,6 +1892,7 @@ struct Rendering {
     statefulset: Value,
     deployment: Value,
     hook: Value,
+    certificates: Vec<Value>,
 }
 
 fn render(replicas: usize) -> Result<Rendering> {
@@ -1250,6 +1909,7 @@ fn render(replicas: usize) -> Result<Rendering> {
         statefulset: resource(&docs, "StatefulSet", RELEASE)?.clone(),
         deployment: resource(&docs, "Deployment", &format!("{RELEASE}-executor"))?.clone(),
         hook: resource(&docs, "Job", &format!("{RELEASE}-scale-down"))?.clone(),
+        certificates: certificates(&docs).cloned().collect(),
     })
 }
 
@@ -1273,8 +1933,10 @@ struct ChartGroup {
     /// Each pod ordinal's namespace and address.
     pods: BTreeMap<usize, (String, std::net::Ipv4Addr)>,
     client: String,
-    /// `kairos` run in the client namespace, for the CLI helpers.
+    /// `kairos` run in the client namespace with the admin certificate, for the CLI
+    /// helpers.
     kairos: PathBuf,
+    secrets: Secrets,
     /// Executors started so far (their pod names must differ, as a ReplicaSet's do).
     executors_started: usize,
 }
@@ -1283,7 +1945,9 @@ struct ChartGroup {
 const MAX_PODS: usize = 5;
 
 impl ChartGroup {
-    fn new(dir: &Path) -> Result<ChartGroup> {
+    fn new(dir: &Path, first: &Rendering) -> Result<ChartGroup> {
+        let secrets = Secrets::new(&dir.join("pki"))?;
+        secrets.issue(&first.certificates)?;
         let mut lab = deploy::Lab::new(&dir.join("lab"), "c")?;
         let mut pods = BTreeMap::new();
         for ordinal in 0..MAX_PODS {
@@ -1300,7 +1964,23 @@ impl ChartGroup {
             pods[&0].1,
         )?;
         let (client, _) = lab.add_host(100)?;
-        let kairos = lab.wrapper(&client, Path::new(BIN), "kairos-client")?;
+        let in_client = lab.wrapper(&client, Path::new(BIN), "kairos-client")?;
+        let admin = secrets.secret(&format!("{RELEASE}-admin"));
+        let kairos = dir.join("kairos-admin");
+        std::fs::write(
+            &kairos,
+            format!(
+                "#!/bin/sh\nexec '{}' --tls-ca '{}' --tls-cert '{}' --tls-key '{}' \"$@\"\n",
+                in_client.display(),
+                admin.join("ca.crt").display(),
+                admin.join("tls.crt").display(),
+                admin.join("tls.key").display(),
+            ),
+        )?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&kairos, std::fs::Permissions::from_mode(0o755))?;
+        }
         std::fs::create_dir_all(dir.join("logs"))?;
         Ok(ChartGroup {
             schedulers: BTreeMap::new(),
@@ -1310,6 +1990,7 @@ impl ChartGroup {
             pods,
             client,
             kairos,
+            secrets,
             executors_started: 0,
         })
     }
@@ -1319,7 +2000,7 @@ impl ChartGroup {
     }
 
     fn endpoint(ordinal: usize) -> String {
-        format!("http://{}", pod_addr(ordinal))
+        format!("https://{}", pod_addr(ordinal))
     }
 
     fn spawn(&self, ns: &str, name: &str, command: &PodCommand) -> Result<deploy::Proc> {
@@ -1343,7 +2024,8 @@ impl ChartGroup {
         let pod = Self::pod_name(ordinal);
         let data = self.dir.join("volumes").join(&pod);
         std::fs::create_dir_all(&data)?;
-        let command = pod_command(&rendering.statefulset, &pod, Some(&data))?;
+        self.secrets.issue(&rendering.certificates)?;
+        let command = pod_command(&rendering.statefulset, &pod, Some(&data), &self.secrets)?;
         let ns = self.pods[&ordinal].0.clone();
         let proc = self.spawn(&ns, &pod, &command)?;
         self.schedulers.insert(ordinal, proc);
@@ -1375,7 +2057,8 @@ impl ChartGroup {
             "{RELEASE}-executor-r{}-{}",
             rendering.replicas, self.executors_started
         );
-        let command = pod_command(&rendering.deployment, &pod, None)?;
+        self.secrets.issue(&rendering.certificates)?;
+        let command = pod_command(&rendering.deployment, &pod, None, &self.secrets)?;
         let client = self.client.clone();
         let proc = self.spawn(&client, &pod, &command)?;
         self.executors.push(proc);
@@ -1473,23 +2156,38 @@ impl ChartGroup {
             .collect())
     }
 
-    /// Waits until pod `ordinal` answers 200 on /readyz (what its readiness probe
-    /// asks).
-    fn wait_ready(&self, ordinal: usize) -> Result<()> {
+    /// Waits until pod `ordinal` answers 200 to its readiness probe as the kubelet
+    /// asks it: the probe's scheme and path, on the pod's IP, certificate not
+    /// verified.
+    fn wait_ready(&self, rendering: &Rendering, ordinal: usize) -> Result<()> {
         let ip = self.pods[&ordinal].1;
-        let bash = tool("bash")?;
+        let curl = tool("curl")?;
+        let probe = &container(&rendering.statefulset)?["readinessProbe"]["httpGet"];
+        let url = format!(
+            "{}://{ip}:8080{}",
+            field(probe, "scheme").to_lowercase(),
+            field(probe, "path")
+        );
         wait_until(
             Duration::from_secs(90),
-            &format!("{RELEASE}-{ordinal} to be ready (/readyz)"),
+            &format!("{RELEASE}-{ordinal} to be ready ({url})"),
             || {
                 let out = run(
-                    self.lab.command(&self.client, &bash).arg("-c").arg(format!(
-                        "exec 3<>/dev/tcp/{ip}/8080 && printf 'GET /readyz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3"
-                    )),
+                    self.lab.command(&self.client, &curl).args([
+                        "--silent",
+                        "--insecure",
+                        "--max-time",
+                        "5",
+                        "--output",
+                        "/dev/null",
+                        "--write-out",
+                        "%{http_code}",
+                        &url,
+                    ]),
                     Duration::from_secs(10),
                 )
                 .ok()?;
-                out.stdout.contains(" 200 ").then_some(())
+                (out.stdout.trim() == "200").then_some(())
             },
         )
         .map_err(|e| self.with_logs(e))
@@ -1502,7 +2200,7 @@ impl ChartGroup {
         for ordinal in ordinals {
             self.stop_scheduler(rendering, ordinal)?;
             self.start_scheduler(rendering, ordinal)?;
-            self.wait_ready(ordinal)?;
+            self.wait_ready(rendering, ordinal)?;
         }
         Ok(())
     }
@@ -1568,10 +2266,10 @@ fn wait_for_runs(group: &ChartGroup, file: &Path, after: DateTime<Utc>, n: usize
 fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
-    let mut group = ChartGroup::new(dir.path())?;
     let three = render(3)?;
     let five = render(5)?;
     let three_again = render(3)?;
+    let mut group = ChartGroup::new(dir.path(), &three)?;
     let ids = |n: u64| (1..=n).collect::<BTreeSet<u64>>();
 
     // Install: three scheduler pods at once (Parallel), two executors.
@@ -1582,7 +2280,7 @@ fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> R
     let e2 = group.start_executor(&three)?;
     group.wait_for_group(&ids(3), &BTreeSet::from([e1, e2]))?;
     for ordinal in 0..3 {
-        group.wait_ready(ordinal)?;
+        group.wait_ready(&three, ordinal)?;
     }
     eprintln!("3 pods ready at {:?}", started.elapsed());
 
@@ -1620,7 +2318,7 @@ fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> R
     let killed = Utc::now();
     wait_for_runs(&group, &runs, killed + TimeDelta::seconds(1), 3)?;
     group.start_scheduler(&three, 0)?;
-    group.wait_ready(0)?;
+    group.wait_ready(&three, 0)?;
     eprintln!(
         "pod 0 (node {leader}, the leader) killed and back, firing went on, at {:?}",
         started.elapsed()
@@ -1633,7 +2331,7 @@ fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> R
         group.start_scheduler(&five, ordinal)?;
     }
     for ordinal in 3..5 {
-        group.wait_ready(ordinal)?;
+        group.wait_ready(&five, ordinal)?;
     }
     group.wait_for_group(
         &ids(5),
@@ -1652,7 +2350,7 @@ fn the_charts_commands_form_a_group_that_survives_a_kill_and_scales_3_5_3() -> R
     // 5 → 3: the pre-upgrade hook runs first (with the new size's rendering), then
     // the StatefulSet deletes pods 4 and 3 together, their volumes with them, and
     // rolls the rest; the Deployment rolls its executors.
-    let hook = pod_command(&three_again.hook, "hook", None)?;
+    let hook = pod_command(&three_again.hook, "hook", None, &group.secrets)?;
     let out = run(
         group
             .lab

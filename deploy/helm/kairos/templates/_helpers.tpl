@@ -64,8 +64,13 @@ dial it: POD.FULLNAME-peers.NAMESPACE.svc.CLUSTER_DOMAIN:7070.
 Call with (dict "root" $ "ordinal" I).
 */}}
 {{- define "kairos.schedulerAddr" -}}
+{{- printf "%s:7070" (include "kairos.schedulerHost" .) }}
+{{- end }}
+
+{{/* Scheduler pod I's DNS name (its address without the port). */}}
+{{- define "kairos.schedulerHost" -}}
 {{- $root := .root }}
-{{- printf "%s-%d.%s.%s.svc.%s:7070" (include "kairos.fullname" $root) (int .ordinal) (include "kairos.peersService" $root) $root.Release.Namespace $root.Values.clusterDomain }}
+{{- printf "%s-%d.%s.%s.svc.%s" (include "kairos.fullname" $root) (int .ordinal) (include "kairos.peersService" $root) $root.Release.Namespace $root.Values.clusterDomain }}
 {{- end }}
 
 {{/* --peers: 1=ADDR-0,2=ADDR-1,…,N=ADDR-(N-1), the group's voters. */}}
@@ -95,5 +100,72 @@ Call with (dict "root" $ "ordinal" I).
 
 {{/* The schedulers' Service, for client commands inside the cluster. */}}
 {{- define "kairos.endpoint" -}}
-{{- printf "http://%s.%s.svc.%s:%d" (include "kairos.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.grpcPort) }}
+{{- printf "%s://%s.%s.svc.%s:%d" (ternary "http" "https" .Values.insecure) (include "kairos.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.service.grpcPort) }}
+{{- end }}
+
+{{/*
+TLS. Every certificate lives in a Secret of type kubernetes.io/tls (tls.crt,
+tls.key, ca.crt) with a fixed name, whether cert-manager or the user makes it.
+*/}}
+
+{{/* The most schedulers the schema allows: every pod projects this many Secrets. */}}
+{{- define "kairos.maxSchedulers" -}}
+5
+{{- end }}
+
+{{/* Scheduler node ID's Secret. Call with (dict "root" $ "id" ID). */}}
+{{- define "kairos.schedulerSecret" -}}
+{{- printf "%s-scheduler-%d" (include "kairos.fullname" .root) (int .id) }}
+{{- end }}
+
+{{- define "kairos.executorSecret" -}}
+{{- printf "%s-executor" (include "kairos.fullname" .) }}
+{{- end }}
+
+{{- define "kairos.adminSecret" -}}
+{{- printf "%s-admin" (include "kairos.fullname" .) }}
+{{- end }}
+
+{{- define "kairos.metricsSecret" -}}
+{{- printf "%s-metrics" (include "kairos.fullname" .) }}
+{{- end }}
+
+{{/*
+The executor pool: a pool certificate urn:kairos:executor:PREFIX* registers any
+executor id starting with PREFIX, and the Deployment's pods (the ids) are named
+DEPLOYMENT-<hash>-<suffix>.
+*/}}
+{{- define "kairos.executorPoolPrefix" -}}
+{{- printf "%s-executor-" (include "kairos.fullname" .) }}
+{{- end }}
+
+{{/* Where each container finds its TLS files. */}}
+{{- define "kairos.tlsDir" -}}
+/etc/kairos/tls
+{{- end }}
+
+{{/*
+The names a scheduler is dialled at, besides its pod's DNS name: the client
+Service in every form a resolver completes, and localhost (kubectl exec,
+port-forward).
+*/}}
+{{- define "kairos.serviceDNSNames" -}}
+{{- $fullname := include "kairos.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $fullname (printf "%s.%s" $fullname $ns) (printf "%s.%s.svc" $fullname $ns) (printf "%s.%s.svc.%s" $fullname $ns .Values.clusterDomain) "localhost" | toJson }}
+{{- end }}
+
+{{/* What every Certificate of the chart shares. */}}
+{{- define "kairos.certificateSpec" -}}
+issuerRef:
+  name: {{ .Values.tls.certManager.issuerRef.name }}
+  kind: {{ .Values.tls.certManager.issuerRef.kind }}
+  group: {{ .Values.tls.certManager.issuerRef.group }}
+duration: {{ .Values.tls.certManager.duration }}
+renewBefore: {{ .Values.tls.certManager.renewBefore }}
+privateKey:
+  algorithm: ECDSA
+  size: 256
+  encoding: PKCS8
+  rotationPolicy: Always
 {{- end }}
