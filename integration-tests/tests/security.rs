@@ -641,7 +641,7 @@ fn an_executor_needs_a_certificate_or_an_executor_token() -> Result<()> {
             vec!["--token".to_string(), viewer.clone()],
             "permission",
         ),
-        ("foreign", foreign, "fatal alert"),
+        ("foreign", foreign, "fatal alert: unknownca"),
     ] {
         let (process, log) = spawn(name, &auth)?;
         wait_until(SETTLE, &format!("executor {name} to be refused"), || {

@@ -55,7 +55,18 @@ pub fn init(dir: &Path, spec: &Spec) -> Result<Vec<PathBuf>> {
     let ca_key = KeyPair::generate().map_err(gen_err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "Kairos CA");
+    // Each CA's name is its own (a piece of its public key): a certificate from
+    // another CA then fails as "unknown issuer", not as a bad signature under a CA of
+    // the same name.
+    let tag: String = ca_key
+        .public_key_raw()
+        .iter()
+        .skip(1)
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("Kairos CA {tag}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
