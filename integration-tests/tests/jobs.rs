@@ -1328,3 +1328,114 @@ fn an_unreachable_webhook_does_not_delay_firing() -> Result<()> {
     );
     Ok(())
 }
+
+// ---- 9. metrics ----
+
+/// Scheduled executions of `name` that have started, as the API lists them.
+fn started_scheduled(node: &Node, name: &str) -> Result<usize> {
+    Ok(executions(&node.dev, name)?
+        .iter()
+        .filter(|e| field(e, "trigger") == "schedule" && !field(e, "startedAt").is_empty())
+        .count())
+}
+
+// `/metrics` is valid Prometheus text by promtool's own parser and linter, has the
+// series an operator graphs, and the fire-lateness histogram counts every scheduled
+// start: after each fire its count has grown by one.
+#[test]
+fn metrics_pass_promtool_and_lateness_counts_every_scheduled_start() -> Result<()> {
+    let node = Node::start(&[])?;
+    let job = "name: metered\nschedule: \"@every 1s\"\nshell: {command: \"true\"}\n";
+    let file = write_file(node.path(), "metered.yaml", job)?;
+    node.cli(&["job", "apply", "-f", &file])?.ok()?;
+    let promtool = kairos_integration_tests::deploy::tool("promtool")?;
+
+    let mut last = 0.0;
+    for round in 0..3 {
+        // Between two listings of the started runs, the histogram's count lies
+        // between the two numbers (every start observed once, none twice).
+        let before = started_scheduled(&node, "metered")?;
+        let text = http_get(&node.dev.http_addr, "/metrics")?;
+        let after = started_scheduled(&node, "metered")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .ok_or_else(|| anyhow!("no body in {text}"))?;
+        let count = metric(body, "kairos_fire_lateness_seconds_count");
+        assert!(
+            before as f64 <= count && count <= after as f64,
+            "round {round}: lateness count {count}, started runs {before}..{after}"
+        );
+        assert!(count >= last, "the count went down: {last} → {count}");
+        last = count;
+
+        let path = node.path().join(format!("metrics-{round}.txt"));
+        std::fs::write(&path, body)?;
+        let check = kairos_integration_tests::deploy::run(
+            Command::new("sh")
+                .arg("-c")
+                .arg("\"$0\" check metrics < \"$1\"")
+                .arg(&promtool)
+                .arg(&path),
+            Duration::from_secs(30),
+        )?;
+        assert!(
+            check.success(),
+            "promtool check metrics: {}{}\n{body}",
+            check.stdout,
+            check.stderr
+        );
+        for series in [
+            "kairos_fire_lateness_seconds_bucket{le=\"0.005\"}",
+            "kairos_executions_created_total{status=\"pending\",trigger=\"schedule\"}",
+            "kairos_raft_term",
+            "kairos_raft_apply_lag",
+            "kairos_raft_proposal_commit_seconds_count",
+            "kairos_raft_proposals_total{result=\"committed\"}",
+            "kairos_raft_leader_changes_total",
+            "kairos_raft_snapshots_made_total",
+            "kairos_executors_connected",
+            "kairos_dispatch_queue_depth",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(
+                body.lines().any(|l| l.starts_with(&format!("{series} "))),
+                "no {series} in /metrics:\n{body}"
+            );
+        }
+        // The Grafana dashboard graphs only series that exist.
+        let dashboard = std::fs::read_to_string(
+            kairos_integration_tests::deploy::repo_root()
+                .join("deploy/grafana/kairos-dashboard.json"),
+        )?;
+        let names: BTreeSet<&str> = dashboard
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("kairos_") || w.starts_with("process_"))
+            .collect();
+        assert!(names.len() >= 15, "the dashboard uses only {names:?}");
+        for name in names {
+            assert!(
+                body.lines().any(|l| l.starts_with(name)),
+                "the dashboard graphs {name}, which /metrics does not have"
+            );
+        }
+        // Wait for the next fire's start before looking again.
+        let seen = after;
+        wait_until(RUN_DEADLINE, "the next scheduled start", || {
+            (started_scheduled(&node, "metered").ok()? > seen).then_some(())
+        })
+        .map_err(|e| node.with_log(e))?;
+    }
+    assert!(last >= 2.0, "only {last} starts observed over three fires");
+    assert_eq!(
+        metric(
+            &http_get(&node.dev.http_addr, "/metrics")?,
+            "kairos_raft_leader_changes_total"
+        ),
+        1.0,
+        "a one-node group elects itself once"
+    );
+    Ok(())
+}

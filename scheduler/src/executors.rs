@@ -355,6 +355,15 @@ impl ExecutorRegistry {
     pub fn connected(&self) -> usize {
         self.lock().conns.len()
     }
+
+    /// Messages waiting in every executor's outbound stream.
+    pub fn queued(&self) -> usize {
+        self.lock()
+            .conns
+            .values()
+            .map(|c| c.tx.max_capacity() - c.tx.capacity())
+            .sum()
+    }
 }
 
 /// A stable pseudo-random weight of (job, executor) for rendezvous hashing (FNV-1a).

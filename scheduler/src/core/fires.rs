@@ -83,6 +83,8 @@ impl Core {
         let term = self.raft.status().term;
         let count = fires.len();
         let missed = misses.len();
+        let missed_instants: Vec<(String, u64)> =
+            misses.iter().map(|m| (m.job.clone(), m.total)).collect();
         let cmd = ipb::command::Kind::FireBatch(ipb::FireBatch {
             fires,
             term,
@@ -98,6 +100,12 @@ impl Core {
             other => return Err(unexpected(other)),
         };
         debug!(fires = count, misses = missed, "fire batch committed");
+        for (job, instants) in &missed_instants {
+            if !refused_misses.iter().any(|(refused, _)| refused == job) {
+                self.metrics
+                    .created_by(ExecutionStatus::Missed.as_str(), "schedule", *instants);
+            }
+        }
         for (job, reason) in refused_misses {
             debug!(%job, %reason, "miss refused");
         }
@@ -105,7 +113,7 @@ impl Core {
             match &r.outcome {
                 Ok(outcome) => {
                     for e in &outcome.executions {
-                        self.metrics.fired(&e.status);
+                        self.metrics.created(&e.status, &e.trigger);
                         info!(job = %r.job, execution = %e.id, at = %dt_from_ms(r.scheduled_at_ms), trigger = %e.trigger, attempt = e.attempt, executor = %e.executor, status = %e.status, "job fired");
                     }
                     if outcome.queued {

@@ -175,7 +175,16 @@ impl Core {
 
     pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {
         let cmd = ipb::Command { kind: Some(kind) };
-        match self.raft.propose(cmd.encode_to_vec()).await {
+        let started = std::time::Instant::now();
+        let result = self.raft.propose(cmd.encode_to_vec()).await;
+        match &result {
+            Ok(_) => self
+                .metrics
+                .proposal("committed", Some(started.elapsed().as_secs_f64())),
+            Err(Error::NotLeader { .. }) => self.metrics.proposal("dropped", None),
+            Err(_) => self.metrics.proposal("failed", None),
+        }
+        match result {
             // Raft dropped the proposal before it entered the log: this node is
             // handing leadership over (shutdown, transfer) or just lost it. Nothing
             // was written, so sending the caller to the next leader is safe.

@@ -4,7 +4,7 @@
 
 use kairos_common::ids::ExecutionId;
 use kairos_common::job::NotifyEvent;
-use kairos_common::status::ExecutionStatus;
+use kairos_common::status::{ExecutionStatus, Trigger};
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use tracing::info;
@@ -27,6 +27,12 @@ impl Core {
                     && e.started_at.as_ref().map(ms_from_ts) == Some(started_at_ms)
                 {
                     self.notify(self.view.job(&e.job).as_deref(), NotifyEvent::Start, e);
+                    if e.trigger == Trigger::Schedule.as_str()
+                        && let Some(instant) = e.scheduled_at.as_ref().map(ms_from_ts)
+                    {
+                        self.metrics
+                            .lateness((started_at_ms - instant) as f64 / 1000.0);
+                    }
                 }
                 Ok(e.map(|e| *e))
             }
@@ -63,6 +69,7 @@ impl Core {
             .active_execution(id)
             .and_then(|a| self.view.job(&a.job));
         c.retry_at_ms = self.retry_at_ms(&c);
+        let retrying = c.retry_at_ms > 0;
         match self
             .propose(ipb::command::Kind::ExecutionFinished(c))
             .await?
@@ -82,9 +89,12 @@ impl Core {
                     if let Some(event) = event {
                         self.notify(job_before.as_deref(), event, e);
                     }
+                    if retrying {
+                        self.metrics.retry_scheduled();
+                    }
                 }
                 if let Some(e) = &e {
-                    self.metrics.finished(&e.status);
+                    self.metrics.finished(&e.status, &e.trigger);
                     info!(job = %e.job, execution = %e.id, attempt = e.attempt, status = %e.status, late_status = %e.late_status, executor = %e.executor, "execution finished");
                 }
                 Ok(e.map(|e| *e))

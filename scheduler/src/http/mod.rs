@@ -128,8 +128,12 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
     m.raft_term.set(s.term as i64);
     m.raft_commit_index.set(s.commit_index as i64);
     m.raft_applied_index.set(s.applied_index as i64);
+    m.raft_apply_lag
+        .set(s.commit_index.saturating_sub(s.applied_index) as i64);
     m.is_leader
         .set(i64::from(s.role == crate::raft::Role::Leader));
+    m.dispatch_queue.set(core.executors.queued() as i64);
+    m.raft_counters(s.counters);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.render(),

@@ -72,6 +72,9 @@ pub(crate) struct LogStore {
     snapshot_dir: PathBuf,
     /// The state machine's applied index as persisted (what a snapshot captures).
     applied: Arc<AtomicU64>,
+    /// Snapshots made, and the microseconds their checkpoints took (for metrics).
+    snapshots_made: Arc<AtomicU64>,
+    snapshot_micros: Arc<AtomicU64>,
 }
 
 /// Marks a snapshot's data as Kairos's (the state itself travels out of band).
@@ -116,6 +119,8 @@ impl LogStore {
             cache: Arc::new(RwLock::new(cache)),
             snapshot_dir,
             applied,
+            snapshots_made: Arc::default(),
+            snapshot_micros: Arc::default(),
         })
     }
 
@@ -353,8 +358,12 @@ impl raft::Storage for LogStore {
         let term = self.term(index)?;
         let dir = checkpoint_dir(&self.snapshot_dir, index, term);
         if !dir.exists() {
+            let started = std::time::Instant::now();
             self.db.checkpoint(&dir).map_err(Self::to_raft_error)?;
             self.remove_old_checkpoints(index);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.snapshot_micros.fetch_add(micros, Ordering::Relaxed);
+            self.snapshots_made.fetch_add(1, Ordering::Relaxed);
         }
         let mut snapshot = Snapshot {
             data: SNAPSHOT_MARKER.to_vec().into(),
@@ -369,6 +378,14 @@ impl raft::Storage for LogStore {
 }
 
 impl LogStore {
+    /// Snapshots made so far and the microseconds they took.
+    pub(crate) fn snapshots_made(&self) -> (u64, u64) {
+        (
+            self.snapshots_made.load(Ordering::Relaxed),
+            self.snapshot_micros.load(Ordering::Relaxed),
+        )
+    }
+
     /// Keeps the newest few checkpoints (transfers may still read them).
     fn remove_old_checkpoints(&self, newest: u64) {
         let Ok(entries) = std::fs::read_dir(&self.snapshot_dir) else {

@@ -183,6 +183,20 @@ pub struct RaftStatus {
     /// The newest entry in the log (1 for a group just bootstrapped: the membership
     /// snapshot, nothing appended after it).
     pub log_last_index: u64,
+    /// Event counts since the node started, for metrics.
+    pub counters: RaftCounters,
+}
+
+/// What the raft layer counts for `/metrics` (since the process started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftCounters {
+    /// Times this node saw a new leader (not counting "no leader").
+    pub leader_changes: u64,
+    /// Snapshots made for followers (RocksDB checkpoints), and the time they took.
+    pub snapshots_made: u64,
+    pub snapshot_micros: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: u64,
 }
 
 impl RaftStatus {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::log_store::{LogStore, Staged};
-use super::{MemberChange, RaftStatus, Role, StateMachine, staging_name};
+use super::{MemberChange, RaftCounters, RaftStatus, Role, StateMachine, staging_name};
 use crate::storage::{Batch, Db, StorageError};
 use crate::{Error, Result};
 
@@ -513,6 +513,9 @@ pub struct Node<S: StateMachine, T: Transport> {
     /// Leader has applied an entry of its current term.
     leader_ready: bool,
     last_leader: u64,
+    /// Leader changes and installed snapshots so far (snapshots made are the log
+    /// store's to count).
+    counters: RaftCounters,
     last_role: Role,
     /// Applied index as persisted; read by `Storage::snapshot`.
     applied: Arc<AtomicU64>,
@@ -640,6 +643,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             learners: store.conf_state().learners,
             log_first_index: store.first_index(),
             log_last_index: raw.raft.raft_log.last_index(),
+            counters: RaftCounters::default(),
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let mut node = Node {
@@ -655,6 +659,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             options,
             leader_ready: false,
             last_leader: 0,
+            counters: RaftCounters::default(),
             last_role: Role::Follower,
             applied,
             ticks: 0,
@@ -1012,6 +1017,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         self.db.write(batch, true)?;
         self.store.publish(staged);
         self.sm.restore()?;
+        self.counters.snapshots_installed += 1;
         self.applied
             .store(self.sm.applied_index(), Ordering::Release);
         Ok(())
@@ -1207,6 +1213,7 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
         self.last_role = role;
         if raft.leader_id != self.last_leader {
             if raft.leader_id != 0 {
+                self.counters.leader_changes += 1;
                 info!(leader = raft.leader_id, term = raft.term, "leader changed");
             } else {
                 info!(term = raft.term, "leader lost");
@@ -1230,6 +1237,14 @@ impl<S: StateMachine, T: Transport> Node<S, T> {
             learners,
             log_first_index: self.store.first_index(),
             log_last_index: raft.raft_log.last_index(),
+            counters: {
+                let (made, micros) = self.store.snapshots_made();
+                RaftCounters {
+                    snapshots_made: made,
+                    snapshot_micros: micros,
+                    ..self.counters
+                }
+            },
         };
         self.status_tx.send_if_modified(|s| {
             if *s != status {
