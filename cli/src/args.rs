@@ -229,6 +229,12 @@ pub struct DevArgs {
     #[arg(long, env = "KAIROS_HTTP_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
     pub http_addr: Option<SocketAddr>,
 
+    /// The path the web UI is served under by a reverse proxy (e.g. /kairos); pages
+    /// use relative links and work under any prefix, this scopes the sign-in
+    /// cookie [default: /].
+    #[arg(long, env = "KAIROS_HTTP_BASE_PATH", value_name = "PATH")]
+    pub http_base_path: Option<String>,
+
     /// Write the bound addresses here once listening (`grpc=...` and `http=...` lines).
     #[arg(long, env = "KAIROS_ADDR_FILE", value_name = "PATH")]
     pub addr_file: Option<PathBuf>,
@@ -308,6 +314,12 @@ pub struct SchedulerArgs {
     /// HTTP listen address (web UI, /metrics, JSON API) [default: 127.0.0.1:8080].
     #[arg(long, env = "KAIROS_HTTP_ADDR", value_name = "HOST:PORT", value_parser = values::listen_addr)]
     pub http_addr: Option<SocketAddr>,
+
+    /// The path the web UI is served under by a reverse proxy (e.g. /kairos); pages
+    /// use relative links and work under any prefix, this scopes the sign-in
+    /// cookie [default: /].
+    #[arg(long, env = "KAIROS_HTTP_BASE_PATH", value_name = "PATH")]
+    pub http_base_path: Option<String>,
 
     /// The group's voters, this node included: ID=HOST:PORT, comma-separated or
     /// repeated. A node with an empty data dir bootstraps a new group with them once

@@ -18,7 +18,6 @@ mod certs;
 mod client;
 mod config_file;
 mod errors;
-mod line_diff;
 mod logging;
 mod output;
 mod roles;

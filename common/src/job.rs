@@ -1236,6 +1236,32 @@ fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// A job document as YAML: the proto3 JSON form, top-level fields in the order the
+/// generated serialiser writes them (the proto's, with the action oneof last), every
+/// nested mapping's keys sorted, so equal jobs give equal text.
+pub fn to_yaml(job: &pb::Job) -> std::result::Result<String, String> {
+    // serde_json's map is ordered by key, which fixes the order of map entries.
+    let sorted = serde_json::to_value(job).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(fields) = sorted else {
+        return Err(format!("a job encoded as {sorted}, not as a mapping"));
+    };
+    // Serialized directly, a message keeps its fields in declaration order.
+    let in_order = serde_yaml_ng::to_value(job).map_err(|e| e.to_string())?;
+    let serde_yaml_ng::Value::Mapping(in_order) = in_order else {
+        return Err("a job encoded as YAML that is not a mapping".into());
+    };
+    let mut document = serde_yaml_ng::Mapping::new();
+    for key in in_order.keys() {
+        if let Some(value) = key.as_str().and_then(|k| fields.get(k)) {
+            document.insert(
+                key.clone(),
+                serde_yaml_ng::to_value(value).map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    serde_yaml_ng::to_string(&document).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

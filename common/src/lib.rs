@@ -16,6 +16,7 @@ pub mod duration;
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod line_diff;
 pub mod schedule;
 pub mod selector;
 pub mod status;

@@ -61,6 +61,9 @@ pub struct Config {
     pub write_burst: f64,
     /// Serve `/metrics` without credentials even when authentication is on.
     pub metrics_open: bool,
+    /// The path a reverse proxy serves the web UI under (`/` when none); scopes the
+    /// sign-in cookie.
+    pub http_base_path: String,
 }
 
 impl Config {
@@ -71,6 +74,18 @@ impl Config {
         use crate::Error;
         if self.node_id == 0 {
             return Err(Error::invalid("node-id", "must be at least 1"));
+        }
+        let base = &self.http_base_path;
+        if !base.starts_with('/')
+            || base.len() > 256
+            || !base
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'))
+        {
+            return Err(Error::invalid(
+                "http-base-path",
+                format!("{base:?} is not a URL path such as /kairos (letters, digits, / - _ . ~)"),
+            ));
         }
         if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
             let ids: Vec<String> = self.peers.keys().map(u64::to_string).collect();
@@ -170,6 +185,7 @@ impl Config {
             write_rate: 200.0,
             write_burst: 400.0,
             metrics_open: false,
+            http_base_path: "/".to_string(),
         }
     }
 }

@@ -286,6 +286,27 @@ impl Metrics {
         *seen = now;
     }
 
+    /// Fire lateness on this node (the leader observes it): the number of starts and
+    /// the p50 and p99 in seconds, read off the histogram (the upper bound of the
+    /// bucket the quantile falls in). `None` before the first start.
+    pub fn lateness_summary(&self) -> Option<(u64, f64, f64)> {
+        use prometheus::core::Metric as _;
+        let h = self.lateness.metric();
+        let h = h.get_histogram();
+        let count = h.get_sample_count();
+        if count == 0 {
+            return None;
+        }
+        let quantile = |q: f64| {
+            let rank = (q * count as f64).ceil() as u64;
+            h.get_bucket()
+                .iter()
+                .find(|b| b.cumulative_count() >= rank)
+                .map_or(f64::INFINITY, |b| b.upper_bound())
+        };
+        Some((count, quantile(0.5), quantile(0.99)))
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -12,7 +12,7 @@
 //!
 //! Table mode prints, per job in file order: `job/NAME unchanged`; `job/NAME would
 //! be created` and the whole document with `+ ` before each line; or `job/NAME` and
-//! a line diff of the two documents as YAML ([`crate::line_diff`]). JSON/YAML mode
+//! a line diff of the two documents as YAML ([`kairos_common::line_diff`]). JSON/YAML mode
 //! prints `{"jobs": [{"name", "result", "current", "desired"}]}` with `result` one of
 //! `created | updated | unchanged` (the words `apply` would answer) and `current`
 //! absent for a job that does not exist. A difference is not an error: the exit
@@ -25,13 +25,13 @@
 //! Not here: checks that need the other stored jobs (an unknown parent, a dependency
 //! cycle); those only `apply` can meet.
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use kairos_proto::v1 as pb;
 use serde::Serialize;
 
 use super::{Client, job_file, unary};
-use crate::line_diff;
 use crate::output::{self, OutputFormat};
+use kairos_common::line_diff;
 
 /// `job diff -f FILE`.
 pub async fn run(client: &Client, file: &str) -> anyhow::Result<()> {
@@ -178,30 +178,9 @@ struct DiffEntry<'a> {
     desired: &'a pb::Job,
 }
 
-/// A job document as YAML: the proto3 JSON form, top-level fields in the order the
-/// generated serialiser writes them (the proto's, with the action oneof last), every
-/// nested mapping's keys sorted, so equal jobs give equal text.
+/// A job document as YAML ([`kairos_common::job::to_yaml`]).
 pub fn job_yaml(job: &pb::Job) -> anyhow::Result<String> {
-    // serde_json's map is ordered by key, which fixes the order of map entries.
-    let sorted = serde_json::to_value(job).context("encoding the job")?;
-    let serde_json::Value::Object(fields) = sorted else {
-        bail!("a job encoded as {sorted}, not as a mapping");
-    };
-    // Serialized directly, a message keeps its fields in declaration order.
-    let in_order = serde_yaml_ng::to_value(job).context("encoding the job")?;
-    let serde_yaml_ng::Value::Mapping(in_order) = in_order else {
-        bail!("a job encoded as YAML that is not a mapping");
-    };
-    let mut document = serde_yaml_ng::Mapping::new();
-    for key in in_order.keys() {
-        if let Some(value) = key.as_str().and_then(|k| fields.get(k)) {
-            document.insert(
-                key.clone(),
-                serde_yaml_ng::to_value(value).context("encoding the job")?,
-            );
-        }
-    }
-    serde_yaml_ng::to_string(&document).context("encoding the job as YAML")
+    kairos_common::job::to_yaml(job).map_err(|e| anyhow!("encoding the job as YAML: {e}"))
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ pub fn dev(args: &DevArgs, global: &GlobalArgs) -> anyhow::Result<DevSettings> {
         &mut scheduler,
         args.grpc_addr,
         args.http_addr,
+        args.http_base_path.clone(),
         args.addr_file.clone(),
         &file,
     )?;
@@ -139,6 +140,7 @@ pub fn scheduler(args: &SchedulerArgs, global: &GlobalArgs) -> anyhow::Result<Sc
         &mut config,
         args.grpc_addr,
         args.http_addr,
+        args.http_base_path.clone(),
         args.addr_file.clone(),
         &file,
     )?;
@@ -263,15 +265,19 @@ fn tls_files(global: &GlobalArgs, file: &Layer) -> anyhow::Result<Option<kairos_
     }
 }
 
-/// `--grpc-addr`, `--http-addr` and `--addr-file`, which `kairos dev` and
-/// `kairos scheduler` share.
+/// `--grpc-addr`, `--http-addr`, `--http-base-path` and `--addr-file`, which
+/// `kairos dev` and `kairos scheduler` share.
 fn listen(
     config: &mut kairos_scheduler::Config,
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    http_base_path: Option<String>,
     addr_file: Option<PathBuf>,
     file: &Layer,
 ) -> anyhow::Result<()> {
+    if let Some(path) = pick(http_base_path, file.value("http-base-path", values::name)?) {
+        config.http_base_path = path;
+    }
     if let Some(addr) = pick(grpc_addr, file.value("grpc-addr", values::listen_addr)?) {
         config.grpc_addr = addr;
     }

@@ -16,6 +16,12 @@ mod waiting;
 
 pub use waiting::{WaitingTransport, serve_waiting};
 
+/// The public services' handlers, for the web UI: an action in a page does exactly
+/// what the same gRPC call does (validation, forwarding to the leader, errors).
+pub use cluster::ClusterApi;
+pub use executions::ExecutionApi;
+pub use jobs::JobApi;
+
 use std::sync::Arc;
 
 use kairos_proto::v1 as pb;

@@ -23,7 +23,8 @@ pub const TOKEN_COOKIE: &str = "kairos_token";
 /// What a request needs.
 fn permission(core: &Core, method: &Method, path: &str) -> Permission {
     match path {
-        "/healthz" | "/readyz" | "/health" => Permission::Open,
+        "/healthz" | "/readyz" | "/health" | "/logout" => Permission::Open,
+        p if super::ui::is_open(p) => Permission::Open,
         "/metrics" if core.config.metrics_open => Permission::Open,
         _ if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => Permission::Read,
         _ => Permission::Write,
@@ -67,6 +68,11 @@ pub async fn authorize(State(core): State<Arc<Core>>, mut req: Request, next: Ne
             name: "anonymous".into(),
             via: Via::Open,
         },
+        Err(Refusal::Unauthenticated(why))
+            if req.method() == Method::GET && super::ui::is_ui_page(&path) =>
+        {
+            return super::ui::login_required(&core, &req, &why);
+        }
         Err(refusal) => return refuse(refusal),
     };
     let what = format!("{} {path}", req.method());

@@ -1,16 +1,13 @@
-//! The HTTP surface: `/healthz`, `/readyz`, `/metrics`, a status page at `/`, and
-//! the Dkron-compatible JSON API under `/v1` ([`dkron`]).
-//!
-//! The page is server-rendered HTML (no scripts) listing the cluster, the jobs and
-//! the latest executions; it refreshes itself every few seconds.
+//! The HTTP surface: `/healthz`, `/readyz`, `/metrics`, the web UI (`ui`: the
+//! dashboard at `/`, jobs, executions, the cluster) and the Dkron-compatible JSON
+//! API under `/v1` ([`dkron`]).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +16,7 @@ use crate::{Error, Result};
 
 mod auth;
 pub mod dkron;
+mod ui;
 
 pub async fn serve(
     core: Arc<Core>,
@@ -26,11 +24,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let app = Router::new()
-        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(dkron::routes())
+        .merge(ui::routes())
+        .layer(axum::Extension(shutdown.clone()))
         // The same cap as a gRPC job write: a body beyond it is refused (413)
         // before it is read further.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -139,69 +138,4 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         m.render(),
     )
         .into_response()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn ts(t: &Option<kairos_proto::Timestamp>) -> String {
-    t.as_ref()
-        .map(|t| {
-            crate::time::dt_from_ts(t)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
-async fn index(State(core): State<Arc<Core>>) -> Html<String> {
-    let status = core.cluster_status().await;
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
-         <title>Kairos</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head><body>\
-         <h1>Kairos</h1><p>node {} · leader {} · {} executor(s)</p>",
-        status.answered_by,
-        status.leader_id,
-        status.executors.len()
-    );
-    h.push_str("<h2>Jobs</h2><table><tr><th>name</th><th>schedule</th><th>zone</th><th>paused</th><th>next fire (UTC)</th><th>last outcome</th></tr>");
-    let (jobs, _) = core
-        .list_jobs_local(crate::core::MAX_PAGE, "", "")
-        .unwrap_or_default();
-    for j in &jobs {
-        let st = j.status.clone().unwrap_or_default();
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&j.name),
-            esc(&j.schedule),
-            esc(&j.timezone),
-            j.paused,
-            ts(&st.next_fire_at),
-            esc(&st.last_outcome)
-        );
-    }
-    h.push_str("</table><h2>Latest executions</h2><table><tr><th>id</th><th>job</th><th>scheduled (UTC)</th><th>trigger</th><th>executor</th><th>status</th></tr>");
-    let (execs, _) = core.list_executions_local("", 50, "").unwrap_or_default();
-    for e in &execs {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&e.id),
-            esc(&e.job),
-            ts(&e.scheduled_at),
-            esc(&e.trigger),
-            esc(&e.executor),
-            esc(&e.status)
-        );
-    }
-    h.push_str("</table></body></html>");
-    Html(h)
 }
