@@ -21,8 +21,10 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Extra headers, e.g. `("authorization", "Bearer …")`.
     pub headers: Vec<(&'a str, String)>,
-    /// A JSON body (sent with `content-type: application/json`).
+    /// A body, sent with `content-type: application/json` unless `form`.
     pub body: Option<&'a str>,
+    /// The body is an HTML form (`application/x-www-form-urlencoded`).
+    pub form: bool,
     /// TLS towards the server: the CA and, for a client certificate, its cert and key.
     pub tls: Option<&'a TlsFiles>,
 }
@@ -45,6 +47,23 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// A form post, as a browser sends one (`body` already URL-encoded).
+    pub fn form(path: &'a str, body: &'a str) -> Request<'a> {
+        Request {
+            method: "POST",
+            path,
+            body: Some(body),
+            form: true,
+            ..Default::default()
+        }
+    }
+
+    /// Sends `name=value` as a cookie.
+    pub fn cookie(mut self, cookie: &str) -> Request<'a> {
+        self.headers.push(("cookie", cookie.to_string()));
+        self
+    }
+
     pub fn bearer(mut self, token: &str) -> Request<'a> {
         self.headers
             .push(("authorization", format!("Bearer {token}")));
@@ -59,6 +78,12 @@ impl<'a> Request<'a> {
     /// Sends it to `addr` (`HOST:PORT`; over TLS the host must be a name or address
     /// the server's certificate carries): the status code and the body.
     pub fn send(&self, addr: &str) -> Result<(u16, String)> {
+        let (code, _, body) = self.exchange(addr)?;
+        Ok((code, body))
+    }
+
+    /// Like [`Request::send`], with the answer's header lines too.
+    pub fn exchange(&self, addr: &str) -> Result<(u16, Vec<String>, String)> {
         let tcp = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         tcp.set_read_timeout(Some(IO_TIMEOUT))?;
         tcp.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -70,8 +95,13 @@ impl<'a> Request<'a> {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(body) = self.body {
+            let kind = if self.form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            };
             head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                "Content-Type: {kind}\r\nContent-Length: {}\r\n",
                 body.len()
             ));
         }
@@ -104,7 +134,7 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
-fn parse(raw: &[u8]) -> Result<(u16, String)> {
+fn parse(raw: &[u8]) -> Result<(u16, Vec<String>, String)> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -124,7 +154,8 @@ fn parse(raw: &[u8]) -> Result<(u16, String)> {
     } else {
         body.to_vec()
     };
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+    let lines = head.lines().skip(1).map(str::to_string).collect();
+    Ok((code, lines, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// The body of a `Transfer-Encoding: chunked` answer.

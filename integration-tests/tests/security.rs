@@ -1311,3 +1311,125 @@ fn membership_changes_work_with_tls_and_status_reaches_every_node() -> Result<()
     .map_err(|e| cluster.with_logs(e))?;
     Ok(())
 }
+
+// ---- the web UI ----
+
+/// The `kairos_token=…` pair a sign-in answer sets, if any.
+fn set_cookie(head: &[String]) -> Option<String> {
+    head.iter()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().split(';').next().unwrap_or("").to_string())
+}
+
+#[test]
+fn the_web_ui_signs_in_with_a_token_and_offers_only_what_the_role_may_do() -> Result<()> {
+    let (_dir, cluster) = start(ClusterOptions::new(1, 0).secure())?;
+    let leader = cluster.wait_for_leader()?;
+    cluster.apply(leader, "secured", MANUAL_JOB)?;
+    let (_, viewer) = create_token(&cluster, "ui-viewer", "viewer")?;
+    let (_, operator) = create_token(&cluster, "ui-operator", "operator")?;
+    let (_, executor) = create_token(&cluster, "ui-executor", "executor")?;
+    let ca = ca_only(&cluster)?;
+    let addr = http_host(&cluster, leader)?;
+
+    // Without credentials: the sign-in page (401), with its assets; no job listed.
+    let (code, body) = Request::get("/jobs").tls(&ca).send(&addr)?;
+    ensure!(
+        code == 401 && body.contains("name=\"token\"") && !body.contains("secured"),
+        "/jobs without credentials: {code} {body}"
+    );
+    let (code, _) = Request::get("/assets/app.css").tls(&ca).send(&addr)?;
+    ensure!(code == 200, "the stylesheet without credentials: {code}");
+    // A bad token, or a token of a role that is not a person's, is not let in.
+    for (token, want) in [("kairos_0000_1111", 401), (executor.as_str(), 403)] {
+        let body = format!("token={token}");
+        let (code, _, page) = Request::form("/login", &body).tls(&ca).exchange(&addr)?;
+        ensure!(code == want, "signing in with {token}: {code} {page}");
+    }
+
+    let sign_in = |token: &str| -> Result<String> {
+        let body = format!("token={token}");
+        let (code, head, page) = Request::form("/login", &body).tls(&ca).exchange(&addr)?;
+        ensure!(code == 303, "signing in: {code} {page}");
+        let cookie = set_cookie(&head).ok_or_else(|| anyhow!("no cookie in {head:?}"))?;
+        let attributes = head
+            .iter()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+            .cloned()
+            .unwrap_or_default();
+        ensure!(
+            attributes.contains("HttpOnly")
+                && attributes.contains("SameSite=Strict")
+                && attributes.contains("Secure"),
+            "the cookie's attributes: {attributes}"
+        );
+        Ok(cookie)
+    };
+
+    // A viewer reads, and is offered no action; a write from it is refused.
+    let cookie = sign_in(&viewer)?;
+    let (code, page) = Request::get("/jobs").tls(&ca).cookie(&cookie).send(&addr)?;
+    ensure!(
+        code == 200
+            && page.contains("secured")
+            && !page.contains("Apply to selected")
+            && !page.contains("New job"),
+        "/jobs as viewer: {code} {page}"
+    );
+    let (code, page) = Request::get("/jobs/secured")
+        .tls(&ca)
+        .cookie(&cookie)
+        .send(&addr)?;
+    ensure!(
+        code == 200 && !page.contains("Run now") && !page.contains("Delete"),
+        "/jobs/secured as viewer: {code} {page}"
+    );
+    let (code, page) = Request::form("/jobs/secured/run", "")
+        .tls(&ca)
+        .cookie(&cookie)
+        .send(&addr)?;
+    ensure!(code == 403, "run as viewer: {code} {page}");
+
+    // An operator is offered the job actions and may use them, but not membership.
+    let cookie = sign_in(&operator)?;
+    let (code, page) = Request::get("/jobs/secured")
+        .tls(&ca)
+        .cookie(&cookie)
+        .send(&addr)?;
+    ensure!(
+        code == 200 && page.contains("Run now") && page.contains("Delete"),
+        "/jobs/secured as operator: {code} {page}"
+    );
+    let (code, head, page) = Request::form("/jobs/secured/run", "")
+        .tls(&ca)
+        .cookie(&cookie)
+        .exchange(&addr)?;
+    ensure!(code == 303, "run as operator: {code} {head:?} {page}");
+    let (code, page) = Request::get("/cluster")
+        .tls(&ca)
+        .cookie(&cookie)
+        .send(&addr)?;
+    ensure!(
+        code == 200 && !page.contains("Make leader"),
+        "/cluster as operator: {code} {page}"
+    );
+    let (code, page) = Request::form("/cluster/transfer", "to=1")
+        .tls(&ca)
+        .cookie(&cookie)
+        .send(&addr)?;
+    ensure!(
+        code == 403 && page.contains("admin"),
+        "transfer as operator: {code} {page}"
+    );
+    // Signing out clears the cookie.
+    let (code, head, _) = Request::form("/logout", "")
+        .tls(&ca)
+        .cookie(&cookie)
+        .exchange(&addr)?;
+    ensure!(
+        code == 303 && set_cookie(&head).as_deref() == Some("kairos_token="),
+        "sign out: {code} {head:?}"
+    );
+    Ok(())
+}
