@@ -1,0 +1,146 @@
+//! The web page in a real browser: `kairos dev` with a job firing every second, opened
+//! by headless chromium (Debian's, driven by Playwright for Python) through the driver
+//! in `integration-tests/browser/`, directly and behind a reverse proxy under
+//! `/kairos/`. The driver fails on any console error, uncaught exception, failed
+//! request or answer of 400 and above, and leaves full-page screenshots in the light
+//! and the dark color scheme under `target/ui-screenshots/<test>/` for a person to
+//! look at.
+//!
+//! `scripts/setup-test-deps` installs chromium and the venv with Playwright; without
+//! them these tests fail, naming the script (never a skip).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use kairos_integration_tests::deploy::{self, SETUP, repo_root, tools_dir};
+use kairos_integration_tests::{Dev, executions, field, wait_until, write_file};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kairos");
+
+/// The job that gives the page content.
+const JOB: &str = "ui-ticker";
+
+/// What the dashboard shows once the job ran: its outcome.
+const EXPECT_TEXT: &str = "succeeded";
+
+/// How long one run of the browser driver may take: every wait inside it is
+/// bounded at 20 s, a run takes a few seconds; past this it hangs.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Same-origin links the dashboard must have besides itself: at least the
+/// navigation's Jobs, Executions and Cluster, so following links (and, behind the
+/// proxy, keeping them under the prefix) is really checked.
+const MIN_LINKS: &str = "3";
+
+/// The venv's python, with Playwright in it.
+fn python() -> Result<PathBuf> {
+    let python = tools_dir().join("venv/bin/python");
+    ensure!(
+        python.is_file(),
+        "{} is missing (the browser tests need Playwright and chromium): run {SETUP}",
+        python.display()
+    );
+    Ok(python)
+}
+
+/// `target/ui-screenshots/<test>/`, emptied of an earlier run's files.
+fn screenshots(test: &str) -> Result<PathBuf> {
+    let dir = repo_root().join("target/ui-screenshots").join(test);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `kairos dev` (with `flags`) with the every-second job applied and run at least once, so the
+/// page lists a job and an execution.
+fn dev_with_job(dir: &Path, flags: &[&str]) -> Result<Dev> {
+    let dev = Dev::start_with(BIN.as_ref(), &dir.join("data"), flags)?;
+    dev.wait_for_executors(1)?;
+    let file = write_file(
+        dir,
+        "job.yaml",
+        &format!("name: {JOB}\nschedule: \"@every 1s\"\nshell:\n  command: echo tick\n"),
+    )?;
+    dev.cli(&["job", "apply", "-f", &file])?.ok()?;
+    wait_until(Duration::from_secs(30), "a succeeded execution", || {
+        let list = executions(&dev, JOB).ok()?;
+        list.iter()
+            .any(|e| field(e, "status") == "succeeded")
+            .then_some(())
+    })
+    .map_err(|e| anyhow!("{e}\n{}", dev.log_tail()))?;
+    Ok(dev)
+}
+
+/// Runs `integration-tests/browser/smoke.py` against `dev` with `extra` flags,
+/// screenshots into `target/ui-screenshots/<test>/`; fails unless every check of
+/// the driver held and both screenshots of the page are PNG files.
+fn smoke(dev: &Dev, test: &str, extra: &[&str]) -> Result<String> {
+    let shots = screenshots(test)?;
+    let script = repo_root().join("integration-tests/browser/smoke.py");
+    let mut cmd = Command::new(python()?);
+    // No __pycache__ beside the scripts, in the work tree.
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(&script)
+        .arg("--base")
+        .arg(format!("http://{}/", dev.http_addr))
+        .arg("--screenshots")
+        .arg(&shots)
+        .args(["--expect-text", EXPECT_TEXT, "--min-links", MIN_LINKS])
+        .args(extra);
+    let out = deploy::run(&mut cmd, BROWSER_DEADLINE)
+        .map_err(|e| anyhow!("{e:#}\n--- kairos dev ---\n{}", dev.log_tail()))?;
+    if !out.success() {
+        bail!("{out}\n--- kairos dev ---\n{}", dev.log_tail());
+    }
+    for scheme in ["light", "dark"] {
+        let path = shots.join(format!("index-{scheme}.png"));
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+            "{} is not a screenshot ({} bytes)\n{out}",
+            path.display(),
+            bytes.len()
+        );
+    }
+    print!("{}", out.stdout);
+    Ok(out.stdout)
+}
+
+// What a person opening http://127.0.0.1:8080/ checks: the page renders (a title
+// naming Kairos, headings or tables, the job's outcome), in light and dark, without an error
+// in the console or a failed request, and every link on it leads somewhere that
+// answers.
+#[test]
+fn page_renders_and_every_link_answers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dev = dev_with_job(dir.path(), &[])?;
+    let stdout = smoke(&dev, "page_renders_and_every_link_answers", &[])?;
+    ensure!(
+        stdout.contains("(light)") && stdout.contains("(dark)"),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+// An operator's reverse proxy serving Kairos under /kairos/ (the prefix stripped,
+// `X-Forwarded-Prefix: /kairos`; the scheduler told with `--http-base-path`): the
+// page renders there too, and every link and request it makes stays under the
+// prefix (the proxy answers 404 outside it, and the driver checks it does, so an
+// absolute link cannot pass unnoticed).
+#[test]
+fn page_renders_behind_a_prefix_proxy() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dev = dev_with_job(dir.path(), &["--http-base-path", "/kairos"])?;
+    let stdout = smoke(
+        &dev,
+        "page_renders_behind_a_prefix_proxy",
+        &["--via-proxy", "/kairos/"],
+    )?;
+    ensure!(stdout.contains("/kairos/ (dark)"), "{stdout}");
+    Ok(())
+}
