@@ -76,39 +76,46 @@ fn dev_with_job(dir: &Path, flags: &[&str]) -> Result<Dev> {
     Ok(dev)
 }
 
-/// Runs `integration-tests/browser/smoke.py` against `dev` with `extra` flags,
-/// screenshots into `target/ui-screenshots/<test>/`; fails unless every check of
-/// the driver held and both screenshots of the page are PNG files.
-fn smoke(dev: &Dev, test: &str, extra: &[&str]) -> Result<String> {
+/// Runs the driver script `integration-tests/browser/<script>` against `dev`
+/// (`--base http://ADDR/ --screenshots target/ui-screenshots/<test>/` and `args`);
+/// fails unless it exits 0. Returns the screenshot directory and what it printed.
+fn browser(dev: &Dev, script: &str, test: &str, args: &[&str]) -> Result<(PathBuf, String)> {
     let shots = screenshots(test)?;
-    let script = repo_root().join("integration-tests/browser/smoke.py");
     let mut cmd = Command::new(python()?);
     // No __pycache__ beside the scripts, in the work tree.
     cmd.env("PYTHONDONTWRITEBYTECODE", "1")
-        .arg(&script)
+        .arg(repo_root().join("integration-tests/browser").join(script))
         .arg("--base")
         .arg(format!("http://{}/", dev.http_addr))
         .arg("--screenshots")
         .arg(&shots)
-        .args(["--expect-text", EXPECT_TEXT, "--min-links", MIN_LINKS])
-        .args(extra);
+        .args(args);
     let out = deploy::run(&mut cmd, BROWSER_DEADLINE)
         .map_err(|e| anyhow!("{e:#}\n--- kairos dev ---\n{}", dev.log_tail()))?;
     if !out.success() {
         bail!("{out}\n--- kairos dev ---\n{}", dev.log_tail());
     }
+    print!("{}", out.stdout);
+    Ok((shots, out.stdout))
+}
+
+/// Runs `smoke.py` against `dev` with `extra` flags; fails unless every check of
+/// the driver held and both screenshots of the page are PNG files.
+fn smoke(dev: &Dev, test: &str, extra: &[&str]) -> Result<String> {
+    let mut args = vec!["--expect-text", EXPECT_TEXT, "--min-links", MIN_LINKS];
+    args.extend_from_slice(extra);
+    let (shots, stdout) = browser(dev, "smoke.py", test, &args)?;
     for scheme in ["light", "dark"] {
         let path = shots.join(format!("index-{scheme}.png"));
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         ensure!(
             bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
-            "{} is not a screenshot ({} bytes)\n{out}",
+            "{} is not a screenshot ({} bytes)\n{stdout}",
             path.display(),
             bytes.len()
         );
     }
-    print!("{}", out.stdout);
-    Ok(out.stdout)
+    Ok(stdout)
 }
 
 // What a person opening http://127.0.0.1:8080/ checks: the page renders (a title
