@@ -1,4 +1,4 @@
-//! The web page in a real browser: `kairos dev` with a job firing every second, opened
+//! The web UI in a real browser: `kairos dev` with a job firing every second, opened
 //! by headless chromium (Debian's, driven by Playwright for Python) through the driver
 //! in `integration-tests/browser/`, directly and behind a reverse proxy under
 //! `/kairos/`. The driver fails on any console error, uncaught exception, failed
@@ -149,5 +149,52 @@ fn page_renders_behind_a_prefix_proxy() -> Result<()> {
         &["--via-proxy", "/kairos/"],
     )?;
     ensure!(stdout.contains("/kairos/ (dark)"), "{stdout}");
+    Ok(())
+}
+
+// What an operator does in the UI, in the browser (integration-tests/browser/flow.py):
+// a job created in the editor (a bad cron refused with the error at its line and
+// nothing saved; fixed, previewed, reviewed as a diff, saved), seen firing on its
+// page, a running execution's lines arriving live, a pause with a reason, a
+// backfill of 5 instants previewed then run, and a delete — with every page shot in
+// light and dark.
+#[test]
+fn an_operator_creates_watches_pauses_backfills_and_deletes_a_job() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dev = Dev::start(BIN.as_ref(), &dir.path().join("data"))?;
+    dev.wait_for_executors(1)?;
+    let test = "an_operator_creates_watches_pauses_backfills_and_deletes_a_job";
+    let (shots, stdout) = browser(&dev, "flow.py", test, &[])?;
+    ensure!(stdout.contains("flow: ok"), "{stdout}");
+    for page in [
+        "editor-error",
+        "editor-review",
+        "job",
+        "execution-live",
+        "backfill-preview",
+        "dashboard",
+        "jobs",
+        "executions",
+        "cluster",
+        "edit",
+        "login",
+    ] {
+        for scheme in ["light", "dark"] {
+            let path = shots.join(format!("{page}-{scheme}.png"));
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            ensure!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+                "{} is not a screenshot",
+                path.display()
+            );
+        }
+    }
+    // Through the API too: the job is gone.
+    let jobs = dev.cli(&["-o", "json", "job", "list"])?.ok()?.stdout;
+    ensure!(
+        !jobs.contains("ui-flow"),
+        "the deleted job is listed: {jobs}"
+    );
     Ok(())
 }

@@ -818,8 +818,13 @@ async fn job_page(
             })
         })
         .collect();
+    // The definition as written: what the page shows above (version, times,
+    // status) left out.
     let mut spec = job.clone();
     spec.status = None;
+    spec.version = 0;
+    spec.created_at = None;
+    spec.updated_at = None;
     let spec_yaml = kairos_common::job::to_yaml(&spec).unwrap_or_else(|e| e);
     let (backfill_preview, backfill_from, backfill_to) = backfill.unwrap_or_default();
     page(JobPage {
