@@ -82,7 +82,12 @@ pub fn run(options: &Options) -> Result<()> {
         options.rounds,
         dir.path().display()
     );
-    let mut cluster = Cluster::start(&options.kairos, dir.path(), ClusterOptions::new(3, 0))?;
+    let mut cluster = Cluster::start(
+        &options.kairos,
+        dir.path(),
+        // A benchmark writes as fast as it can: no per-caller write limit.
+        ClusterOptions::new(3, 0).scheduler_flag("--write-rate", "0"),
+    )?;
     let endpoints: Vec<String> = cluster
         .scheduler_ids()
         .iter()

@@ -10,6 +10,7 @@
 //! kairos-bench lateness [--kairos PATH] [--jobs N] [--secs S] [--keep]
 //! kairos-bench scale [--kairos PATH] [--jobs N] [--in-flight N] [--secs S] [--keep]
 //! kairos-bench handoff [--kairos PATH] [--rounds N] [--keep]
+//! kairos-bench ui [--kairos PATH] [--jobs N] [--requests N] [--keep]
 //! ```
 
 mod failover;
@@ -18,6 +19,7 @@ mod lateness;
 mod lines;
 mod scale;
 mod stats;
+mod ui;
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +95,22 @@ enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(4..=3600))]
         secs: u32,
         /// Keep the directory with every node's data and log (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Time the web UI's jobs list and dashboard with 10 jobs and with many, in one
+    /// run, and check that no answer carries more than one page of jobs.
+    Ui {
+        /// The `kairos` binary to run [default: as for `failover`].
+        #[arg(long, value_name = "PATH")]
+        kairos: Option<PathBuf>,
+        /// How many jobs the large group holds.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+        jobs: u32,
+        /// Requests per page and size.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        requests: u32,
+        /// Keep the directory with the node's data and log (its path is printed).
         #[arg(long)]
         keep: bool,
     },
@@ -173,6 +191,17 @@ fn main() -> anyhow::Result<()> {
             jobs,
             in_flight: in_flight as usize,
             secs,
+            keep,
+        }),
+        Command::Ui {
+            kairos,
+            jobs,
+            requests,
+            keep,
+        } => ui::run(&ui::Options {
+            kairos: kairos_binary(kairos)?,
+            jobs,
+            requests,
             keep,
         }),
     }
