@@ -607,15 +607,62 @@ pub async fn bulk(State(core): State<Arc<Core>>, caller: Caller, body: Bytes) ->
 
 // ---- a job's page ----
 
+/// One instant of a job's history: its executions (attempts, and one per
+/// executor for a fan-out), newest first, and the instant's outcome.
 pub struct HistoryRow {
-    pub id: String,
     pub scheduled: Option<When>,
     pub trigger: String,
+    pub runs: Vec<HistoryRun>,
+    pub outcome: String,
+    pub duration: String,
+    pub error: String,
+}
+
+pub struct HistoryRun {
+    pub id: String,
     pub attempt: u32,
     pub executor: String,
     pub status: String,
-    pub duration: String,
-    pub error: String,
+}
+
+/// The executions of a page of history (newest first) as one row per instant:
+/// retries and fan-out runs of an instant share its scheduled time. The outcome is
+/// the fan-out group's when there is one, else the newest attempt's.
+fn by_instant(executions: &[pb::Execution]) -> Vec<HistoryRow> {
+    let mut rows: Vec<(Option<i64>, HistoryRow)> = Vec::new();
+    for e in executions {
+        let at = e.scheduled_at.as_ref().map(crate::time::ms_from_ts);
+        let run = HistoryRun {
+            id: e.id.clone(),
+            attempt: e.attempt,
+            executor: e.executor.clone(),
+            status: e.status.clone(),
+        };
+        // Manual runs each have an instant of their own ("now"); keep them apart.
+        let joins = e.trigger != "manual";
+        match rows
+            .iter_mut()
+            .find(|(t, r)| joins && *t == at && r.trigger != "manual")
+        {
+            Some((_, row)) => row.runs.push(run),
+            None => rows.push((
+                at,
+                HistoryRow {
+                    scheduled: When::of_ts(&e.scheduled_at),
+                    trigger: e.trigger.clone(),
+                    outcome: if e.group_status.is_empty() {
+                        e.status.clone()
+                    } else {
+                        e.group_status.clone()
+                    },
+                    duration: duration_ms(e).map(human_duration).unwrap_or_default(),
+                    error: e.error.clone(),
+                    runs: vec![run],
+                },
+            )),
+        }
+    }
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 pub struct Relative {
@@ -767,19 +814,7 @@ async fn job_page(
     let (executions, next_token) = core
         .list_executions_local(name, HISTORY_PAGE, &q.before)
         .unwrap_or_default();
-    let history = executions
-        .iter()
-        .map(|e| HistoryRow {
-            id: e.id.clone(),
-            scheduled: When::of_ts(&e.scheduled_at),
-            trigger: e.trigger.clone(),
-            attempt: e.attempt,
-            executor: e.executor.clone(),
-            status: e.status.clone(),
-            duration: duration_ms(e).map(human_duration).unwrap_or_default(),
-            error: e.error.clone(),
-        })
-        .collect();
+    let history = by_instant(&executions);
     let older_link = if next_token.is_empty() {
         String::new()
     } else {
@@ -1414,6 +1449,45 @@ mod tests {
         assert!(lines[0].1.is_empty());
         let lines = mark(doc, "retry.max_backoff", "not a duration");
         assert_eq!(lines[3].1, "retry.max_backoff: not a duration");
+    }
+
+    #[test]
+    fn history_has_one_row_per_instant_with_its_attempts() {
+        let at = |s: i64| Some(crate::time::ts_from_ms(s * 1000));
+        let exec = |id: &str, secs: i64, trigger: &str, attempt: u32, status: &str| pb::Execution {
+            id: id.into(),
+            scheduled_at: at(secs),
+            trigger: trigger.into(),
+            attempt,
+            status: status.into(),
+            ..Default::default()
+        };
+        // Newest first, as the history lists them.
+        let rows = by_instant(&[
+            exec("5", 200, "manual", 1, "succeeded"),
+            exec("4", 200, "manual", 1, "failed"),
+            exec("3", 100, "retry", 2, "succeeded"),
+            exec("2", 100, "schedule", 1, "failed"),
+            exec("1", 50, "schedule", 1, "succeeded"),
+        ]);
+        let shape: Vec<(Vec<&str>, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.runs.iter().map(|x| x.id.as_str()).collect(),
+                    r.outcome.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (vec!["5"], "succeeded"),
+                (vec!["4"], "failed"),
+                (vec!["3", "2"], "succeeded"),
+                (vec!["1"], "succeeded"),
+            ]
+        );
     }
 
     #[test]
