@@ -1439,3 +1439,36 @@ fn metrics_pass_promtool_and_lateness_counts_every_scheduled_start() -> Result<(
     );
     Ok(())
 }
+
+// ---- 10. the Dkron-compatible API ----
+
+// Dkron's getting-started call, as its documentation writes it: `curl -XPOST
+// /v1/jobs -d '{...}'`, which sends the JSON as `application/x-www-form-urlencoded`.
+// The job is created (201) and runs; a body that is not JSON is refused naming it.
+#[test]
+fn dkron_s_getting_started_post_creates_a_job_whatever_the_content_type() -> Result<()> {
+    use kairos_integration_tests::web::Request;
+    let node = Node::start(&[])?;
+    let body = r#"{"name":"job1","schedule":"@every 10s","timezone":"Europe/Berlin","owner":"Platform Team","owner_email":"platform@example.com","disabled":false,"concurrency":"allow","executor":"shell","executor_config":{"command":"date"}}"#;
+    let (code, answer) =
+        Request::form("/v1/jobs?runoncreate=true", body).send(&node.dev.http_addr)?;
+    assert_eq!(code, 201, "{answer}");
+    let job: Value = serde_json::from_str(&answer)?;
+    assert_eq!(job["name"], "job1", "{answer}");
+    let runs = wait_until(RUN_DEADLINE, "the run on create", || {
+        let list = executions(&node.dev, "job1").ok()?;
+        list.iter()
+            .any(|e| field(e, "status") == "succeeded")
+            .then_some(list)
+    })
+    .map_err(|e| node.with_log(e))?;
+    assert!(
+        runs.iter().any(|e| field(e, "trigger") == "manual"),
+        "runoncreate started no manual run: {runs:?}"
+    );
+    let (code, answer) =
+        Request::form("/v1/jobs", "name=job2&schedule=@daily").send(&node.dev.http_addr)?;
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("not a Dkron job document"), "{answer}");
+    Ok(())
+}

@@ -24,6 +24,9 @@
 //! What Kairos has and Dkron has not (misfire policies, queue and replace
 //! concurrency, webhooks...) is managed through the native API.
 //!
+//! A job body is read as JSON whatever its content type, as Dkron does (curl's
+//! default form type included).
+//!
 //! Errors answer with the HTTP status Dkron scripts expect (400 for a bad job, 404,
 //! 409, 503) and a JSON body `{"error": "..."}` naming the field. Writes on a follower
 //! are forwarded to the leader over gRPC, like the native API's.
@@ -512,8 +515,12 @@ struct PutQuery {
 async fn put_job(
     State(core): State<Arc<Core>>,
     Query(q): Query<PutQuery>,
-    Json(body): Json<DkronJob>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    // Dkron reads the body as JSON whatever its content type: its own getting-started
+    // `curl -d '{...}'` sends `application/x-www-form-urlencoded`.
+    let body: DkronJob = serde_json::from_slice(&body)
+        .map_err(|e| bad("job", format!("the body is not a Dkron job document: {e}")))?;
     let name = body.name.clone();
     let mut doc = to_kairos(body)?;
     keep_secrets(&core, &mut doc);
