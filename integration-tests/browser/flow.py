@@ -52,6 +52,13 @@ def shots(browser, base, directory, name, path):
             watch.close()
 
 
+def shoot_both(watch, directory, name):
+    """The watched page as it is now, shot in every scheme."""
+    for scheme in SCHEMES:
+        watch.page.emulate_media(color_scheme=scheme)
+        shoot(watch, directory, name, scheme)
+
+
 def until(watch, what, check):
     """Reloads the page until `check()` holds, at most RELOADS times."""
     for _ in range(RELOADS):
@@ -82,9 +89,7 @@ def main():
         expect(alert).to_contain_text("schedule")
         expect(alert).to_contain_text("61")
         expect(page.locator(".doc .line.bad")).to_contain_text("schedule:")
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            shoot(watch, shots_dir, "editor-error", scheme)
+        shoot_both(watch, shots_dir, "editor-error")
         answer = page.request.get(urllib.parse.urljoin(base, f"jobs/{JOB}"))
         if answer.status != 404:
             raise Failure(f"a refused job was saved: jobs/{JOB} answered {answer.status}")
@@ -102,9 +107,7 @@ def main():
         page.click("text=Review the change")
         page.wait_for_load_state("load")
         expect(page.locator("pre.diff .add").first).to_be_visible()
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            shoot(watch, shots_dir, "editor-review", scheme)
+        shoot_both(watch, shots_dir, "editor-review")
         page.click("button:has-text('Save')")
         page.wait_for_load_state("load")
         expect(page.locator("h1")).to_contain_text(JOB)
@@ -116,9 +119,7 @@ def main():
             "a succeeded run in the history",
             lambda: page.locator("table .status.s-succeeded").count() >= 1,
         )
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            shoot(watch, shots_dir, "job", scheme)
+        shoot_both(watch, shots_dir, "job")
 
         # 3. A running execution's lines arrive live.
         until(
@@ -132,9 +133,7 @@ def main():
         expect(live).to_be_visible()
         expect(page.locator("#live-state")).to_have_text("live")
         expect(live).to_contain_text("line-4")
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            shoot(watch, shots_dir, "execution-live", scheme)
+        shoot_both(watch, shots_dir, "execution-live")
         expect(page.locator("#live-state")).to_contain_text("finished")
 
         # 4. Pause with a reason; it shows on the job page; resume.
@@ -162,9 +161,7 @@ def main():
         page.wait_for_load_state("load")
         run = page.locator("button:has-text('Run these 5 instants')")
         expect(run).to_be_visible()
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            shoot(watch, shots_dir, "backfill-preview", scheme)
+        shoot_both(watch, shots_dir, "backfill-preview")
         run.click()
         page.wait_for_load_state("load")
         expect(page.locator("[role=status]")).to_contain_text("backfill of 5 instants started")

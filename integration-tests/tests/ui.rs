@@ -106,16 +106,21 @@ fn smoke(dev: &Dev, test: &str, extra: &[&str]) -> Result<String> {
     args.extend_from_slice(extra);
     let (shots, stdout) = browser(dev, "smoke.py", test, &args)?;
     for scheme in ["light", "dark"] {
-        let path = shots.join(format!("index-{scheme}.png"));
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        ensure!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
-            "{} is not a screenshot ({} bytes)\n{stdout}",
-            path.display(),
-            bytes.len()
-        );
+        screenshot(&shots.join(format!("index-{scheme}.png"))).with_context(|| stdout.clone())?;
     }
     Ok(stdout)
+}
+
+/// Fails unless `path` is a PNG image of some size (a page really shot).
+fn screenshot(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+        "{} is not a screenshot ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+    Ok(())
 }
 
 // What a person opening http://127.0.0.1:8080/ checks: the page renders (a title
@@ -180,14 +185,7 @@ fn an_operator_creates_watches_pauses_backfills_and_deletes_a_job() -> Result<()
         "login",
     ] {
         for scheme in ["light", "dark"] {
-            let path = shots.join(format!("{page}-{scheme}.png"));
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            ensure!(
-                bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
-                "{} is not a screenshot",
-                path.display()
-            );
+            screenshot(&shots.join(format!("{page}-{scheme}.png")))?;
         }
     }
     // Through the API too: the job is gone.

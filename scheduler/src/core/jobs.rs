@@ -104,26 +104,14 @@ impl Core {
         let limit = page_size_or(page_size, DEFAULT_JOB_PAGE)?;
         let selector = kairos_common::selector::Selector::parse(filter)
             .map_err(|reason| Error::invalid("filter", reason))?;
-        let mut after = if page_token.is_empty() {
-            None
-        } else {
-            Some(page_token.to_string())
-        };
-        let mut matched: Vec<std::sync::Arc<crate::state::JobEntry>> = Vec::new();
-        // Scan in name order, a chunk at a time, until a page (and one more) matched.
-        loop {
-            let chunk = self.view.jobs_page(after.as_deref(), 1000);
-            let Some(last) = chunk.last() else { break };
-            after = Some(last.name().to_string());
-            matched.extend(
-                chunk
-                    .into_iter()
-                    .filter(|e| selector.matches(&e.spec.metadata)),
-            );
-            if matched.len() > limit {
-                break;
-            }
-        }
+        let after = (!page_token.is_empty()).then_some(page_token);
+        // In name order until a page (and one more) matched.
+        let mut matched: Vec<std::sync::Arc<crate::state::JobEntry>> = self
+            .view
+            .jobs_in_order(after)
+            .filter(|e| selector.matches(&e.spec.metadata))
+            .take(limit + 1)
+            .collect();
         let more = matched.len() > limit;
         matched.truncate(limit);
         let next = if more {

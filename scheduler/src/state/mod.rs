@@ -91,7 +91,7 @@ pub use chain::group_status;
 pub use fires::assignment_for;
 pub use jobs::skipped_by_pause;
 pub use machine::{Applied, Dispatch, FireOutcome, FireResult, PutResult, StateMachine};
-pub use view::{ExecutionPage, StateView};
+pub use view::{ExecutionPage, JobsInOrder, StateView};
 
 use kairos_common::ids::{ExecutionId, ExecutorId};
 use kairos_common::job::Job;

@@ -1227,3 +1227,25 @@ fn the_global_cap_drops_the_oldest_finished_executions_of_any_job() {
         4
     );
 }
+
+#[test]
+fn jobs_in_order_walks_every_job_across_chunks_and_starts_after_a_name() {
+    let mut f = Fixture::new();
+    // More than two chunks, and a count that is not a multiple of one.
+    let names: Vec<String> = (0..2500).map(|i| format!("job-{i:05}")).collect();
+    f.apply_all(names.iter().map(|n| put(job(n, "@daily"), 1)).collect());
+    let walked: Vec<String> = f
+        .view
+        .jobs_in_order(None)
+        .map(|e| e.name().to_string())
+        .collect();
+    assert_eq!(walked, names);
+    let after: Vec<String> = f
+        .view
+        .jobs_in_order(Some("job-00999"))
+        .take(3)
+        .map(|e| e.name().to_string())
+        .collect();
+    assert_eq!(after, ["job-01000", "job-01001", "job-01002"]);
+    assert_eq!(f.view.jobs_in_order(Some("job-02499")).count(), 0);
+}

@@ -23,6 +23,35 @@ pub struct ExecutionPage {
     pub next_after: Option<u64>,
 }
 
+/// Jobs a chunk at a time ([`StateView::jobs_in_order`]).
+pub struct JobsInOrder<'a> {
+    view: &'a StateView,
+    cursor: Option<String>,
+    chunk: std::vec::IntoIter<Arc<JobEntry>>,
+    done: bool,
+}
+
+/// Jobs read under the lock at once while walking them.
+const JOB_CHUNK: usize = 1000;
+
+impl Iterator for JobsInOrder<'_> {
+    type Item = Arc<JobEntry>;
+
+    fn next(&mut self) -> Option<Arc<JobEntry>> {
+        if let Some(e) = self.chunk.next() {
+            return Some(e);
+        }
+        if self.done {
+            return None;
+        }
+        let chunk = self.view.jobs_page(self.cursor.as_deref(), JOB_CHUNK);
+        self.done = chunk.len() < JOB_CHUNK;
+        self.cursor = chunk.last().map(|e| e.name().to_string());
+        self.chunk = chunk.into_iter();
+        self.chunk.next()
+    }
+}
+
 /// The state as of the last published batch.
 pub struct StateView {
     db: Arc<Db>,
@@ -175,6 +204,18 @@ impl StateView {
             None => Box::new(map.iter()),
         };
         iter.take(limit).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Every job in name order after `after`, read a chunk at a time (the lock is
+    /// held for one chunk, never for the whole walk), so a caller that stops early
+    /// pays only for what it read.
+    pub fn jobs_in_order<'a>(&'a self, after: Option<&str>) -> JobsInOrder<'a> {
+        JobsInOrder {
+            view: self,
+            cursor: after.map(str::to_string),
+            chunk: Vec::new().into_iter(),
+            done: false,
+        }
     }
 
     pub fn job_count(&self) -> usize {

@@ -20,7 +20,9 @@ use kairos_proto::v1 as pb;
 use pb::execution_service_server::ExecutionService as _;
 use serde::Deserialize;
 
-use super::{Caller, Chrome, When, enc, forbidden, human_duration, message, page, refused};
+use super::{
+    Caller, Chrome, When, enc, forbidden, human_duration, message, page, page_as, refused,
+};
 use crate::core::Core;
 
 /// Executions per page.
@@ -96,22 +98,13 @@ struct ListPage {
     triggers: Vec<(&'static str, bool)>,
 }
 
+/// An optional time filter: empty is none.
 fn time_filter(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(None);
+    if text.trim().is_empty() {
+        Ok(None)
+    } else {
+        super::instant(field, text).map(Some)
     }
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-        return Ok(Some(d.with_timezone(&Utc)));
-    }
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(t, format) {
-            return Ok(Some(n.and_utc()));
-        }
-    }
-    Err(format!(
-        "{field}: {t:?} is not a time such as 2026-12-01T00:00 (UTC) or RFC 3339"
-    ))
 }
 
 pub async fn list(
@@ -163,9 +156,7 @@ pub async fn list(
         Ok(r) => r,
         Err(e) => {
             view.error = e;
-            let mut r = page(view);
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
+            return page_as(StatusCode::BAD_REQUEST, view);
         }
     };
     let job = q.job.trim();
@@ -173,9 +164,7 @@ pub async fn list(
         && let Err(e) = kairos_common::job::JobName::parse(job)
     {
         view.error = format!("job: {e}");
-        let mut r = page(view);
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return r;
+        return page_as(StatusCode::BAD_REQUEST, view);
     }
     let mut before: Option<u64> = q.before.parse().ok();
     let mut matched: Vec<pb::Execution> = Vec::with_capacity(PAGE_SIZE + 1);

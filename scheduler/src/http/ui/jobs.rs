@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::DateTime;
 use kairos_common::access::Permission;
 use kairos_common::selector::Selector;
 use kairos_common::status::ExecutionStatus;
@@ -22,7 +22,9 @@ use kairos_proto::v1 as pb;
 use pb::job_service_server::JobService as _;
 use serde::Deserialize;
 
-use super::{Caller, Chrome, When, enc, forbidden, human_duration, message, page, refused, words};
+use super::{
+    Caller, Chrome, When, enc, forbidden, human_duration, message, page, page_as, refused, words,
+};
 use crate::core::Core;
 use crate::state::JobEntry;
 
@@ -140,24 +142,30 @@ impl Filters {
     }
 }
 
-/// The jobs matching `f`, in name order, after `after`, at most `limit + 1` (one
-/// more tells whether a next page exists). Walks the name index a chunk at a time
-/// and stops as soon as the page is full: the first pages of 100 000 jobs cost as
-/// much as those of 10.
-fn page_by_name(core: &Core, f: &Filters, after: Option<&str>, limit: usize) -> Vec<Arc<JobEntry>> {
-    let mut out = Vec::with_capacity(limit + 1);
-    let mut cursor = after.map(str::to_string);
-    loop {
-        let chunk = core.view.jobs_page(cursor.as_deref(), 1000);
-        let Some(last) = chunk.last() else { break };
-        cursor = Some(last.name().to_string());
-        out.extend(chunk.into_iter().filter(|e| f.matches(e)));
-        if out.len() > limit {
-            out.truncate(limit + 1);
-            break;
+/// The jobs matching `f` in name order after `after`, at most `limit + 1` (one
+/// more tells whether a next page exists), and how many match in all. Unfiltered,
+/// the count is the index's size and the walk stops as soon as the page is full:
+/// the first pages of 100 000 jobs cost as much as those of 10. Filtered, one walk
+/// over every job counts the matches and keeps the page (no job is decoded).
+fn page_by_name(
+    core: &Core,
+    f: &Filters,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<Arc<JobEntry>>, usize) {
+    if f.is_empty() {
+        let page = core.view.jobs_in_order(after).take(limit + 1).collect();
+        return (page, core.view.job_count());
+    }
+    let mut page = Vec::with_capacity(limit + 1);
+    let mut total = 0;
+    for e in core.view.jobs_in_order(None).filter(|e| f.matches(e)) {
+        total += 1;
+        if page.len() <= limit && after.is_none_or(|a| e.name() > a) {
+            page.push(e);
         }
     }
-    out
+    (page, total)
 }
 
 pub struct JobRow {
@@ -252,22 +260,6 @@ fn query_string(q: &ListQuery, extra: &[(&str, String)]) -> String {
     }
 }
 
-/// Every job the filters match, counted (a scan of the index; no job is decoded).
-fn count_matching(core: &Core, f: &Filters) -> usize {
-    if f.is_empty() {
-        return core.view.job_count();
-    }
-    let mut n = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let chunk = core.view.jobs_page(cursor.as_deref(), 1000);
-        let Some(last) = chunk.last() else { break };
-        cursor = Some(last.name().to_string());
-        n += chunk.iter().filter(|e| f.matches(e)).count();
-    }
-    n
-}
-
 pub async fn list(
     State(core): State<Arc<Core>>,
     caller: Caller,
@@ -299,29 +291,29 @@ pub async fn list(
     let f = match Filters::parse(&q) {
         Ok(f) => f,
         Err(error) => {
-            let mut r = page(JobsPage {
-                chrome,
-                query: q.clone(),
-                error,
-                rows: Vec::new(),
-                total: 0,
-                next_link: String::new(),
-                prev_link: String::new(),
-                first_link: String::new(),
-                filter_fields: Vec::new(),
-                sorts,
-                outcomes,
-                position: String::new(),
-            });
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
+            return page_as(
+                StatusCode::BAD_REQUEST,
+                JobsPage {
+                    chrome,
+                    query: q.clone(),
+                    error,
+                    rows: Vec::new(),
+                    total: 0,
+                    next_link: String::new(),
+                    prev_link: String::new(),
+                    first_link: String::new(),
+                    filter_fields: Vec::new(),
+                    sorts,
+                    outcomes,
+                    position: String::new(),
+                },
+            );
         }
     };
-    let total = count_matching(&core, &f);
-    let (entries, next_link, prev_link, position) = match q.sort.as_str() {
+    let (entries, total, next_link, prev_link, position) = match q.sort.as_str() {
         "" | "name" => {
             let after = (!q.after.is_empty()).then_some(q.after.as_str());
-            let mut entries = page_by_name(&core, &f, after, PAGE_SIZE);
+            let (mut entries, total) = page_by_name(&core, &f, after, PAGE_SIZE);
             let more = entries.len() > PAGE_SIZE;
             entries.truncate(PAGE_SIZE);
             let next = match (more, entries.last()) {
@@ -332,39 +324,34 @@ pub async fn list(
                 (Some(a), Some(b)) => format!("{} … {}", a.name(), b.name()),
                 _ => String::new(),
             };
-            (entries, next, String::new(), position)
+            (entries, total, next, String::new(), position)
         }
         sort @ ("next" | "outcome") => {
             // Any other order needs every match: sorted here, then a page cut out.
             let mut all: Vec<(String, Arc<JobEntry>)> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let chunk = core.view.jobs_page(cursor.as_deref(), 1000);
-                let Some(last) = chunk.last() else { break };
-                cursor = Some(last.name().to_string());
-                for e in chunk.into_iter().filter(|e| f.matches(e)) {
-                    let key = if sort == "next" {
-                        core.decorate(e.record.job.clone().unwrap_or_default())
-                            .status
-                            .and_then(|s| s.next_fire_at)
-                            .map_or("~".to_string(), |t| {
-                                crate::time::dt_from_ts(&t).to_rfc3339()
-                            })
-                    } else {
-                        e.record
-                            .job
-                            .as_ref()
-                            .and_then(|j| j.status.as_ref())
-                            .map(|s| s.last_outcome.clone())
-                            .unwrap_or_default()
-                    };
-                    all.push((format!("{key}\u{0}{}", e.name()), e));
-                }
+            for e in core.view.jobs_in_order(None).filter(|e| f.matches(e)) {
+                let key = if sort == "next" {
+                    core.decorate(e.record.job.clone().unwrap_or_default())
+                        .status
+                        .and_then(|s| s.next_fire_at)
+                        .map_or("~".to_string(), |t| {
+                            crate::time::dt_from_ts(&t).to_rfc3339()
+                        })
+                } else {
+                    e.record
+                        .job
+                        .as_ref()
+                        .and_then(|j| j.status.as_ref())
+                        .map(|s| s.last_outcome.clone())
+                        .unwrap_or_default()
+                };
+                all.push((format!("{key}\u{0}{}", e.name()), e));
             }
             all.sort_by(|a, b| a.0.cmp(&b.0));
             let number = q.page.unwrap_or(1).max(1);
             let start = (number - 1) * PAGE_SIZE;
-            let pages = all.len().div_ceil(PAGE_SIZE).max(1);
+            let total = all.len();
+            let pages = total.div_ceil(PAGE_SIZE).max(1);
             let entries: Vec<Arc<JobEntry>> = all
                 .into_iter()
                 .skip(start)
@@ -381,7 +368,13 @@ pub async fn list(
             } else {
                 String::new()
             };
-            (entries, next, prev, format!("page {number} of {pages}"))
+            (
+                entries,
+                total,
+                next,
+                prev,
+                format!("page {number} of {pages}"),
+            )
         }
         other => {
             return message(
@@ -510,17 +503,16 @@ pub async fn bulk(State(core): State<Arc<Core>>, caller: Caller, body: Bytes) ->
                 );
             }
         };
-        let matching = page_by_name(&core, &f, None, BULK_MAX);
+        let (matching, total) = page_by_name(&core, &f, None, BULK_MAX);
         let confirmed: Option<usize> = field(&pairs, "confirm").trim().parse().ok();
-        if confirmed != Some(matching.len()) || matching.len() > BULK_MAX {
+        if confirmed != Some(total) || total > BULK_MAX {
             return message(
                 &caller,
                 &core,
                 StatusCode::CONFLICT,
                 "Count not confirmed",
                 format!(
-                    "{} jobs match now; type that number to {action} all of them (at most {BULK_MAX} at once)",
-                    matching.len()
+                    "{total} jobs match now; type that number to {action} all of them (at most {BULK_MAX} at once)"
                 ),
                 &query_string(&q, &[]),
             );
@@ -1029,22 +1021,6 @@ pub struct BackfillForm {
     submit: Option<String>,
 }
 
-/// `2026-12-01T00:00` (a `datetime-local` input, read as UTC) or RFC 3339.
-fn instant(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-        return Ok(d.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(t, format) {
-            return Ok(n.and_utc());
-        }
-    }
-    Err(format!(
-        "{field}: {t:?} is not a time such as 2026-12-01T00:00 (UTC) or RFC 3339"
-    ))
-}
-
 /// Backfill in two steps: the instants the range holds (a dry run), then, with
 /// `submit`, the backfill itself.
 pub async fn backfill(
@@ -1057,7 +1033,8 @@ pub async fn backfill(
     if let Some(r) = needs_write(&caller, &core, &back) {
         return r;
     }
-    let range = instant("from", &form.from).and_then(|f| Ok((f, instant("to", &form.to)?)));
+    let range =
+        super::instant("from", &form.from).and_then(|f| Ok((f, super::instant("to", &form.to)?)));
     let (from, to) = match range {
         Ok(r) => r,
         Err(e) => {
@@ -1178,7 +1155,8 @@ pub async fn new_job(State(core): State<Arc<Core>>, caller: Caller) -> Response 
 /// The stored job as the editor shows it: output-only fields out, secrets hidden.
 fn editable(core: &Core, name: &str) -> Option<(pb::Job, String)> {
     let entry = core.view.job(name)?;
-    let mut job = core.decorate(entry.record.job.clone()?);
+    let mut job = entry.record.job.clone()?;
+    kairos_common::job::redact(&mut job);
     let version = job.version;
     job.version = 0;
     job.created_at = None;
@@ -1295,9 +1273,7 @@ pub async fn save(State(core): State<Arc<Core>>, caller: Caller, body: Bytes) ->
         Ok(j) => j,
         Err(e) => {
             view.error = e;
-            let mut r = page(view);
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
+            return page_as(StatusCode::BAD_REQUEST, view);
         }
     };
     if !name.is_empty() && job.name != name {
@@ -1305,18 +1281,14 @@ pub async fn save(State(core): State<Arc<Core>>, caller: Caller, body: Bytes) ->
             "name: this editor edits {name}; to make a copy under another name, use New job"
         );
         view.lines = mark(&document, "name", "must stay the same");
-        let mut r = page(view);
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return r;
+        return page_as(StatusCode::BAD_REQUEST, view);
     }
     let normalized = match kairos_common::job::normalize(&job) {
         Ok((n, _)) => n,
         Err(kairos_common::Error::InvalidArgument { field, reason }) => {
             view.error = format!("{field}: {reason}");
             view.lines = mark(&document, &field, &reason);
-            let mut r = page(view);
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
+            return page_as(StatusCode::BAD_REQUEST, view);
         }
     };
     let expected_version = expected.trim().parse::<u64>().ok();
@@ -1370,18 +1342,14 @@ pub async fn save(State(core): State<Arc<Core>>, caller: Caller, body: Bytes) ->
                 .to_string();
             view.error = s.message().to_string();
             view.lines = mark(&document, &field, s.message());
-            let mut r = page(view);
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            r
+            page_as(StatusCode::BAD_REQUEST, view)
         }
         Err(s) if s.code() == tonic::Code::FailedPrecondition => {
             view.error = format!(
                 "{} — someone changed the job since you opened it; reload it to see their change",
                 s.message()
             );
-            let mut r = page(view);
-            *r.status_mut() = StatusCode::CONFLICT;
-            r
+            page_as(StatusCode::CONFLICT, view)
         }
         Err(s) => refused(&caller, &core, &s, &back),
     }

@@ -170,12 +170,9 @@ impl Caller {
 
     pub fn chrome(&self, core: &Core, title: impl Into<String>, nav: &'static str) -> Chrome {
         let s = core.status();
+        // Signed in = by a token (the cookie): only then is there a way to sign out.
         let (signed_in, who) = match &self.principal {
-            Some(p)
-                if p.via == crate::auth::Via::Token || p.via == crate::auth::Via::Certificate =>
-            {
-                (p.via == crate::auth::Via::Token, p.to_string())
-            }
+            Some(p) if p.via == crate::auth::Via::Token => (true, p.to_string()),
             _ => (false, String::new()),
         };
         Chrome {
@@ -203,8 +200,14 @@ impl Caller {
 
 /// A rendered page, or the error page.
 pub fn page(t: impl Template) -> Response {
+    page_as(StatusCode::OK, t)
+}
+
+/// A rendered page answered with `code` (a refusal shown as a page); a page that
+/// cannot be rendered is a 500 whatever `code` was.
+pub fn page_as(code: StatusCode, t: impl Template) -> Response {
     match t.render() {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => (code, Html(html)).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the page could not be rendered: {e}\n"),
@@ -231,14 +234,15 @@ pub fn message(
     text: impl Into<String>,
     back: &str,
 ) -> Response {
-    let mut r = page(MessagePage {
-        chrome: caller.chrome(core, heading, ""),
-        heading: heading.to_string(),
-        text: text.into(),
-        back: back.to_string(),
-    });
-    *r.status_mut() = code;
-    r
+    page_as(
+        code,
+        MessagePage {
+            chrome: caller.chrome(core, heading, ""),
+            heading: heading.to_string(),
+            text: text.into(),
+            back: back.to_string(),
+        },
+    )
 }
 
 /// What a service call answered with, as a page: the gRPC code as an HTTP status,
@@ -298,6 +302,23 @@ impl When {
     }
 }
 
+/// A time typed in a form: `2026-12-01T00:00[:00]` (a `datetime-local` input, read
+/// as UTC) or RFC 3339. The error names `field`.
+pub fn instant(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(t, format) {
+            return Ok(n.and_utc());
+        }
+    }
+    Err(format!(
+        "{field}: {t:?} is not a time such as 2026-12-01T00:00 (UTC) or RFC 3339"
+    ))
+}
+
 /// A duration as people read it: `850 ms`, `12.4 s`, `3 min 20 s`, `2 h 5 min`.
 pub fn human_duration(ms: i64) -> String {
     let ms = ms.max(0);
@@ -348,12 +369,13 @@ pub fn login_required(core: &Core, req: &Request, why: &str) -> Response {
         principal: None,
         path: req.uri().path().to_string(),
     };
-    let mut r = page(LoginPage {
-        chrome: caller.chrome(core, "Sign in", ""),
-        error: why.to_string(),
-    });
-    *r.status_mut() = StatusCode::UNAUTHORIZED;
-    r
+    page_as(
+        StatusCode::UNAUTHORIZED,
+        LoginPage {
+            chrome: caller.chrome(core, "Sign in", ""),
+            error: why.to_string(),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -392,22 +414,20 @@ async fn login(
             }
             r
         }
-        Some(Ok(p)) => {
-            let mut r = page(LoginPage {
+        Some(Ok(p)) => page_as(
+            StatusCode::FORBIDDEN,
+            LoginPage {
                 chrome: caller.chrome(&core, "Sign in", ""),
                 error: format!("a {} token cannot use the web UI", p.role),
-            });
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            r
-        }
-        _ => {
-            let mut r = page(LoginPage {
+            },
+        ),
+        _ => page_as(
+            StatusCode::UNAUTHORIZED,
+            LoginPage {
                 chrome: caller.chrome(&core, "Sign in", ""),
                 error: "that token is not valid (mistyped, revoked, or of another group)".into(),
-            });
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
-            r
-        }
+            },
+        ),
     }
 }
 
