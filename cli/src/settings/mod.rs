@@ -39,6 +39,10 @@ pub const DEV_DATA_DIR: &str = "./kairos-data";
 /// `kairos dev`'s local executor is called this unless told otherwise.
 pub const DEV_EXECUTOR_ID: &str = "local";
 
+/// The tag `kairos dev`'s executor carries unless told otherwise: Dkron's servers
+/// carry it, and Dkron's getting-started job targets it.
+pub const DEV_SERVER_TAG: (&str, &str) = ("server", "true");
+
 /// The node id `kairos dev` runs its one scheduler as.
 pub const DEV_NODE_ID: u64 = 1;
 
@@ -104,6 +108,13 @@ pub fn dev(args: &DevArgs, global: &GlobalArgs) -> anyhow::Result<DevSettings> {
         (args.kill_grace, args.shutdown_grace),
         &file,
     )?;
+    // The embedded executor runs inside the scheduler, as Dkron's server agents do:
+    // Dkron's documented jobs target `"server": "true"`, so it carries that tag
+    // unless `--tag server=...` says otherwise.
+    executor
+        .tags
+        .entry(DEV_SERVER_TAG.0.to_string())
+        .or_insert_with(|| DEV_SERVER_TAG.1.to_string());
     history_and_webhooks(&mut scheduler, args.max_executions, &args.notify, &file)?;
 
     validated(&scheduler)?;
@@ -567,7 +578,11 @@ log-format = "json"
         assert_eq!(settings.scheduler.grpc_addr, addr("127.0.0.1:7070")?);
         assert_eq!(settings.executor.id, DEV_EXECUTOR_ID);
         assert_eq!(settings.executor.capacity, 16);
-        assert!(settings.executor.tags.is_empty());
+        assert_eq!(
+            settings.executor.tags,
+            BTreeMap::from([("server".to_string(), "true".to_string())]),
+            "the embedded executor is a server, as Dkron's documented jobs expect"
+        );
         assert_eq!(settings.log_format, LogFormat::Text);
         Ok(())
     }

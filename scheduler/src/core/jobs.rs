@@ -244,6 +244,23 @@ impl Core {
         }
     }
 
+    /// Forgets the job's finished executions and zeroes its outcome counts (running
+    /// executions, the cursor and the last outcome stay); see `state::history`.
+    pub async fn clear_history(&self, name: &str) -> Result<pb::Job> {
+        JobName::parse(name)?;
+        self.leader_or_wait().await?;
+        let cmd = ipb::command::Kind::ClearHistory(ipb::ClearHistory {
+            job: name.to_string(),
+        });
+        match self.propose(cmd).await? {
+            Applied::Job { job, .. } => {
+                info!(job = %name, "job history cleared");
+                Ok(self.decorate(*job))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Starts one execution of the job now (trigger `manual`), under the job's
     /// concurrency policy: with `forbid` a run during another is refused (and
     /// recorded `skipped_overlap`); with `queue` it waits (`queued` in the answer).

@@ -1,15 +1,72 @@
 //! Bounded history: a job keeps its newest `history.keep` finished executions (and
 //! those still running); across all jobs at most `--max-executions` are stored.
+//!
+//! Clearing a job's history (`ClearHistory`, Dkron's `DELETE /v1/jobs/{job}/executions`)
+//! deletes every finished execution of the job and zeroes its outcome counts, in one
+//! apply. Invariants: an execution still running (or committed ahead of its instant)
+//! is never deleted, so its report still lands on a record and the instant still ends
+//! with exactly one outcome; the job's cursor, version and last outcome are untouched,
+//! so what fires next is the same as if nothing had been cleared.
+
+use kairos_proto::internal as ipb;
 
 use super::machine::StateMachine;
 use super::records::decode_execution;
-use super::{JobEntry, keys};
+use super::{Applied, JobEntry, PutResult, keys};
+use crate::Error;
 use crate::storage::{Batch, Cf, StorageError};
 
 /// Executions deleted by the global cap in one apply, at most.
 const MAX_GLOBAL_PRUNE: usize = 1000;
 
 impl StateMachine {
+    /// Deletes every finished execution of a job and zeroes its outcome counts.
+    pub(super) fn apply_clear_history(
+        &mut self,
+        batch: &mut Batch,
+        c: ipb::ClearHistory,
+    ) -> Result<crate::Result<Applied>, StorageError> {
+        let Some(entry) = self.jobs.get(&c.job).cloned() else {
+            return Ok(Err(Error::NotFound(format!("job {}", c.job))));
+        };
+        let mut entry = (*entry).clone();
+        let prefix = keys::job_executions_prefix(&c.job);
+        let stored = batch.scan_prefix(
+            &self.db,
+            Cf::State,
+            &prefix,
+            entry.record.history_len as usize + 1,
+        )?;
+        let mut removed = 0u64;
+        for (key, _) in stored {
+            let id =
+                keys::id_suffix(&key).ok_or_else(|| StorageError::corrupt("job execution key"))?;
+            if self.active.contains_key(&id) {
+                continue;
+            }
+            batch.delete(Cf::State, key);
+            batch.delete(Cf::State, keys::execution(id));
+            self.count_executions(batch, -1);
+            removed += 1;
+        }
+        entry.record.history_len = entry.record.history_len.saturating_sub(removed);
+        let job = entry
+            .record
+            .job
+            .as_mut()
+            .expect("invariant: records hold a job");
+        if let Some(status) = job.status.as_mut() {
+            status.outcome_counts.clear();
+        }
+        let job = job.clone();
+        self.put_record(batch, entry);
+        Ok(Ok(Applied::Job {
+            job: Box::new(job),
+            result: PutResult::Updated,
+            cancels: Vec::new(),
+        }))
+    }
+
     /// Deletes the job's oldest finished executions beyond `history.keep`.
     /// `spare` is an execution that just finished: never the one pruned, so a result
     /// is not dropped the moment it arrives (it goes with the next addition).

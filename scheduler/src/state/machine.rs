@@ -443,6 +443,7 @@ impl crate::raft::StateMachine for StateMachine {
             Kind::StartBackfill(c) => self.apply_start_backfill(batch, c)?,
             Kind::PutToken(c) => self.apply_put_token(batch, c)?,
             Kind::RevokeToken(c) => self.apply_revoke_token(batch, c)?,
+            Kind::ClearHistory(c) => self.apply_clear_history(batch, c)?,
             Kind::SetMemberAddrs(c) => {
                 for (id, addr) in c.addrs {
                     if id != 0 && !addr.is_empty() {

@@ -347,6 +347,68 @@ fn history_keeps_the_newest_and_never_drops_running_ones() {
 }
 
 #[test]
+fn clearing_history_keeps_running_executions_and_what_fires_next() {
+    let mut f = Fixture::new();
+    f.apply(put(job("a", "@every 1s"), 0)).unwrap();
+    let v = f.view.job("a").unwrap().version();
+    // 1 and 2 finish, 3 is still running.
+    for at in 1..=3 {
+        f.apply(fire_batch(vec![fire("a", at * 1_000, v, &["e1"])]))
+            .unwrap();
+    }
+    f.apply(finished(1, "succeeded")).unwrap();
+    f.apply(finished(2, "failed")).unwrap();
+    let before = f.view.job("a").unwrap().record.clone();
+    let cursor = before.cursor_ms;
+
+    let clear = |name: &str| {
+        ipb::command::Kind::ClearHistory(ipb::ClearHistory {
+            job: name.to_string(),
+        })
+    };
+    let Applied::Job { job, .. } = f.apply(clear("a")).unwrap() else {
+        panic!()
+    };
+    let status = job.status.unwrap_or_default();
+    assert!(status.outcome_counts.is_empty(), "{status:?}");
+    assert_eq!(status.last_outcome, "failed", "the last outcome is kept");
+    let ids: Vec<String> = f
+        .view
+        .executions_page(Some("a"), None, 100)
+        .unwrap()
+        .executions
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["3"], "only the running execution is left");
+    assert!(f.view.execution(1).unwrap().is_none());
+    let after = &f.view.job("a").unwrap().record;
+    assert_eq!(after.cursor_ms, cursor);
+    assert_eq!(after.history_len, 1);
+    assert_eq!(
+        job.version, v,
+        "clearing history is not a new version of the job"
+    );
+
+    // The running one still reports, and its instant ends with its outcome.
+    let Applied::Execution(Some(e)) = f.apply(finished(3, "succeeded")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.status, "succeeded");
+    assert_eq!(
+        job_status(&f, "a").outcome_counts.get("succeeded"),
+        Some(&1)
+    );
+    // An instant already handled is still refused: the cursor did not move back.
+    let replay = fired(f.apply(fire_batch(vec![fire("a", 2_000, v, &["e1"])])));
+    assert!(replay[0].outcome.is_err(), "a handled instant fired again");
+    assert!(matches!(
+        f.apply(clear("nope")),
+        Err(crate::Error::NotFound(_))
+    ));
+}
+
+#[test]
 fn deleting_a_job_removes_its_history_and_reports_what_was_running() {
     let mut f = Fixture::new();
     f.apply(put(job("a", "@every 1s"), 0)).unwrap();
