@@ -140,11 +140,25 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Copy a Dkron cluster's jobs into Kairos (see docs/dkron.md).
+    Import(ImportArgs),
     /// Make a CA and certificates for a test or small group.
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
     },
+}
+
+/// `kairos import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Dkron's job export: its URL (`http://dkron:8080` means its /v1/jobs), a file
+    /// holding `GET /v1/jobs`'s answer, or `-` for stdin.
+    #[arg(long = "from-dkron", value_name = "URL|FILE")]
+    pub from_dkron: String,
+    /// Check every job and say what would be created or updated; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

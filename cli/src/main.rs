@@ -96,6 +96,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_client_logging(&global)?;
             client::run(&global, client::Request::Token(command)).await
         }
+        Command::Import(args) => {
+            init_client_logging(&global)?;
+            client::run(&global, client::Request::Import(args)).await
+        }
         Command::Certs { command } => {
             init_client_logging(&global)?;
             certs::run(command, global.output)

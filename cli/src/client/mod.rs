@@ -12,6 +12,7 @@
 //! - [`cluster`]: `kairos cluster ...` and `kairos executors`
 //! - [`job_file`]: reading job documents (YAML or JSON, one or many)
 //! - [`token`]: `kairos token ...` (create, list, revoke)
+//! - [`import`]: `kairos import --from-dkron`, a Dkron cluster's jobs
 //!
 //! The channel connects lazily, so a command that reads a file fails on the file
 //! before it needs the network. A connection that cannot be made is reported as
@@ -24,6 +25,7 @@
 
 pub mod cluster;
 pub mod exec;
+pub mod import;
 pub mod job;
 pub mod job_diff;
 pub mod job_file;
@@ -38,7 +40,7 @@ use tonic::codegen::http::Uri;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::args::{ClusterCommand, ExecCommand, GlobalArgs, JobCommand, TokenCommand};
+use crate::args::{ClusterCommand, ExecCommand, GlobalArgs, ImportArgs, JobCommand, TokenCommand};
 use crate::output::OutputFormat;
 
 /// The port assumed when `--endpoint` names only a host.
@@ -61,6 +63,7 @@ pub enum Request {
     Cluster(ClusterCommand),
     Executors,
     Token(TokenCommand),
+    Import(ImportArgs),
 }
 
 /// Adds the bearer token, when there is one, to every call.
@@ -88,6 +91,7 @@ pub async fn run(global: &GlobalArgs, request: Request) -> anyhow::Result<()> {
         Request::Cluster(command) => cluster::run(&client, command).await,
         Request::Executors => cluster::executors(&client).await,
         Request::Token(command) => token::run(&client, command).await,
+        Request::Import(args) => import::run(&client, args).await,
     };
     result.map_err(|e| client.explain(e))
 }
