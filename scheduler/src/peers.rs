@@ -5,7 +5,9 @@
 //!   a manual run, live output — the leader's business) goes to the leader it knows,
 //!   once, marked `kairos-forwarded` so it is never forwarded again. If that leader
 //!   does not answer (it just died), the node waits for the group to name another —
-//!   up to [`crate::raft::LEADER_WAIT`] — and tries that one once. What it cannot
+//!   up to [`crate::raft::LEADER_WAIT`] — and tries that one once; a request that
+//!   must not take effect twice (a manual run, a backfill, a new token) only when it
+//!   certainly never reached the first ([`Peers::to_leader_at_most_once`]). What it cannot
 //!   hand on is answered `UNAVAILABLE` with the leader's address in `kairos-leader`,
 //!   so the client retries there. The gRPC adapters, the live-output relay and the
 //!   Dkron-compatible HTTP API all forward through here.
@@ -41,6 +43,29 @@ pub const LOCAL_STATUS_METADATA_KEY: &str = "kairos-local-status";
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a member may take to report its figures for a status.
 const PEER_STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// When a forward that got no answer is sent to the next leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Whenever the leader did not answer: the request is an upsert or otherwise
+    /// harmless twice.
+    IfUnanswered,
+    /// Only when it never left this node (the connection could not be made).
+    IfNeverSent,
+}
+
+/// True when `status` reports a connection that could not be made, so the request
+/// was never sent.
+fn never_sent(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
 
 /// True when the request came from another scheduler already.
 pub fn is_forwarded<T>(req: &Request<T>) -> bool {
@@ -104,6 +129,72 @@ impl Peers {
         F: Fn(Channel, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
+        self.forward(
+            raft,
+            book,
+            me,
+            err,
+            forwarded,
+            Resend::IfUnanswered,
+            msg,
+            call,
+        )
+        .await
+    }
+
+    /// [`Peers::to_leader`] for a request that must not take effect twice (a manual
+    /// run, a backfill, a new token): it is sent to a second leader only when it
+    /// certainly never reached the first (the connection could not be made). When
+    /// the first leader took it and fell silent, the caller hears `UNAVAILABLE` with
+    /// the new leader's address and decides, knowing it may have taken effect.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn to_leader_at_most_once<O, T, R, F, Fut>(
+        &self,
+        raft: &RaftHandle<O>,
+        book: &AddressBook,
+        me: u64,
+        err: Error,
+        forwarded: bool,
+        msg: T,
+        call: F,
+    ) -> Result<Response<R>, Status>
+    where
+        O: Send + 'static,
+        T: Clone,
+        F: Fn(Channel, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        self.forward(
+            raft,
+            book,
+            me,
+            err,
+            forwarded,
+            Resend::IfNeverSent,
+            msg,
+            call,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward<O, T, R, F, Fut>(
+        &self,
+        raft: &RaftHandle<O>,
+        book: &AddressBook,
+        me: u64,
+        err: Error,
+        forwarded: bool,
+        resend: Resend,
+        msg: T,
+        call: F,
+    ) -> Result<Response<R>, Status>
+    where
+        O: Send + 'static,
+        T: Clone,
+        F: Fn(Channel, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
         let Error::NotLeader { leader: Some(addr) } = &err else {
             return Err(to_status(err));
         };
@@ -120,6 +211,9 @@ impl Peers {
                 .contains_key(kairos_proto::LEADER_METADATA_KEY)
         {
             return first;
+        }
+        if resend == Resend::IfNeverSent && !never_sent(status) {
+            return with_leader_hint(first, addr);
         }
         // The leader did not answer: wait for the next one.
         let dead = raft.status().leader_id;
@@ -264,4 +358,29 @@ fn with_leader_hint<R>(
         }
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_connection_never_made_counts_as_never_sent() {
+        // A port nothing listens on: bound, then closed.
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let refused = ClusterServiceClient::new(channel)
+            .get_status(pb::GetStatusRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(never_sent(&refused), "{refused:?}");
+        // An answer the leader gave, or a call cut after it was sent, is not.
+        assert!(!never_sent(&Status::unavailable("the leader changed")));
+    }
 }

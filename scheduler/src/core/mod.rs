@@ -173,6 +173,33 @@ impl Core {
             .await
     }
 
+    /// [`Core::to_leader`] for a request that must not take effect twice; see
+    /// [`crate::peers::Peers::to_leader_at_most_once`].
+    pub async fn to_leader_at_most_once<T, R, F, Fut>(
+        &self,
+        err: Error,
+        forwarded: bool,
+        msg: T,
+        call: F,
+    ) -> std::result::Result<tonic::Response<R>, tonic::Status>
+    where
+        T: Clone,
+        F: Fn(tonic::transport::Channel, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, tonic::Status>>,
+    {
+        self.peers
+            .to_leader_at_most_once(
+                &self.raft,
+                &self.book,
+                self.config.node_id,
+                err,
+                forwarded,
+                msg,
+                call,
+            )
+            .await
+    }
+
     pub async fn propose(&self, kind: ipb::command::Kind) -> Result<Applied> {
         let cmd = ipb::Command { kind: Some(kind) };
         let started = std::time::Instant::now();

@@ -92,7 +92,7 @@ impl pb::job_service_server::JobService for JobApi {
             Ok((execution, queued)) => Ok(Response::new(pb::RunJobResponse { execution, queued })),
             Err(e) => {
                 self.0
-                    .to_leader(e, forwarded, req, |ch, r| async move {
+                    .to_leader_at_most_once(e, forwarded, req, |ch, r| async move {
                         JobServiceClient::new(ch).run_job(r).await
                     })
                     .await
@@ -181,7 +181,7 @@ impl pb::job_service_server::JobService for JobApi {
             })),
             Err(e) => {
                 self.0
-                    .to_leader(e, forwarded, req, |ch, r| async move {
+                    .to_leader_at_most_once(e, forwarded, req, |ch, r| async move {
                         JobServiceClient::new(ch).backfill(r).await
                     })
                     .await

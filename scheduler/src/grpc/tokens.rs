@@ -29,7 +29,7 @@ impl pb::token_service_server::TokenService for TokenApi {
             })),
             Err(e) => {
                 self.0
-                    .to_leader(e, forwarded, req, |ch, r| async move {
+                    .to_leader_at_most_once(e, forwarded, req, |ch, r| async move {
                         TokenServiceClient::new(ch).create_token(r).await
                     })
                     .await

@@ -397,7 +397,7 @@ async fn run(core: &Core, name: &str) -> ApiResult<()> {
     match core.run_job(name).await {
         Ok(_) => Ok(()),
         Err(e) => {
-            core.to_leader(
+            core.to_leader_at_most_once(
                 e,
                 false,
                 pb::RunJobRequest {
