@@ -15,7 +15,7 @@
 //! | `DELETE /v1/jobs/{job}/executions` | forget its finished executions and counts |
 //! | `POST /v1/restore` | create or update the jobs of an export (multipart `file`) |
 //! | `GET`/`POST /v1/pause`, `POST /v1/unpause` | refuse new job writes on this node (503), or not |
-//! | `GET /v1/members`, `/v1/leader`, `/v1/isleader` | the scheduler group |
+//! | `GET /v1/members`, `/v1/leader`, `/v1/isleader` | the scheduler group (404 without a leader) |
 //! | `GET /v1/busy` | executions running now |
 //!
 //! The job document is translated both ways by [`job`]. A job body is read as JSON
@@ -274,6 +274,20 @@ struct PutQuery {
 /// Stores one Dkron job (forwarded to the leader from a follower) and answers it
 /// as stored.
 async fn store(core: &Core, body: DkronJob) -> ApiResult<pb::Job> {
+    store_translated(core, body).await.map_err(parent_not_found)
+}
+
+/// Dkron answers 404 for a `parent_job` that does not exist (its API tests check it).
+fn parent_not_found(e: ApiError) -> ApiError {
+    match e.1.strip_prefix("invalid parent: ") {
+        Some(why) if e.0 == StatusCode::BAD_REQUEST && why.ends_with("does not exist") => {
+            ApiError(StatusCode::NOT_FOUND, format!("invalid parent_job: {why}"))
+        }
+        _ => e,
+    }
+}
+
+async fn store_translated(core: &Core, body: DkronJob) -> ApiResult<pb::Job> {
     let mut doc = to_kairos(body)?;
     keep_secrets(core, &mut doc);
     let job = match core.put_job(doc.clone(), None).await {
@@ -708,7 +722,7 @@ async fn leader(State(core): State<Arc<Core>>) -> ApiResult<Json<Value>> {
         .iter()
         .find(|s| s.id == status.leader_id)
         .map(|s| Json(member(s, status.leader_id)))
-        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "no leader".into()))
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no leader".into()))
 }
 
 async fn is_leader(State(core): State<Arc<Core>>) -> StatusCode {
