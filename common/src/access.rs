@@ -129,7 +129,7 @@ pub fn grpc_permission(path: &str) -> Option<Permission> {
         },
         "kairos.v1.ExecutionService" => match method {
             "ListExecutions" | "GetExecution" | "WatchExecutions" | "TailOutput" => Read,
-            "CancelExecution" => Write,
+            "CancelExecution" | "ClearExecutions" => Write,
             _ => return None,
         },
         "kairos.v1.ClusterService" => match method {
@@ -173,6 +173,7 @@ mod tests {
             ("/kairos.v1.JobService/ListJobs", Some(Read)),
             ("/kairos.v1.JobService/PutJob", Some(Write)),
             ("/kairos.v1.ExecutionService/CancelExecution", Some(Write)),
+            ("/kairos.v1.ExecutionService/ClearExecutions", Some(Write)),
             ("/kairos.v1.ClusterService/RemoveScheduler", Some(Admin)),
             ("/kairos.v1.ExecutorGateway/Connect", Some(Executor)),
             ("/kairos.v1.RaftTransport/Send", Some(Peer)),

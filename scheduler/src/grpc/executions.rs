@@ -66,6 +66,24 @@ impl pb::execution_service_server::ExecutionService for ExecutionApi {
         }
     }
 
+    async fn clear_executions(
+        &self,
+        req: Request<pb::ClearExecutionsRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let forwarded = is_forwarded(&req);
+        let req = req.into_inner();
+        match self.0.clear_history(&req.job).await {
+            Ok(job) => Ok(Response::new(job)),
+            Err(e) => {
+                self.0
+                    .to_leader(e, forwarded, req, |ch, r| async move {
+                        ExecutionServiceClient::new(ch).clear_executions(r).await
+                    })
+                    .await
+            }
+        }
+    }
+
     type WatchExecutionsStream = BoxStream<pb::Execution>;
 
     async fn watch_executions(

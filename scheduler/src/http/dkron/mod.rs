@@ -23,8 +23,7 @@
 //!
 //! Errors answer with the HTTP status Dkron scripts expect (400 for a bad job, 404,
 //! 409, 503) and a JSON body `{"error": "..."}` naming the field. Writes on a follower
-//! are forwarded to the leader over gRPC, like the native API's; clearing a job's
-//! executions, which has no gRPC method, answers 503 naming the leader instead.
+//! are forwarded to the leader over gRPC, like the native API's.
 //!
 //! Deliberately absent: `POST /v1/leave` answers 501 (a scheduler leaves the group
 //! through `kairos cluster remove-scheduler`, which keeps the group's quorum in
@@ -46,6 +45,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kairos_common::status::ExecutionStatus;
 use kairos_proto::v1 as pb;
+use pb::execution_service_client::ExecutionServiceClient;
 use pb::job_service_client::JobServiceClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -552,7 +552,18 @@ async fn clear_executions(
     State(core): State<Arc<Core>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<DkronJob>> {
-    let job = core.clear_history(&name).await?;
+    let job = match core.clear_history(&name).await {
+        Ok(job) => job,
+        Err(e) => core
+            .to_leader(
+                e,
+                false,
+                pb::ClearExecutionsRequest { job: name.clone() },
+                |ch, r| async move { ExecutionServiceClient::new(ch).clear_executions(r).await },
+            )
+            .await?
+            .into_inner(),
+    };
     Ok(Json(dkron_of(&core, &job)))
 }
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import job_pb2 as kairos_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kairos/v1/execution.proto\x12\tkairos.v1\x1a\x13kairos/v1/job.proto\"K\n\x15ListExecutionsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16ListExecutionsResponse\x12(\n\nexecutions\x18\x01 \x03(\x0b\x32\x14.kairos.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x16WatchExecutionsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\"/\n\x11TailOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t2\x8f\x03\n\x10\x45xecutionService\x12U\n\x0eListExecutions\x12 .kairos.v1.ListExecutionsRequest\x1a!.kairos.v1.ListExecutionsResponse\x12\x44\n\x0cGetExecution\x12\x1e.kairos.v1.GetExecutionRequest\x1a\x14.kairos.v1.Execution\x12J\n\x0f\x43\x61ncelExecution\x12!.kairos.v1.CancelExecutionRequest\x1a\x14.kairos.v1.Execution\x12L\n\x0fWatchExecutions\x12!.kairos.v1.WatchExecutionsRequest\x1a\x14.kairos.v1.Execution0\x01\x12\x44\n\nTailOutput\x12\x1c.kairos.v1.TailOutputRequest\x1a\x16.kairos.v1.OutputChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kairos/v1/execution.proto\x12\tkairos.v1\x1a\x13kairos/v1/job.proto\"K\n\x15ListExecutionsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x16ListExecutionsResponse\x12(\n\nexecutions\x18\x01 \x03(\x0b\x32\x14.kairos.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x16\x43learExecutionsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\"%\n\x16WatchExecutionsRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\"/\n\x11TailOutputRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t2\xd5\x03\n\x10\x45xecutionService\x12U\n\x0eListExecutions\x12 .kairos.v1.ListExecutionsRequest\x1a!.kairos.v1.ListExecutionsResponse\x12\x44\n\x0cGetExecution\x12\x1e.kairos.v1.GetExecutionRequest\x1a\x14.kairos.v1.Execution\x12J\n\x0f\x43\x61ncelExecution\x12!.kairos.v1.CancelExecutionRequest\x1a\x14.kairos.v1.Execution\x12L\n\x0fWatchExecutions\x12!.kairos.v1.WatchExecutionsRequest\x1a\x14.kairos.v1.Execution0\x01\x12\x44\n\nTailOutput\x12\x1c.kairos.v1.TailOutputRequest\x1a\x16.kairos.v1.OutputChunk0\x01\x12\x44\n\x0f\x43learExecutions\x12!.kairos.v1.ClearExecutionsRequest\x1a\x0e.kairos.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,12 +40,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXECUTIONREQUEST']._serialized_end=264
   _globals['_CANCELEXECUTIONREQUEST']._serialized_start=266
   _globals['_CANCELEXECUTIONREQUEST']._serialized_end=302
-  _globals['_WATCHEXECUTIONSREQUEST']._serialized_start=304
-  _globals['_WATCHEXECUTIONSREQUEST']._serialized_end=341
-  _globals['_TAILOUTPUTREQUEST']._serialized_start=343
-  _globals['_TAILOUTPUTREQUEST']._serialized_end=390
-  _globals['_OUTPUTCHUNK']._serialized_start=392
-  _globals['_OUTPUTCHUNK']._serialized_end=419
-  _globals['_EXECUTIONSERVICE']._serialized_start=422
-  _globals['_EXECUTIONSERVICE']._serialized_end=821
+  _globals['_CLEAREXECUTIONSREQUEST']._serialized_start=304
+  _globals['_CLEAREXECUTIONSREQUEST']._serialized_end=341
+  _globals['_WATCHEXECUTIONSREQUEST']._serialized_start=343
+  _globals['_WATCHEXECUTIONSREQUEST']._serialized_end=380
+  _globals['_TAILOUTPUTREQUEST']._serialized_start=382
+  _globals['_TAILOUTPUTREQUEST']._serialized_end=429
+  _globals['_OUTPUTCHUNK']._serialized_start=431
+  _globals['_OUTPUTCHUNK']._serialized_end=458
+  _globals['_EXECUTIONSERVICE']._serialized_start=461
+  _globals['_EXECUTIONSERVICE']._serialized_end=930
 # @@protoc_insertion_point(module_scope)

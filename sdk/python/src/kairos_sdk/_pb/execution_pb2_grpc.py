@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class ExecutionServiceStub:
-    """Reads, follows and cancels executions.
+    """Reads, follows, cancels and clears executions.
     """
 
     def __init__(self, channel):
@@ -61,10 +61,15 @@ class ExecutionServiceStub:
                 request_serializer=kairos_dot_v1_dot_execution__pb2.TailOutputRequest.SerializeToString,
                 response_deserializer=kairos_dot_v1_dot_execution__pb2.OutputChunk.FromString,
                 _registered_method=True)
+        self.ClearExecutions = channel.unary_unary(
+                '/kairos.v1.ExecutionService/ClearExecutions',
+                request_serializer=kairos_dot_v1_dot_execution__pb2.ClearExecutionsRequest.SerializeToString,
+                response_deserializer=kairos_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
-    """Reads, follows and cancels executions.
+    """Reads, follows, cancels and clears executions.
     """
 
     def ListExecutions(self, request, context):
@@ -123,6 +128,18 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearExecutions(self, request, context):
+        """Forgets a job's finished executions and zeroes its outcome counts (Dkron's
+        `DELETE /v1/jobs/{job}/executions`). Executions still pending or running are
+        kept and report as usual; the job's cursor and last outcome stay, so what fires
+        next does not change. Answers the job. Served by the leader (a follower
+        forwards it); a repeat is harmless. Role: operator. INVALID_ARGUMENT: `job` is
+        not a job name. NOT_FOUND: no such job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +168,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     request_deserializer=kairos_dot_v1_dot_execution__pb2.TailOutputRequest.FromString,
                     response_serializer=kairos_dot_v1_dot_execution__pb2.OutputChunk.SerializeToString,
             ),
+            'ClearExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearExecutions,
+                    request_deserializer=kairos_dot_v1_dot_execution__pb2.ClearExecutionsRequest.FromString,
+                    response_serializer=kairos_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'kairos.v1.ExecutionService', rpc_method_handlers)
@@ -160,7 +182,7 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExecutionService:
-    """Reads, follows and cancels executions.
+    """Reads, follows, cancels and clears executions.
     """
 
     @staticmethod
@@ -288,6 +310,33 @@ class ExecutionService:
             '/kairos.v1.ExecutionService/TailOutput',
             kairos_dot_v1_dot_execution__pb2.TailOutputRequest.SerializeToString,
             kairos_dot_v1_dot_execution__pb2.OutputChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kairos.v1.ExecutionService/ClearExecutions',
+            kairos_dot_v1_dot_execution__pb2.ClearExecutionsRequest.SerializeToString,
+            kairos_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,
