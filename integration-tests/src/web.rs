@@ -25,6 +25,9 @@ pub struct Request<'a> {
     pub body: Option<&'a str>,
     /// The body is an HTML form (`application/x-www-form-urlencoded`).
     pub form: bool,
+    /// The body's content type, when neither JSON nor a form (e.g. a multipart
+    /// form's, with its boundary); it wins over `form`.
+    pub content_type: Option<&'a str>,
     /// TLS towards the server: the CA and, for a client certificate, its cert and key.
     pub tls: Option<&'a TlsFiles>,
 }
@@ -56,6 +59,53 @@ impl<'a> Request<'a> {
             form: true,
             ..Default::default()
         }
+    }
+
+    /// A JSON body PUT (Dkron's `PUT /v1/jobs/{job}`).
+    pub fn put(path: &'a str, body: &'a str) -> Request<'a> {
+        Request {
+            method: "PUT",
+            path,
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    /// A JSON body PATCHed.
+    pub fn patch(path: &'a str, body: &'a str) -> Request<'a> {
+        Request {
+            method: "PATCH",
+            path,
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    /// A DELETE, without a body.
+    pub fn delete(path: &'a str) -> Request<'a> {
+        Request {
+            method: "DELETE",
+            path,
+            ..Default::default()
+        }
+    }
+
+    /// A POST of a `multipart/form-data` body made by [`multipart_file`]: pass its
+    /// content type and its body.
+    pub fn multipart(path: &'a str, form: &'a (String, String)) -> Request<'a> {
+        Request {
+            method: "POST",
+            path,
+            body: Some(&form.1),
+            content_type: Some(&form.0),
+            ..Default::default()
+        }
+    }
+
+    /// Sends the body with this content type (curl's `-H 'Content-Type: …'`).
+    pub fn with_content_type(mut self, content_type: &'a str) -> Request<'a> {
+        self.content_type = Some(content_type);
+        self
     }
 
     /// Sends `name=value` as a cookie.
@@ -95,10 +145,10 @@ impl<'a> Request<'a> {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(body) = self.body {
-            let kind = if self.form {
-                "application/x-www-form-urlencoded"
-            } else {
-                "application/json"
+            let kind = match self.content_type {
+                Some(kind) => kind,
+                None if self.form => "application/x-www-form-urlencoded",
+                None => "application/json",
             };
             head.push_str(&format!(
                 "Content-Type: {kind}\r\nContent-Length: {}\r\n",
@@ -120,6 +170,23 @@ impl<'a> Request<'a> {
         };
         parse(&raw)
     }
+}
+
+/// A `multipart/form-data` body with one file field, as `curl -F field=@filename`
+/// sends it: its content type (with the boundary) and the body.
+pub fn multipart_file(field: &str, filename: &str, content: &str) -> (String, String) {
+    // A boundary the content cannot hold: lengthened until it is absent.
+    let mut boundary = String::from("------------------------kairos");
+    for _ in 0..64 {
+        if !content.contains(&boundary) {
+            break;
+        }
+        boundary.push('x');
+    }
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Vec<u8>> {
