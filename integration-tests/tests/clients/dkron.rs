@@ -1043,10 +1043,9 @@ fn cron_spec_examples_are_accepted_and_fire_on_their_seconds() -> Result<()> {
     Ok(())
 }
 
-/// usage/cron-spec.md, the parts Kairos does not read yet: the tilde (a minute
-/// derived from the job's name) and `@manually`. Dkron takes them.
+/// usage/cron-spec.md's own forms: the tilde (a minute derived from the job's name)
+/// and `@manually`, taken and read back as written.
 #[test]
-#[ignore = "the /v1 API refuses Dkron's `~` cron character and `@manually` (400): enable when the schedule parser reads them"]
 fn cron_spec_tilde_and_manually_are_accepted() -> Result<()> {
     let node = Node::start()?;
     for (name, schedule) in [
@@ -1796,7 +1795,6 @@ fn clearing_executions_forgets_history_and_counts() -> Result<()> {
 /// `DELETE /v1/jobs/{job}/executions` resets `last_success` and `last_error` too, as
 /// Dkron's store does.
 #[test]
-#[ignore = "DELETE /v1/jobs/{job}/executions keeps last_success (Dkron resets it to null): enable when fixed"]
 fn clearing_executions_resets_the_last_times() -> Result<()> {
     let node = Node::start()?;
     node.post_and_run(

@@ -244,8 +244,8 @@ impl Core {
         }
     }
 
-    /// Forgets the job's finished executions and zeroes its outcome counts (running
-    /// executions, the cursor and the last outcome stay); see `state::history`.
+    /// Forgets the job's finished executions, outcome counts and last outcome
+    /// (running executions and the cursor stay); see `state::history`.
     pub async fn clear_history(&self, name: &str) -> Result<pb::Job> {
         JobName::parse(name)?;
         self.leader_or_wait().await?;

@@ -2,11 +2,11 @@
 //! those still running); across all jobs at most `--max-executions` are stored.
 //!
 //! Clearing a job's history (`ClearHistory`, Dkron's `DELETE /v1/jobs/{job}/executions`)
-//! deletes every finished execution of the job and zeroes its outcome counts, in one
-//! apply. Invariants: an execution still running (or committed ahead of its instant)
-//! is never deleted, so its report still lands on a record and the instant still ends
-//! with exactly one outcome; the job's cursor, version and last outcome are untouched,
-//! so what fires next is the same as if nothing had been cleared.
+//! deletes every finished execution of the job and forgets its outcome counts and its
+//! last outcome, in one apply. Invariants: an execution still running (or committed
+//! ahead of its instant) is never deleted, so its report still lands on a record and
+//! the instant still ends with exactly one outcome; the job's cursor and version are
+//! untouched, so what fires next is the same as if nothing had been cleared.
 
 use kairos_proto::internal as ipb;
 
@@ -20,7 +20,8 @@ use crate::storage::{Batch, Cf, StorageError};
 const MAX_GLOBAL_PRUNE: usize = 1000;
 
 impl StateMachine {
-    /// Deletes every finished execution of a job and zeroes its outcome counts.
+    /// Deletes every finished execution of a job and forgets its outcome counts and
+    /// last outcome.
     pub(super) fn apply_clear_history(
         &mut self,
         batch: &mut Batch,
@@ -57,6 +58,8 @@ impl StateMachine {
             .expect("invariant: records hold a job");
         if let Some(status) = job.status.as_mut() {
             status.outcome_counts.clear();
+            status.last_outcome.clear();
+            status.last_finished_at = None;
         }
         let job = job.clone();
         self.put_record(batch, entry);

@@ -371,7 +371,8 @@ fn clearing_history_keeps_running_executions_and_what_fires_next() {
     };
     let status = job.status.unwrap_or_default();
     assert!(status.outcome_counts.is_empty(), "{status:?}");
-    assert_eq!(status.last_outcome, "failed", "the last outcome is kept");
+    assert_eq!(status.last_outcome, "", "the last outcome is forgotten too");
+    assert_eq!(status.last_finished_at, None);
     let ids: Vec<String> = f
         .view
         .executions_page(Some("a"), None, 100)

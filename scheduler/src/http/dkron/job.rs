@@ -18,7 +18,8 @@
 //! | `retries` N | `retry.max_attempts` N+1 (a retry prefers another executor) |
 //! | `parent_job` | `parent` with `parent_on: success`; the child's own `schedule` is ignored, as Dkron ignores it |
 //! | `ephemeral` | `ephemeral` (deleted after its first success) |
-//! | `starts_at`, `expires_at`, `timezone`, `concurrency`, `metadata`, `schedule` | the same fields (an empty `timezone` is UTC) |
+//! | `starts_at`, `expires_at`, `timezone`, `concurrency`, `metadata` | the same fields (an empty `timezone` is UTC) |
+//! | `schedule` | `schedule`; Dkron's `~` (a value spread by the job's name) becomes the value Dkron would pick, `@manually` is `@manual`; either reads back as written (metadata `dkron.schedule`) |
 //! | `displayname`, `owner`, `owner_email` | `metadata` keys `dkron.displayname`, `dkron.owner`, `dkron.owner_email` (hidden again on read) |
 //! | shell `command` with `shell: "true"` | `shell.command`, run by `/bin/sh -c` |
 //! | shell `command` without `shell` | split into words as Dkron does, each word quoted, so `/bin/sh -c` runs exactly those words |
@@ -43,6 +44,9 @@ use crate::time::{dt_from_ts, ts_from_dt};
 pub const DISPLAYNAME_KEY: &str = "dkron.displayname";
 pub const OWNER_KEY: &str = "dkron.owner";
 pub const OWNER_EMAIL_KEY: &str = "dkron.owner_email";
+/// The schedule as Dkron wrote it, when Kairos's differs (`~`, `@manually`), so it
+/// reads back as written.
+pub const SCHEDULE_KEY: &str = "dkron.schedule";
 
 /// Dkron's http executor gives up on a request after this many seconds unless its
 /// `timeout` says otherwise.
@@ -168,6 +172,14 @@ pub fn from_value(value: Value) -> Result<DkronJob, Error> {
             continue;
         }
         if READ_ONLY.contains(&key.as_str()) {
+            // Dkron refuses a count that is not a number; one of its pages shows
+            // `"success_count": "0,1,2"` as if it chose successful exit codes.
+            if key.ends_with("_count") && !value.is_number() {
+                return Err(bad(
+                    &key,
+                    "a read-only count of executions, not a setting (neither Dkron nor Kairos lets a job choose which exit codes succeed)",
+                ));
+            }
             continue;
         }
         if !WRITABLE.contains(&key.as_str()) {
@@ -474,10 +486,14 @@ pub fn to_kairos(d: DkronJob) -> Result<pb::Job, Error> {
         }
     }
     let child = !d.parent_job.is_empty();
+    let schedule = dkron_schedule(&d.name, &d.schedule);
+    if !child && schedule != d.schedule {
+        metadata.insert(SCHEDULE_KEY.to_string(), d.schedule.clone());
+    }
     Ok(pb::Job {
         name: d.name,
         // Dkron ignores a child's schedule: it runs after its parent only.
-        schedule: if child { String::new() } else { d.schedule },
+        schedule: if child { String::new() } else { schedule },
         timezone: d.timezone,
         action: Some(action),
         target: Some(tags_to_target(&d.tags)),
@@ -500,6 +516,42 @@ pub fn to_kairos(d: DkronJob) -> Result<pb::Job, Error> {
         expires_at: d.expires_at.map(ts_from_dt),
         ..Default::default()
     })
+}
+
+/// Dkron's own schedule forms in Kairos's words: `@manually` is `@manual`, and each
+/// `~` in a cron field is the value Dkron puts there — the sum of the name's
+/// characters, reduced to the field's range (seconds and minutes 0–59, hours 0–23,
+/// day of month 1–28, month 1–12, day of week 0–6) — so a migrated job fires at the
+/// instants it fired at in Dkron.
+fn dkron_schedule(name: &str, schedule: &str) -> String {
+    let schedule = schedule.trim();
+    if schedule == "@manually" {
+        return "@manual".into();
+    }
+    if !schedule.contains('~') || schedule.starts_with('@') {
+        return schedule.to_string();
+    }
+    let sum: u64 = name.chars().map(|c| u64::from(u32::from(c))).sum();
+    let mut field = 0;
+    let mut out = Vec::new();
+    for part in schedule.split(' ') {
+        if part.starts_with("TZ=") || part.starts_with("CRON_TZ=") {
+            out.push(part.to_string());
+            continue;
+        }
+        let value = match field {
+            2 => sum % 24,
+            3 => sum % 28 + 1,
+            4 => sum % 12 + 1,
+            5 => sum % 7,
+            _ => sum % 60,
+        };
+        out.push(part.replace('~', &value.to_string()));
+        if !part.is_empty() {
+            field += 1;
+        }
+    }
+    out.join(" ")
 }
 
 /// Kairos's selector as Dkron's tags, where it can be said that way (`key=value`
@@ -583,6 +635,10 @@ pub fn to_dkron(job: &pb::Job, children: Vec<String>) -> DkronJob {
     let displayname = metadata.remove(DISPLAYNAME_KEY).unwrap_or_default();
     let owner = metadata.remove(OWNER_KEY).unwrap_or_default();
     let owner_email = metadata.remove(OWNER_EMAIL_KEY).unwrap_or_default();
+    let schedule = match metadata.remove(SCHEDULE_KEY) {
+        Some(written) if dkron_schedule(&job.name, &written) == job.schedule => written,
+        _ => job.schedule.clone(),
+    };
     let status = job.status.clone().unwrap_or_default();
     let count_of = |s: ExecutionStatus| status.outcome_counts.get(s.as_str()).copied().unwrap_or(0);
     let errors: u64 = ExecutionStatus::ALL
@@ -595,7 +651,7 @@ pub fn to_dkron(job: &pb::Job, children: Vec<String>) -> DkronJob {
         id: job.name.clone(),
         name: job.name.clone(),
         displayname,
-        schedule: job.schedule.clone(),
+        schedule,
         timezone: job.timezone.clone(),
         owner,
         owner_email,
@@ -858,6 +914,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(shell_of(&doc).command, "/bin/true");
+    }
+
+    #[test]
+    fn dkron_s_schedule_forms_are_translated() {
+        // "tilde": t+i+l+d+e = 116+105+108+100+101 = 530.
+        assert_eq!(dkron_schedule("tilde", "0 ~ * * * *"), "0 50 * * * *");
+        assert_eq!(dkron_schedule("tilde", "~ ~ ~ ~ ~ ~"), "50 50 2 27 3 5");
+        assert_eq!(dkron_schedule("tilde", "0 ~/15 * * * *"), "0 50/15 * * * *");
+        assert_eq!(dkron_schedule("a", "@manually"), "@manual");
+        assert_eq!(dkron_schedule("a", "@every 1m"), "@every 1m");
+        let doc = to_kairos(
+            from_value(json!({"name": "tilde", "schedule": "0 ~ * * * *",
+                "executor": "shell", "executor_config": {"command": "date"}}))
+            .unwrap(),
+        )
+        .unwrap();
+        let (normalized, _) = kairos_common::job::normalize(&doc).unwrap();
+        assert_eq!(normalized.schedule, "0 50 * * * *");
+        assert_eq!(to_dkron(&normalized, Vec::new()).schedule, "0 ~ * * * *");
+        assert!(matches!(
+            from_value(json!({"name": "a", "success_count": "0,1,2"})),
+            Err(Error::InvalidArgument { field, .. }) if field == "success_count"
+        ));
     }
 
     #[test]

@@ -129,9 +129,9 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClearExecutions(self, request, context):
-        """Forgets a job's finished executions and zeroes its outcome counts (Dkron's
-        `DELETE /v1/jobs/{job}/executions`). Executions still pending or running are
-        kept and report as usual; the job's cursor and last outcome stay, so what fires
+        """Forgets a job's finished executions, its outcome counts and its last outcome
+        (Dkron's `DELETE /v1/jobs/{job}/executions`). Executions still pending or
+        running are kept and report as usual; the job's cursor stays, so what fires
         next does not change. Answers the job. Served by the leader (a follower
         forwards it); a repeat is harmless. Role: operator. INVALID_ARGUMENT: `job` is
         not a job name. NOT_FOUND: no such job.
