@@ -700,6 +700,12 @@ fn a_failed_attempt_is_retried_once_as_its_own_execution() {
         (2, 1, 21_000)
     );
     assert_eq!(retries[0].previous_executor, "e1");
+    let group = f.view.execution(1).unwrap().unwrap().group;
+    assert_eq!(
+        f.view.group_status("a", &group).unwrap(),
+        "running",
+        "a group with a retry due has not ended"
+    );
 
     let mut retry = fire("a", 1_000, 0, &["e2"]);
     retry.trigger = "retry".into();

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use kairos_common::status::ExecutionStatus;
 use kairos_proto::internal as ipb;
 use kairos_proto::v1 as pb;
 use tokio::sync::{Notify, broadcast};
@@ -359,14 +360,30 @@ impl StateView {
                 members.push(e);
             }
         }
-        let superseded: std::collections::BTreeSet<&str> = members
+        let superseded: BTreeSet<&str> = members
             .iter()
             .map(|e| e.previous_attempt.as_str())
+            .collect();
+        // A member whose retry is due but not yet started has not ended: the group
+        // is still running until that attempt reports.
+        let retrying: BTreeSet<String> = self
+            .retries
+            .read()
+            .expect("invariant: view lock is never poisoned")
+            .values()
+            .filter(|r| r.job == job)
+            .map(|r| r.retry_of.to_string())
             .collect();
         let latest: Vec<&str> = members
             .iter()
             .filter(|e| !superseded.contains(e.id.as_str()))
-            .map(|e| e.status.as_str())
+            .map(|e| {
+                if retrying.contains(&e.id) {
+                    ExecutionStatus::Running.as_str()
+                } else {
+                    e.status.as_str()
+                }
+            })
             .collect();
         Ok(super::group_status(&latest).to_string())
     }
