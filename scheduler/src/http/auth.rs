@@ -1,8 +1,8 @@
 //! The HTTP side of authorization: the same check as the gRPC layer
 //! ([`crate::auth`]), for the status page, `/metrics` and the `/v1` API. A caller
 //! brings a bearer token (`authorization` header, or the `kairos_token` cookie the
-//! web UI sets) or a client certificate. `/healthz` and `/readyz` are open; so is
-//! `/metrics` with `--metrics-open`.
+//! web UI sets) or a client certificate. `/healthz`, `/readyz` and the OpenAPI
+//! document (`/openapi.yaml`) are open; so is `/metrics` with `--metrics-open`.
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ pub const TOKEN_COOKIE: &str = "kairos_token";
 /// What a request needs.
 fn permission(core: &Core, method: &Method, path: &str) -> Permission {
     match path {
-        "/healthz" | "/readyz" | "/health" | "/logout" => Permission::Open,
+        "/healthz" | "/readyz" | "/health" | "/logout" | super::OPENAPI_PATH => Permission::Open,
         p if super::ui::is_open(p) => Permission::Open,
         "/metrics" if core.config.metrics_open => Permission::Open,
         _ if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => Permission::Read,

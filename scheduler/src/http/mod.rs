@@ -1,6 +1,13 @@
 //! The HTTP surface: `/healthz`, `/readyz`, `/metrics`, the web UI (`ui`: the
 //! dashboard at `/`, jobs, executions, the cluster) and the Dkron-compatible JSON
 //! API under `/v1` ([`dkron`]).
+//!
+//! `/openapi.yaml` is the OpenAPI document of this port's machine-readable routes
+//! (`scheduler/assets/openapi.yaml`, embedded in the binary): the `/v1` API, the
+//! health and readiness checks, `/metrics` and the UI's execution output (the live
+//! stream and the text file); not the UI's HTML pages. It is open like `/healthz`,
+//! so a tool can read it before it has a token; the clients test runs schemathesis
+//! with it against `kairos dev`, so it stays true.
 
 use std::sync::Arc;
 
@@ -13,6 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
 use crate::{Error, Result};
+
+/// The OpenAPI document served at [`OPENAPI_PATH`].
+const OPENAPI_YAML: &str = include_str!("../../assets/openapi.yaml");
+/// Where the OpenAPI document is served (open to anyone, see `auth`).
+pub const OPENAPI_PATH: &str = "/openapi.yaml";
 
 mod auth;
 pub mod dkron;
@@ -27,6 +39,7 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(OPENAPI_PATH, get(openapi))
         .merge(dkron::routes())
         .merge(ui::routes())
         .layer(axum::Extension(shutdown.clone()))
@@ -77,6 +90,10 @@ pub async fn serve_waiting(
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
 }
 
 /// How long `/readyz` waits for the leader to confirm a read.
