@@ -6,7 +6,9 @@
 //! - [`grpcurl`]: every recipe in docs/grpcurl.md, run with the real grpcurl binary.
 //! - [`dkron`]: the Dkron-compatible `/v1` API, as Dkron's documentation and its
 //!   Python clients use it, and `kairos import --from-dkron`.
+//! - [`openapi`]: /openapi.yaml, checked by schemathesis against `kairos dev`.
 
 mod dkron;
 mod grpcurl;
+mod openapi;
 mod python;
