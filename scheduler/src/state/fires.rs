@@ -169,8 +169,11 @@ impl StateMachine {
             .entry(word(ExecutionStatus::Missed))
             .or_default() += total;
         status.last_scheduled_at = Some(ts_from_ms(miss.up_to_ms));
-        status.last_outcome = word(ExecutionStatus::Missed);
-        status.last_finished_at = Some(ts_from_ms(now_ms));
+        super::machine::note_outcome(
+            status,
+            &word(ExecutionStatus::Missed),
+            Some(ts_from_ms(now_ms)),
+        );
         self.prune_history(batch, &mut entry, None)?;
         self.put_record(batch, entry);
         Ok(Ok(()))
@@ -538,8 +541,7 @@ impl StateMachine {
             .status
             .get_or_insert_with(Default::default);
         *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
-        st.last_outcome = exec.status.clone();
-        st.last_finished_at = exec.finished_at;
+        super::machine::note_outcome(st, &exec.status, exec.finished_at);
         batch.put(Cf::State, keys::job_execution(&exec.job, id), Vec::new());
         self.put_execution(batch, id, &exec);
         entry.record.history_len += 1;

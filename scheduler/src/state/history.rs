@@ -60,6 +60,8 @@ impl StateMachine {
             status.outcome_counts.clear();
             status.last_outcome.clear();
             status.last_finished_at = None;
+            status.last_success_at = None;
+            status.last_failure_at = None;
         }
         let job = job.clone();
         self.put_record(batch, entry);

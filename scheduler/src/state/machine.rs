@@ -384,6 +384,24 @@ impl StateMachine {
     }
 }
 
+/// Records a job's newest final outcome in its status: the last outcome and when it
+/// ended, and the last success or failure time.
+pub(super) fn note_outcome(
+    status: &mut pb::JobStatus,
+    outcome: &str,
+    finished_at: Option<kairos_proto::Timestamp>,
+) {
+    status.last_outcome = outcome.to_string();
+    status.last_finished_at = finished_at;
+    match outcome.parse::<kairos_common::status::ExecutionStatus>() {
+        Ok(kairos_common::status::ExecutionStatus::Succeeded) => {
+            status.last_success_at = finished_at;
+        }
+        Ok(s) if s.is_failure() => status.last_failure_at = finished_at,
+        _ => {}
+    }
+}
+
 impl StateMachine {
     pub(super) fn put_record(&mut self, batch: &mut Batch, entry: JobEntry) {
         let name = entry.name().to_string();

@@ -208,7 +208,6 @@ impl StateMachine {
             .get_or_insert_with(Default::default);
         st.running = st.running.saturating_sub(1);
         *st.outcome_counts.entry(exec.status.clone()).or_default() += 1;
-        st.last_outcome = exec.status.clone();
-        st.last_finished_at = exec.finished_at;
+        super::machine::note_outcome(st, &exec.status, exec.finished_at);
     }
 }

@@ -360,6 +360,13 @@ fn clearing_history_keeps_running_executions_and_what_fires_next() {
     f.apply(finished(2, "failed")).unwrap();
     let before = f.view.job("a").unwrap().record.clone();
     let cursor = before.cursor_ms;
+    // A failure after a success keeps the success's time, as Dkron's last_success.
+    let st = job_status(&f, "a");
+    assert_eq!(st.last_outcome, "failed");
+    assert!(
+        st.last_success_at.is_some() && st.last_failure_at.is_some(),
+        "{st:?}"
+    );
 
     let clear = |name: &str| {
         ipb::command::Kind::ClearHistory(ipb::ClearHistory {
@@ -373,6 +380,10 @@ fn clearing_history_keeps_running_executions_and_what_fires_next() {
     assert!(status.outcome_counts.is_empty(), "{status:?}");
     assert_eq!(status.last_outcome, "", "the last outcome is forgotten too");
     assert_eq!(status.last_finished_at, None);
+    assert_eq!(
+        (status.last_success_at, status.last_failure_at),
+        (None, None)
+    );
     let ids: Vec<String> = f
         .view
         .executions_page(Some("a"), None, 100)

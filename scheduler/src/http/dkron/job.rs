@@ -673,13 +673,18 @@ pub fn to_dkron(job: &pb::Job, children: Vec<String>) -> DkronJob {
         expires_at: job.expires_at.as_ref().map(dt_from_ts),
         success_count: count_of(ExecutionStatus::Succeeded),
         error_count: errors,
-        last_success: (last_outcome == Some(ExecutionStatus::Succeeded))
-            .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
-            .flatten(),
-        last_error: last_outcome
-            .is_some_and(ExecutionStatus::is_failure)
-            .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
-            .flatten(),
+        last_success: status.last_success_at.as_ref().map(dt_from_ts).or_else(|| {
+            // Records written before `last_success_at` existed.
+            (last_outcome == Some(ExecutionStatus::Succeeded))
+                .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
+                .flatten()
+        }),
+        last_error: status.last_failure_at.as_ref().map(dt_from_ts).or_else(|| {
+            last_outcome
+                .is_some_and(ExecutionStatus::is_failure)
+                .then(|| status.last_finished_at.as_ref().map(dt_from_ts))
+                .flatten()
+        }),
         status: dkron_status(&status),
         next: status.next_fire_at.as_ref().map(dt_from_ts),
         command: String::new(),

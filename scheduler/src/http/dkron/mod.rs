@@ -162,7 +162,8 @@ fn execution(e: &pb::Execution) -> Value {
         "success": ExecutionStatus::of(e) == Some(ExecutionStatus::Succeeded),
         "output": e.output,
         "node_name": e.executor,
-        "group": e.group,
+        // Dkron's group is a number; Kairos's is the first execution's id.
+        "group": e.group.parse::<u64>().ok(),
         "attempt": e.attempt,
         "status": e.status,
     })

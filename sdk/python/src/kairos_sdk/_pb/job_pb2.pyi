@@ -187,7 +187,7 @@ class History(_message.Message):
     def __init__(self, keep: _Optional[int] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("next_fire_at", "last_scheduled_at", "last_outcome", "last_finished_at", "outcome_counts", "running", "paused_reason", "queued_at", "pending_retries", "backfills")
+    __slots__ = ("next_fire_at", "last_scheduled_at", "last_outcome", "last_finished_at", "outcome_counts", "running", "paused_reason", "queued_at", "pending_retries", "backfills", "last_success_at", "last_failure_at")
     class OutcomeCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,8 @@ class JobStatus(_message.Message):
     QUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     PENDING_RETRIES_FIELD_NUMBER: _ClassVar[int]
     BACKFILLS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_AT_FIELD_NUMBER: _ClassVar[int]
     next_fire_at: _timestamp_pb2.Timestamp
     last_scheduled_at: _timestamp_pb2.Timestamp
     last_outcome: str
@@ -215,7 +217,9 @@ class JobStatus(_message.Message):
     queued_at: _timestamp_pb2.Timestamp
     pending_retries: int
     backfills: int
-    def __init__(self, next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_outcome: _Optional[str] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome_counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., paused_reason: _Optional[str] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pending_retries: _Optional[int] = ..., backfills: _Optional[int] = ...) -> None: ...
+    last_success_at: _timestamp_pb2.Timestamp
+    last_failure_at: _timestamp_pb2.Timestamp
+    def __init__(self, next_fire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_outcome: _Optional[str] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome_counts: _Optional[_Mapping[str, int]] = ..., running: _Optional[int] = ..., paused_reason: _Optional[str] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pending_retries: _Optional[int] = ..., backfills: _Optional[int] = ..., last_success_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PutJobRequest(_message.Message):
     __slots__ = ("job", "expected_version")
