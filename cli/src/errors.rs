@@ -6,13 +6,17 @@
 //! by the code in brackets, `... [invalid_argument]` — the code is what scripts and
 //! people search for, and the status's transport-level source would only repeat it.
 //!
+//! A scheduler's answer reaches here inside a [`kairos_client::Error`], and is
+//! written the same way. A call that may have taken effect before it failed
+//! ([`kairos_client::Error::Ambiguous`]: a run, a deletion, a new token) says so
+//! before the status, so nobody repeats it blindly.
+//!
 //! An `Unavailable` that carries the `kairos-leader` metadata says where the leader
 //! is, so the user can re-run with `--endpoint` pointed there.
 //!
 //! Not here: deciding exit codes beyond success/failure, and retrying — the client
 //! reports what happened and leaves the decision to the caller.
 
-use kairos_proto::LEADER_METADATA_KEY;
 use tonic::{Code, Status};
 
 /// The single-line message for `err` (without the `error: ` prefix).
@@ -22,6 +26,20 @@ pub fn render(err: &anyhow::Error) -> String {
         if let Some(status) = cause.downcast_ref::<Status>() {
             parts.push(describe_status(status));
             break;
+        }
+        match cause.downcast_ref::<kairos_client::Error>() {
+            Some(kairos_client::Error::Status(status)) => {
+                parts.push(describe_status(status));
+                break;
+            }
+            Some(kairos_client::Error::Ambiguous { call, status }) => {
+                parts.push(format!(
+                    "{call} may have taken effect before it failed: {}",
+                    describe_status(status)
+                ));
+                break;
+            }
+            _ => {}
         }
         let text = cause.to_string();
         // Some errors repeat their source in their own message; say it once.
@@ -53,13 +71,7 @@ pub fn describe_status(status: &Status) -> String {
 
 /// The leader's address a follower put into an `Unavailable` answer, if any.
 pub fn leader_of(status: &Status) -> Option<String> {
-    status
-        .metadata()
-        .get(LEADER_METADATA_KEY)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|leader| !leader.is_empty())
-        .map(str::to_string)
+    kairos_client::error::leader_of(status)
 }
 
 /// The gRPC code's canonical name in lowercase with underscores.
@@ -93,6 +105,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use anyhow::Context as _;
+    use kairos_proto::LEADER_METADATA_KEY;
     use tonic::metadata::MetadataValue;
 
     use super::*;
@@ -130,6 +143,29 @@ mod tests {
         let line = render(&anyhow::Error::new(status));
         assert!(line.starts_with("not the leader [unavailable]"), "{line}");
         assert!(line.contains("10.0.0.2:7070"), "{line}");
+    }
+
+    #[test]
+    fn client_errors_render_as_their_status() {
+        let mut status = Status::unavailable("the leader did not answer");
+        status.metadata_mut().insert(
+            LEADER_METADATA_KEY,
+            MetadataValue::from_static("10.0.0.2:7070"),
+        );
+        let plain = anyhow::Error::new(kairos_client::Error::Status(Status::not_found(
+            "job a not found",
+        )));
+        assert_eq!(render(&plain), "job a not found [not_found]");
+        let ambiguous = anyhow::Error::new(kairos_client::Error::Ambiguous {
+            call: "RunJob",
+            status,
+        })
+        .context("job/a may have started");
+        assert_eq!(
+            render(&ambiguous),
+            "job/a may have started: RunJob may have taken effect before it failed: \
+             the leader did not answer [unavailable] (the leader is 10.0.0.2:7070; try --endpoint 10.0.0.2:7070)"
+        );
     }
 
     #[test]

@@ -12,24 +12,16 @@
 use chrono::{DateTime, Utc};
 use kairos_proto::v1 as pb;
 
-use super::{Client, unary};
+use super::Client;
 use crate::args::ClusterCommand;
 use crate::output::{self, Table};
 
 pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()> {
-    let mut cluster = client.cluster();
+    let api = client.api();
     let (status, note) = match command {
-        ClusterCommand::Status => (
-            cluster.get_status(unary(pb::GetStatusRequest {})).await?,
-            None,
-        ),
+        ClusterCommand::Status => (api.cluster_status().await?, None),
         ClusterCommand::AddScheduler { id, addr } => (
-            cluster
-                .add_scheduler(unary(pb::AddSchedulerRequest {
-                    id,
-                    addr: addr.clone(),
-                }))
-                .await?,
+            api.add_scheduler(id, &addr).await?,
             Some(format!("scheduler {id} ({addr}) added")),
         ),
         ClusterCommand::RemoveScheduler {
@@ -37,9 +29,7 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()>
             above: _,
             timeout: _,
         } => (
-            cluster
-                .remove_scheduler(unary(pb::RemoveSchedulerRequest { id }))
-                .await?,
+            api.remove_scheduler(id).await?,
             Some(format!("scheduler {id} removed")),
         ),
         ClusterCommand::RemoveScheduler {
@@ -48,16 +38,13 @@ pub async fn run(client: &Client, command: ClusterCommand) -> anyhow::Result<()>
             timeout,
         } => {
             let above = above.ok_or_else(|| anyhow::anyhow!("give an id or --above N"))?;
-            remove_above(&mut cluster, above, timeout).await?
+            remove_above(api, above, timeout).await?
         }
         ClusterCommand::TransferLeader { id } => (
-            cluster
-                .transfer_leader(unary(pb::TransferLeaderRequest { id }))
-                .await?,
+            api.transfer_leader(id).await?,
             Some(format!("leadership transfer to scheduler {id} requested")),
         ),
     };
-    let status = status.into_inner();
     output::emit(client.output(), &status, |status| {
         let mut text = note.map(|n| format!("{n}\n\n")).unwrap_or_default();
         text.push_str(&status_text(status, Utc::now()));
@@ -73,16 +60,15 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// for). A refusal the server may lift by itself — no live quorum for the rest, a
 /// membership change in progress, no leader — is asked again until `timeout`.
 async fn remove_above(
-    cluster: &mut pb::cluster_service_client::ClusterServiceClient<super::Conn>,
+    api: &kairos_client::Client,
     n: u64,
     timeout: std::time::Duration,
-) -> anyhow::Result<(tonic::Response<pb::ClusterStatus>, Option<String>)> {
+) -> anyhow::Result<(pb::ClusterStatus, Option<String>)> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut removed = Vec::new();
     loop {
-        let status = cluster.get_status(unary(pb::GetStatusRequest {})).await?;
+        let status = api.cluster_status().await?;
         let mut above: Vec<u64> = status
-            .get_ref()
             .schedulers
             .iter()
             .map(|s| s.id)
@@ -98,49 +84,43 @@ async fn remove_above(
             };
             return Ok((status, Some(note)));
         };
-        match cluster
-            .remove_scheduler(unary(pb::RemoveSchedulerRequest { id }))
-            .await
-        {
+        // An ambiguous removal is asked again like any other transient refusal: a
+        // second removal of a removed node answers NotFound, which counts as removed.
+        let err = match api.remove_scheduler(id).await {
             Ok(_) => {
                 eprintln!("scheduler {id} removed");
                 removed.push(id);
+                continue;
             }
+            Err(err) => err,
+        };
+        let (code, message) = match err.status() {
+            Some(s) => (s.code(), s.message().to_string()),
+            None => return Err(err.into()),
+        };
+        match code {
             // Already gone (a node listing itself after its removal).
-            Err(s) if s.code() == tonic::Code::NotFound => removed.push(id),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::FailedPrecondition
-                        | tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                ) =>
-            {
+            tonic::Code::NotFound => removed.push(id),
+            tonic::Code::FailedPrecondition
+            | tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded => {
                 if tokio::time::Instant::now() + RETRY_PAUSE > deadline {
                     anyhow::bail!(
-                        "scheduler {id} could not be removed within {}: {}",
+                        "scheduler {id} could not be removed within {}: {message}",
                         kairos_common::duration::format_duration(timeout),
-                        s.message()
                     );
                 }
-                eprintln!(
-                    "scheduler {id} not removed yet ({}); asking again",
-                    s.message()
-                );
+                eprintln!("scheduler {id} not removed yet ({message}); asking again");
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
-            Err(s) => return Err(s.into()),
+            _ => return Err(err.into()),
         }
     }
 }
 
 /// `kairos executors`.
 pub async fn executors(client: &Client) -> anyhow::Result<()> {
-    let response = client
-        .cluster()
-        .list_executors(unary(pb::ListExecutorsRequest {}))
-        .await?
-        .into_inner();
+    let response = client.api().list_executors().await?;
     output::emit(client.output(), &response, |r| {
         executors_table(&r.executors, Utc::now())
     })

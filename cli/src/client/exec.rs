@@ -12,54 +12,43 @@
 //! - `cancel ID` prints the execution as the scheduler returned it; cancelling is
 //!   asynchronous, so it may still say `running`.
 //!
-//! [`wait`] is the engine of `kairos job run --wait`: it polls `GetExecution` every
-//! [`POLL_INTERVAL`] until the status is final, and when a failed, timed-out or lost
-//! attempt has retries left under the job's policy it follows the next attempt of
-//! the same scheduled instant, so "did my run succeed?" gets the final answer.
+//! [`wait`] is `kairos job run --wait`: [`kairos_client::Client::wait`] polls the
+//! execution until it ends, following its retries, and this module says on stderr
+//! when it moves on to the next attempt.
 
-use std::str::FromStr as _;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
+use kairos_client::WaitEvent;
+pub use kairos_client::executions::is_final;
 use kairos_common::status::ExecutionStatus;
 use kairos_proto::v1 as pb;
-use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Client, unary};
+use super::Client;
 use crate::args::ExecCommand;
 use crate::output::{self, Fields, OutputFormat, Table};
-
-/// Time between two polls while waiting for a run.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-/// The most executions asked for in one page (the server's cap).
-const MAX_PAGE_SIZE: u32 = 1000;
-
-/// Executions looked at when searching for the next attempt of a run.
-const RETRY_SEARCH_PAGE_SIZE: u32 = 100;
 
 pub async fn run(client: &Client, command: ExecCommand) -> anyhow::Result<()> {
     match command {
         ExecCommand::List { job, limit } => {
-            let list = list(client, job.unwrap_or_default(), limit).await?;
+            let list = client
+                .api()
+                .list_executions(&job.unwrap_or_default(), limit)
+                .await?;
             output::emit(client.output(), &list, |list| {
                 executions_table(&list.executions, Utc::now())
             })
         }
         ExecCommand::Get { id } => {
-            let execution = get(client, &id).await?;
+            let execution = client.api().get_execution(&id).await?;
             output::emit(client.output(), &execution, |e| {
                 execution_detail(e, Utc::now())
             })
         }
         ExecCommand::Logs { id, follow } => logs(client, id, follow).await,
         ExecCommand::Cancel { id } => {
-            let execution = client
-                .executions()
-                .cancel_execution(unary(pb::CancelExecutionRequest { id }))
-                .await?
-                .into_inner();
+            let execution = client.api().cancel_execution(&id).await?;
             output::emit(client.output(), &execution, |e| {
                 if is_final(&e.status) {
                     format!("execution {} {}\n", e.id, e.status)
@@ -75,100 +64,14 @@ pub async fn run(client: &Client, command: ExecCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn get(client: &Client, id: &str) -> anyhow::Result<pb::Execution> {
-    Ok(client
-        .executions()
-        .get_execution(unary(pb::GetExecutionRequest { id: id.to_string() }))
-        .await?
-        .into_inner())
-}
-
-/// Up to `limit` executions (0 = all), newest first, as one response.
-async fn list(
-    client: &Client,
-    job: String,
-    limit: u32,
-) -> anyhow::Result<pb::ListExecutionsResponse> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut executions = client.executions();
-    let mut all = pb::ListExecutionsResponse::default();
-    let mut token = String::new();
-    loop {
-        let remaining = if limit == 0 {
-            usize::MAX
-        } else {
-            limit.saturating_sub(all.executions.len())
-        };
-        let page_size = u32::try_from(remaining)
-            .unwrap_or(u32::MAX)
-            .min(MAX_PAGE_SIZE);
-        let page = executions
-            .list_executions(unary(pb::ListExecutionsRequest {
-                job: job.clone(),
-                page_size,
-                page_token: token.clone(),
-            }))
-            .await?
-            .into_inner();
-        all.executions.extend(page.executions);
-        all.next_page_token = page.next_page_token.clone();
-        let enough = limit != 0 && all.executions.len() >= limit;
-        if page.next_page_token.is_empty() || enough {
-            break;
-        }
-        if page.next_page_token == token {
-            bail!("the scheduler returned the same page token twice ({token:?})");
-        }
-        token = page.next_page_token;
-    }
-    if limit != 0 {
-        all.executions.truncate(limit);
-    }
-    Ok(all)
-}
-
+/// `exec logs`: the chunks as they arrive (the stored output from a scheduler
+/// without `TailOutput`).
 async fn logs(client: &Client, id: String, follow: bool) -> anyhow::Result<()> {
-    let mut request = tonic::Request::new(pb::TailOutputRequest {
-        id: id.clone(),
-        follow,
-    });
-    if !follow {
-        request.set_timeout(super::REQUEST_TIMEOUT);
-    }
-    let mut stream = match client.executions().tail_output(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) if status.code() == tonic::Code::Unimplemented => {
-            return stored_output(client, &id, follow).await;
-        }
-        Err(status) => return Err(status.into()),
-    };
-    while let Some(chunk) = stream.message().await? {
+    let mut output = client.api().tail_output(&id, follow).await?;
+    while let Some(chunk) = output.next().await? {
         print_chunk(client.output(), chunk)?;
     }
     Ok(())
-}
-
-/// `exec logs` against a scheduler without `TailOutput`: the output stored with the
-/// execution, once it has ended when following.
-async fn stored_output(client: &Client, id: &str, follow: bool) -> anyhow::Result<()> {
-    let mut execution = get(client, id).await?;
-    if follow {
-        let mut ticker = tokio::time::interval(POLL_INTERVAL);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        while !is_final(&execution.status) {
-            ticker.tick().await;
-            execution = get(client, id).await?;
-        }
-    }
-    if execution.output.is_empty() {
-        return Ok(());
-    }
-    print_chunk(
-        client.output(),
-        pb::OutputChunk {
-            data: execution.output,
-        },
-    )
 }
 
 /// One chunk: raw text for tables, one JSON line, or one YAML document.
@@ -181,95 +84,29 @@ fn print_chunk(format: OutputFormat, chunk: pb::OutputChunk) -> anyhow::Result<(
     output::print(&text)
 }
 
-/// Polls `execution` until it ends, following its retries, for at most `timeout`.
+/// Waits for `execution` to end, following its retries, for at most `timeout`;
+/// says on stderr when it moves on to the next attempt.
 pub async fn wait(
     client: &Client,
     execution: pb::Execution,
     timeout: Duration,
 ) -> anyhow::Result<pb::Execution> {
-    let deadline = Instant::now() + timeout;
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut max_attempts: Option<u32> = None;
-    let mut current = execution;
-    loop {
-        if is_final(&current.status) {
-            if !retryable(&current.status) {
-                return Ok(current);
-            }
-            let max = match max_attempts {
-                Some(max) => max,
-                None => {
-                    let job = client
-                        .jobs()
-                        .get_job(unary(pb::GetJobRequest {
-                            name: current.job.clone(),
-                        }))
-                        .await?
-                        .into_inner();
-                    let max = job.retry.map_or(1, |r| r.max_attempts.max(1));
-                    max_attempts = Some(max);
-                    max
-                }
-            };
-            if current.attempt >= max {
-                return Ok(current);
-            }
-            eprintln!(
-                "execution {} (attempt {}) {}; waiting for attempt {} of {max}",
-                current.id,
-                current.attempt,
-                current.status,
-                current.attempt + 1
-            );
-            current = loop {
-                if Instant::now() >= deadline {
-                    return Err(still_running(&current, timeout));
-                }
-                ticker.tick().await;
-                if let Some(next) = next_attempt(client, &current).await? {
-                    break next;
-                }
-            };
-            continue;
-        }
-        if Instant::now() >= deadline {
-            return Err(still_running(&current, timeout));
-        }
-        ticker.tick().await;
-        current = get(client, &current.id).await?;
-    }
-}
-
-/// The attempt after `execution` for the same scheduled instant, once it exists.
-async fn next_attempt(
-    client: &Client,
-    execution: &pb::Execution,
-) -> anyhow::Result<Option<pb::Execution>> {
-    let page = client
-        .executions()
-        .list_executions(unary(pb::ListExecutionsRequest {
-            job: execution.job.clone(),
-            page_size: RETRY_SEARCH_PAGE_SIZE,
-            page_token: String::new(),
-        }))
-        .await?
-        .into_inner();
-    Ok(page
-        .executions
-        .into_iter()
-        .find(|e| e.scheduled_at == execution.scheduled_at && e.attempt == execution.attempt + 1))
-}
-
-fn still_running(execution: &pb::Execution, timeout: Duration) -> anyhow::Error {
-    anyhow!(
-        "execution {} of job/{} is still {} after {}; it goes on (see `kairos exec get {}`)",
-        execution.id,
-        execution.job,
-        output::or_none(&execution.status),
-        kairos_common::duration::format_duration(timeout),
-        execution.id
-    )
+    let finished = client
+        .api()
+        .wait(execution, timeout, |event| match event {
+            WaitEvent::Retrying {
+                execution,
+                max_attempts,
+            } => eprintln!(
+                "execution {} (attempt {}) {}; waiting for attempt {} of {max_attempts}",
+                execution.id,
+                execution.attempt,
+                execution.status,
+                execution.attempt + 1
+            ),
+        })
+        .await?;
+    Ok(finished)
 }
 
 /// Ok for a succeeded execution; otherwise an error saying how it ended.
@@ -289,20 +126,6 @@ pub fn require_success(execution: &pb::Execution) -> anyhow::Result<()> {
         execution.id,
         execution.job,
         output::or_none(&execution.status)
-    )
-}
-
-/// Only `pending` and `running` are transient; a word this client does not know is
-/// taken as final, since the contract adds outcomes, never transient states.
-pub fn is_final(status: &str) -> bool {
-    ExecutionStatus::from_str(status).map_or(true, ExecutionStatus::is_final)
-}
-
-/// Outcomes the retry policy acts on.
-fn retryable(status: &str) -> bool {
-    matches!(
-        ExecutionStatus::from_str(status),
-        Ok(ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Lost)
     )
 }
 
@@ -527,12 +350,5 @@ mod tests {
             "execution 42 of job/nightly ended failed (exit code 2)"
         );
         Ok(())
-    }
-
-    #[test]
-    fn final_statuses() {
-        assert!(!is_final("pending") && !is_final("running"));
-        assert!(is_final("succeeded") && is_final("no_target") && is_final("some_future_outcome"));
-        assert!(retryable("lost") && !retryable("cancelled") && !retryable("succeeded"));
     }
 }

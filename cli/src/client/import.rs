@@ -27,7 +27,7 @@ use kairos_proto::v1 as pb;
 use kairos_scheduler::http::dkron::{job as dkron_job, parents_first};
 use serde_json::Value;
 
-use super::{Client, unary};
+use super::Client;
 use crate::args::ImportArgs;
 use crate::output;
 
@@ -40,36 +40,24 @@ const MAX_EXPORT_BYTES: usize = 256 * 1024 * 1024;
 pub async fn run(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
     let (source, text) = read_export(&args.from_dkron).await?;
     let jobs = translate(&source, &text)?;
-    let mut api = client.jobs();
+    let api = client.api();
     if args.dry_run {
         for job in &jobs {
-            let verb = match api
-                .get_job(unary(pb::GetJobRequest {
-                    name: job.name.clone(),
-                }))
-                .await
-            {
+            let verb = match api.get_job(&job.name).await {
                 Ok(_) => "would be updated",
-                Err(status) if status.code() == tonic::Code::NotFound => "would be created",
-                Err(status) => return Err(status.into()),
+                Err(e) if e.code() == Some(tonic::Code::NotFound) => "would be created",
+                Err(e) => return Err(e.into()),
             };
             output::print(&format!("job/{} {verb}\n", job.name))?;
         }
         return Ok(());
     }
     for (index, job) in jobs.iter().enumerate() {
-        let result = api
-            .put_job(unary(pb::PutJobRequest {
-                job: Some(job.clone()),
-                expected_version: None,
-            }))
-            .await;
-        match result {
+        match api.put_job(job.clone()).await {
             Ok(response) => {
-                let response = response.into_inner();
                 output::print(&format!("job/{} {}\n", job.name, response.result))?;
             }
-            Err(status) => {
+            Err(error) => {
                 let names = |jobs: &[pb::Job]| -> String {
                     let names: Vec<String> =
                         jobs.iter().map(|j| format!("job/{}", j.name)).collect();
@@ -79,7 +67,7 @@ pub async fn run(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
                         names.join(", ")
                     }
                 };
-                return Err(anyhow::Error::new(status).context(format!(
+                return Err(anyhow::Error::new(error).context(format!(
                     "job/{} was refused (imported before it: {}; not tried: {})",
                     job.name,
                     names(&jobs[..index]),
@@ -94,7 +82,7 @@ pub async fn run(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
 /// The export's text, and a name for it in messages.
 async fn read_export(from: &str) -> anyhow::Result<(String, String)> {
     if !(from.starts_with("http://") || from.starts_with("https://")) {
-        return super::job_file::read(from).await;
+        return Ok(kairos_client::documents::read(from).await?);
     }
     let url = match from.split_once("://") {
         Some((_, rest)) if !rest.trim_end_matches('/').contains('/') => {

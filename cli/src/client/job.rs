@@ -28,12 +28,11 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use kairos_proto::v1 as pb;
 
-use super::{Client, exec, job_diff, job_file, unary};
+use kairos_client::documents;
+
+use super::{Client, exec, job_diff};
 use crate::args::JobCommand;
 use crate::output::{self, Fields, OutputFormat, Table};
-
-/// Jobs asked for per `ListJobs` page.
-const LIST_PAGE_SIZE: u32 = 500;
 
 /// Instants `job backfill` lists in table mode; the rest are counted.
 const BACKFILL_LISTED: usize = 50;
@@ -43,38 +42,30 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
         JobCommand::Apply { file } => apply(client, &file).await,
         JobCommand::Diff { file } => job_diff::run(client, &file).await,
         JobCommand::Get { name } => {
-            let job = client
-                .jobs()
-                .get_job(unary(pb::GetJobRequest { name }))
-                .await?
-                .into_inner();
+            let job = client.api().get_job(&name).await?;
             output::emit(client.output(), &job, |job| job_detail(job, Utc::now()))
         }
         JobCommand::List { filter } => {
-            let list = list_all(client, filter.unwrap_or_default()).await?;
+            let jobs = client.api().list_jobs(&filter.unwrap_or_default()).await?;
+            let list = pb::ListJobsResponse {
+                jobs,
+                next_page_token: String::new(),
+            };
             output::emit(client.output(), &list, |list| jobs_table(&list.jobs))
         }
         JobCommand::Delete { name, cascade } => {
-            let response = client
-                .jobs()
-                .delete_job(unary(pb::DeleteJobRequest {
-                    name: name.clone(),
-                    cascade,
-                }))
-                .await
-                .map_err(|status| {
-                    let refused = status.code() == tonic::Code::FailedPrecondition && !cascade;
-                    let err = anyhow::Error::new(status);
-                    if refused {
-                        // The usual reason: the job has dependents.
-                        err.context(format!(
-                            "job/{name} not deleted (--cascade deletes its dependents too)"
-                        ))
-                    } else {
-                        err
-                    }
-                })?
-                .into_inner();
+            let response = client.api().delete_job(&name, cascade).await.map_err(|e| {
+                let refused = e.code() == Some(tonic::Code::FailedPrecondition) && !cascade;
+                let err = anyhow::Error::new(e);
+                if refused {
+                    // The usual reason: the job has dependents.
+                    err.context(format!(
+                        "job/{name} not deleted (--cascade deletes its dependents too)"
+                    ))
+                } else {
+                    err
+                }
+            })?;
             output::emit(client.output(), &response, |response| {
                 deleted_text(&name, response)
             })
@@ -88,7 +79,7 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
             rate,
         } => {
             let request = backfill_request(name, from, to, dry_run, parallel, rate)?;
-            let response = client.jobs().backfill(unary(request)).await?.into_inner();
+            let response = client.api().backfill(request).await?;
             output::emit(client.output(), &response, |response| {
                 backfill_text(response, dry_run)
             })
@@ -98,11 +89,18 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
             wait,
             timeout,
         } => {
-            let response = client
-                .jobs()
-                .run_job(unary(pb::RunJobRequest { name: name.clone() }))
-                .await?
-                .into_inner();
+            let response = client.api().run_job(&name).await.map_err(|e| {
+                let ambiguous = matches!(e, kairos_client::Error::Ambiguous { .. });
+                let err = anyhow::Error::new(e);
+                if ambiguous {
+                    // Never run it again blindly: it may be running already.
+                    err.context(format!(
+                        "job/{name} may have started (see `kairos exec list --job {name}` before running it again)"
+                    ))
+                } else {
+                    err
+                }
+            })?;
             if response.queued {
                 // Concurrency `queue`: the run starts when the current one ends.
                 return output::emit(client.output(), &response, |_| {
@@ -129,21 +127,13 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Pause { name, reason } => {
             let job = client
-                .jobs()
-                .pause_job(unary(pb::PauseJobRequest {
-                    name: name.clone(),
-                    reason: reason.unwrap_or_default(),
-                }))
-                .await?
-                .into_inner();
+                .api()
+                .pause_job(&name, &reason.unwrap_or_default())
+                .await?;
             output::emit(client.output(), &job, |_| format!("job/{name} paused\n"))
         }
         JobCommand::Resume { name } => {
-            let job = client
-                .jobs()
-                .resume_job(unary(pb::ResumeJobRequest { name: name.clone() }))
-                .await?
-                .into_inner();
+            let job = client.api().resume_job(&name).await?;
             output::emit(client.output(), &job, |job| {
                 let next = job.status.as_ref().and_then(|s| s.next_fire_at.as_ref());
                 match next {
@@ -169,15 +159,14 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
                 _ => bail!("give either a job name or -f FILE"),
             };
             let response = client
-                .jobs()
-                .preview_schedule(unary(pb::PreviewScheduleRequest {
+                .api()
+                .preview_schedule(pb::PreviewScheduleRequest {
                     subject: Some(subject),
                     from: from.map(output::timestamp),
                     to: to.map(output::timestamp),
                     limit: limit.unwrap_or_default(),
-                }))
-                .await?
-                .into_inner();
+                })
+                .await?;
             output::emit(client.output(), &response, preview_table)
         }
     }
@@ -185,46 +174,37 @@ pub async fn run(client: &Client, command: JobCommand) -> anyhow::Result<()> {
 
 /// `job apply`: every job in the file, in order, stopping at the first refusal.
 async fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
-    let (source, text) = job_file::read(file).await?;
-    let docs = job_file::parse(&source, &text)?;
-    job_file::check_documents(&source, &docs)?;
+    let (source, docs) = documents::load(file).await?;
+    documents::check(&source, &docs)?;
 
     let table = client.output() == OutputFormat::Table;
-    let mut jobs = client.jobs();
-    let mut responses: Vec<pb::PutJobResponse> = Vec::new();
-    for (index, doc) in docs.iter().enumerate() {
-        let name = &doc.job.name;
-        let result = jobs
-            .put_job(unary(pb::PutJobRequest {
-                job: Some(doc.job.clone()),
-                expected_version: None,
-            }))
-            .await;
-        match result {
-            Ok(response) => {
-                let response = response.into_inner();
-                if table {
-                    let verb = if response.result.is_empty() {
-                        "applied"
-                    } else {
-                        response.result.as_str()
-                    };
-                    output::print(&format!("job/{name} {verb}\n"))?;
-                }
-                responses.push(response);
+    let mut printed: anyhow::Result<()> = Ok(());
+    let applied = client
+        .api()
+        .apply(&docs, |doc, response| {
+            if table && printed.is_ok() {
+                let verb = if response.result.is_empty() {
+                    "applied"
+                } else {
+                    response.result.as_str()
+                };
+                printed = output::print(&format!("job/{} {verb}\n", doc.job.name));
             }
-            Err(status) => {
-                if !table && docs.len() > 1 {
-                    print_responses(client.output(), &responses)?;
-                }
-                let applied = job_list(docs[..index].iter().map(|d| &d.job.name));
-                let not_tried = job_list(docs[index + 1..].iter().map(|d| &d.job.name));
-                return Err(anyhow::Error::new(status).context(format!(
-                    "job/{name} ({}) was refused (applied before it: {applied}; not tried: {not_tried})",
-                    doc.origin
-                )));
-            }
+        })
+        .await;
+    printed?;
+    let responses = applied.responses;
+    if let Some((index, error)) = applied.refused {
+        if !table && docs.len() > 1 {
+            print_responses(client.output(), &responses)?;
         }
+        let doc = &docs[index];
+        let applied = job_list(docs[..index].iter().map(|d| &d.job.name));
+        let not_tried = job_list(docs[index + 1..].iter().map(|d| &d.job.name));
+        return Err(anyhow::Error::new(error).context(format!(
+            "job/{} ({}) was refused (applied before it: {applied}; not tried: {not_tried})",
+            doc.job.name, doc.origin
+        )));
     }
     if !table {
         if let [only] = responses.as_slice() {
@@ -252,38 +232,11 @@ fn job_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
 
 /// The one job in a file (for `preview -f`).
 async fn single_job(file: &str) -> anyhow::Result<pb::Job> {
-    let (source, text) = job_file::read(file).await?;
-    let mut docs = job_file::parse(&source, &text)?;
+    let (source, mut docs) = documents::load(file).await?;
     match docs.len() {
         1 => Ok(docs.remove(0).job),
         0 => bail!("{source}: no job found"),
         n => bail!("{source}: holds {n} jobs; preview takes one"),
-    }
-}
-
-/// Every job (whose metadata matches `filter`, when not empty), following pages to
-/// the end, as one response.
-async fn list_all(client: &Client, filter: String) -> anyhow::Result<pb::ListJobsResponse> {
-    let mut jobs = client.jobs();
-    let mut all = pb::ListJobsResponse::default();
-    let mut token = String::new();
-    loop {
-        let page = jobs
-            .list_jobs(unary(pb::ListJobsRequest {
-                page_size: LIST_PAGE_SIZE,
-                page_token: token.clone(),
-                filter: filter.clone(),
-            }))
-            .await?
-            .into_inner();
-        all.jobs.extend(page.jobs);
-        if page.next_page_token.is_empty() {
-            return Ok(all);
-        }
-        if page.next_page_token == token {
-            bail!("the scheduler returned the same page token twice ({token:?})");
-        }
-        token = page.next_page_token;
     }
 }
 

@@ -29,30 +29,30 @@ use anyhow::{Context as _, anyhow};
 use kairos_proto::v1 as pb;
 use serde::Serialize;
 
-use super::{Client, job_file, unary};
+use kairos_client::documents::{self, JobDoc};
+
+use super::Client;
 use crate::output::{self, OutputFormat};
 use kairos_common::line_diff;
 
 /// `job diff -f FILE`.
 pub async fn run(client: &Client, file: &str) -> anyhow::Result<()> {
-    let (source, text) = job_file::read(file).await?;
-    let docs = job_file::parse(&source, &text)?;
-    job_file::check_documents(&source, &docs)?;
+    let (source, docs) = documents::load(file).await?;
+    documents::check(&source, &docs)?;
     let desired = docs
         .iter()
         .map(|doc| normalize(&source, doc))
         .collect::<anyhow::Result<Vec<pb::Job>>>()?;
 
     let table = client.output() == OutputFormat::Table;
-    let mut jobs = client.jobs();
     let mut diffs = Vec::with_capacity(desired.len());
     for job in desired {
         let name = job.name.clone();
-        let stored = match jobs.get_job(unary(pb::GetJobRequest { name })).await {
-            Ok(response) => Some(response.into_inner()),
-            Err(status) if status.code() == tonic::Code::NotFound => None,
-            Err(status) => {
-                return Err(anyhow::Error::new(status))
+        let stored = match client.api().get_job(&name).await {
+            Ok(job) => Some(job),
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => None,
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
                     .with_context(|| format!("reading job/{}", job.name));
             }
         };
@@ -72,7 +72,7 @@ pub async fn run(client: &Client, file: &str) -> anyhow::Result<()> {
 }
 
 /// The document as the server would store it, or the refusal it would answer.
-fn normalize(source: &str, doc: &job_file::JobDoc) -> anyhow::Result<pb::Job> {
+fn normalize(source: &str, doc: &JobDoc) -> anyhow::Result<pb::Job> {
     kairos_common::job::normalize(&doc.job)
         .map(|(job, _)| job)
         .map_err(|e| {
@@ -117,7 +117,7 @@ impl JobDiff {
     /// the normalized `desired` document.
     pub fn new(stored: Option<pb::Job>, desired: pb::Job) -> Self {
         let current = stored.map(|mut job| {
-            job_file::strip_output_only(&mut job);
+            documents::strip_output_only(&mut job);
             job
         });
         JobDiff { current, desired }
@@ -345,7 +345,7 @@ job/nightly-report
 
     #[test]
     fn a_job_the_server_would_refuse_is_named_with_its_document() -> anyhow::Result<()> {
-        let docs = job_file::parse(
+        let docs = documents::parse(
             "jobs.yaml",
             "name: a\nschedule: '@daily'\nshell: {command: 'true'}\n---\nname: b\nschedule: '61 * * * *'\nshell: {command: 'true'}\n",
         )?;

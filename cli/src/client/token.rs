@@ -7,18 +7,15 @@
 use chrono::Utc;
 use kairos_proto::v1 as pb;
 
-use super::{Client, unary};
+use super::Client;
 use crate::args::TokenCommand;
 use crate::output::{self, Table};
 
 pub async fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
-    let mut tokens = client.tokens();
+    let api = client.api();
     match command {
         TokenCommand::Create { name, role } => {
-            let answer = tokens
-                .create_token(unary(pb::CreateTokenRequest { name, role }))
-                .await?
-                .into_inner();
+            let answer = api.create_token(&name, &role).await?;
             output::emit(client.output(), &answer, |answer| {
                 let who = answer
                     .info
@@ -32,17 +29,11 @@ pub async fn run(client: &Client, command: TokenCommand) -> anyhow::Result<()> {
             })
         }
         TokenCommand::List => {
-            let list = tokens
-                .list_tokens(unary(pb::ListTokensRequest {}))
-                .await?
-                .into_inner();
+            let list = api.list_tokens().await?;
             output::emit(client.output(), &list, |list| table(&list.tokens))
         }
         TokenCommand::Revoke { id } => {
-            let info = tokens
-                .revoke_token(unary(pb::RevokeTokenRequest { id }))
-                .await?
-                .into_inner();
+            let info = api.revoke_token(&id).await?;
             output::emit(client.output(), &info, |info| {
                 format!(
                     "token {} ({}, role {}) revoked\n",
