@@ -4,9 +4,10 @@
 //!
 //! Setup: 3 `kairos scheduler` processes on loopback addresses, default election
 //! settings. A writer keeps one `PutJob` in flight at all times (each a new job, so
-//! each is a raft write), as a client would: it sends to the node it last reached,
-//! follows `Unavailable` + `kairos-leader` to the leader, and on any other failure
-//! tries the next node. It records the moment of every acknowledgement.
+//! each is a raft write) through `kairos-client`, as any Rust client would: it sends
+//! to the node it last reached, follows `Unavailable` + `kairos-leader` to the
+//! leader, and on any other failure tries the next node. It records the moment of
+//! every acknowledgement.
 //!
 //! Rounds alternate SIGTERM and SIGKILL (A/B/A/B…), so both modes see the same
 //! machine conditions. Each round: wait until writes are steady; stop the leader the
@@ -22,15 +23,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
+use kairos_client::{Client, ClientConfig, RetryPolicy};
 use kairos_integration_tests::{Cluster, ClusterOptions, wait_until};
 use kairos_proto::v1 as pb;
-use pb::job_service_client::JobServiceClient;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::stats;
 
 /// How long one write may take before the writer gives up on that node.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to a node may take before the writer tries the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The pause before a write goes to the next node: short against an election
+/// (about a second), so it hardly adds to the gap measured.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// Writes that must be acknowledged after a round's restart before the next stop.
 const STEADY_WRITES: usize = 50;
 /// How long the bench waits for steady writes.
@@ -143,7 +148,12 @@ pub fn run(options: &Options) -> Result<()> {
         Ok(())
     })();
     stop_writer.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = runtime.block_on(writer);
+    // A writer that failed to start retried nothing.
+    let retried = runtime
+        .block_on(writer)
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
     if let Err(e) = result {
         return Err(cluster.with_logs(e));
     }
@@ -155,7 +165,7 @@ pub fn run(options: &Options) -> Result<()> {
             .collect()
     };
     let (term, kill) = (of(Stop::Term), of(Stop::Kill));
-    let errors = acks.lock().map_err(|_| anyhow!("poisoned"))?.errors;
+    let errors = acks.lock().map_err(|_| anyhow!("poisoned"))?.errors + retried;
     println!();
     for (how, list) in [(Stop::Term, &term), (Stop::Kill, &kill)] {
         println!(
@@ -197,23 +207,23 @@ fn largest_gap(at: &[Instant], stop: Instant) -> Duration {
         .unwrap_or_default()
 }
 
-fn channel(addr: &str) -> Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(WRITE_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
-
-/// One write in flight at a time, following the leader, until `stop`.
+/// One write in flight at a time, following the leader, until `stop`; the number
+/// of attempts the client retried.
 async fn write_forever(
     endpoints: Vec<String>,
     acks: Arc<Mutex<Acks>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<()> {
-    let mut current = endpoints[0].clone();
-    let mut next_endpoint = 1usize;
-    let mut client = JobServiceClient::new(channel(&current)?);
+) -> Result<u64> {
+    let mut config = ClientConfig::new(endpoints);
+    config.connect_timeout = CONNECT_TIMEOUT;
+    config.request_timeout = WRITE_TIMEOUT;
+    // Each write goes on until it lands or the rounds' own deadlines notice.
+    config.retry = RetryPolicy {
+        max_attempts: 1000,
+        total_time: Duration::from_secs(60),
+        backoff: RETRY_PAUSE,
+    };
+    let client = Client::new(config)?;
     // Bounded by the stop flag the bench sets at the end of its (bounded) rounds.
     let mut i: u64 = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -227,37 +237,14 @@ async fn write_forever(
             })),
             ..Default::default()
         };
-        let mut req = tonic::Request::new(pb::PutJobRequest {
-            job: Some(job),
-            ..Default::default()
-        });
-        req.set_timeout(WRITE_TIMEOUT);
-        match client.put_job(req).await {
-            Ok(_) => {
-                if let Ok(mut a) = acks.lock() {
-                    a.at.push(Instant::now());
-                }
-            }
-            Err(status) => {
-                if let Ok(mut a) = acks.lock() {
-                    a.errors += 1;
-                }
-                let leader = status
-                    .metadata()
-                    .get(kairos_proto::LEADER_METADATA_KEY)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                current = match leader {
-                    Some(addr) if addr != current => addr,
-                    _ => {
-                        let addr = endpoints[next_endpoint % endpoints.len()].clone();
-                        next_endpoint += 1;
-                        addr
-                    }
-                };
-                client = JobServiceClient::new(channel(&current)?);
+        let acked = client.put_job(job).await.is_ok();
+        if let Ok(mut a) = acks.lock() {
+            if acked {
+                a.at.push(Instant::now());
+            } else {
+                a.errors += 1;
             }
         }
     }
-    Ok(())
+    Ok(client.retries())
 }
