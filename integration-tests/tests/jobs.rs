@@ -307,7 +307,11 @@ fn selectors_fan_out_and_hashing_choose_executors_by_tag() -> Result<()> {
         tags,
         BTreeMap::from([
             ("db-1".to_string(), json!({"role": "db", "region": "us"})),
-            ("web-1".to_string(), json!({"role": "web", "region": "eu"})),
+            // `kairos dev`'s own executor is a server, as Dkron's are.
+            (
+                "web-1".to_string(),
+                json!({"role": "web", "region": "eu", "server": "true"})
+            ),
         ]),
         "{listed}"
     );
