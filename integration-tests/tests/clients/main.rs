@@ -7,8 +7,11 @@
 //! - [`dkron`]: the Dkron-compatible `/v1` API, as Dkron's documentation and its
 //!   Python clients use it, and `kairos import --from-dkron`.
 //! - [`openapi`]: /openapi.yaml, checked by schemathesis against `kairos dev`.
+//! - [`rust`]: the `kairos-client` crate over a three-scheduler group, through a
+//!   leader kill.
 
 mod dkron;
 mod grpcurl;
 mod openapi;
 mod python;
+mod rust;
