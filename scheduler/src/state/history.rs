@@ -31,26 +31,7 @@ impl StateMachine {
             return Ok(Err(Error::NotFound(format!("job {}", c.job))));
         };
         let mut entry = (*entry).clone();
-        let prefix = keys::job_executions_prefix(&c.job);
-        let stored = batch.scan_prefix(
-            &self.db,
-            Cf::State,
-            &prefix,
-            entry.record.history_len as usize + 1,
-        )?;
-        let mut removed = 0u64;
-        for (key, _) in stored {
-            let id =
-                keys::id_suffix(&key).ok_or_else(|| StorageError::corrupt("job execution key"))?;
-            if self.active.contains_key(&id) {
-                continue;
-            }
-            batch.delete(Cf::State, key);
-            batch.delete(Cf::State, keys::execution(id));
-            self.count_executions(batch, -1);
-            removed += 1;
-        }
-        entry.record.history_len = entry.record.history_len.saturating_sub(removed);
+        self.drop_finished_beyond(batch, &mut entry, 0, None)?;
         let job = entry
             .record
             .job
@@ -81,9 +62,21 @@ impl StateMachine {
         entry: &mut JobEntry,
         spare: Option<u64>,
     ) -> Result<(), StorageError> {
+        let keep = u64::from(entry.spec.history_keep.max(1));
+        self.drop_finished_beyond(batch, entry, keep, spare)
+    }
+
+    /// Deletes the job's oldest finished executions beyond the newest `keep`
+    /// (0: all of them), never `spare`.
+    fn drop_finished_beyond(
+        &mut self,
+        batch: &mut Batch,
+        entry: &mut JobEntry,
+        keep: u64,
+        spare: Option<u64>,
+    ) -> Result<(), StorageError> {
         // `keep` counts finished executions: running ones are never pruned and do not
         // push newer finished ones out.
-        let keep = u64::from(entry.spec.history_keep.max(1));
         let name = entry.name().to_string();
         let active_here = self.active_by_job.get(&name).map_or(0, |ids| ids.len());
         let finished = entry.record.history_len.saturating_sub(active_here as u64);
