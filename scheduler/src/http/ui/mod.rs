@@ -248,21 +248,10 @@ pub fn message(
 /// What a service call answered with, as a page: the gRPC code as an HTTP status,
 /// the message as the text (it names the field for a bad argument).
 pub fn refused(caller: &Caller, core: &Core, s: &tonic::Status, back: &str) -> Response {
-    use tonic::Code;
-    let code = match s.code() {
-        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unavailable | Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     message(
         caller,
         core,
-        code,
+        super::http_status(s.code()),
         "That did not work",
         s.message().to_string(),
         back,
