@@ -436,7 +436,12 @@ pub fn to_kairos(d: DkronJob) -> Result<pb::Job, Error> {
         ));
     }
     let cfg = &d.executor_config;
-    let (action, timeout) = match d.executor.as_str() {
+    // A job with executor_config.command and no executor is a shell job.
+    let executor = match d.executor.as_str() {
+        "" if d.command.is_empty() && cfg.contains_key("command") => "shell",
+        other => other,
+    };
+    let (action, timeout) = match executor {
         "shell" => {
             let command = cfg.get("command").cloned().unwrap_or_default();
             let through_shell = go_bool(
@@ -453,13 +458,6 @@ pub fn to_kairos(d: DkronJob) -> Result<pb::Job, Error> {
                 ));
             }
             shell_action(cfg, &d.command, d.shell)?
-        }
-        "" if cfg.contains_key("command") => {
-            let through_shell = go_bool(
-                "executor_config.shell",
-                cfg.get("shell").map_or("", String::as_str),
-            )?;
-            shell_action(cfg, &cfg["command"], through_shell)?
         }
         "" => {
             return Err(bad(

@@ -126,20 +126,7 @@ impl From<Error> for ApiError {
 
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
-        let code = match s.code() {
-            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
-            tonic::Code::NotFound => StatusCode::NOT_FOUND,
-            tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-            tonic::Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-            tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(code, s.message().to_string())
+        ApiError(super::http_status(s.code()), s.message().to_string())
     }
 }
 
@@ -185,10 +172,16 @@ fn children_by_parent(core: &Core) -> HashMap<String, Vec<String>> {
     children
 }
 
+/// One job in Dkron's shape, with its children.
 fn dkron_of(core: &Core, job: &pb::Job) -> DkronJob {
-    let children = children_by_parent(core)
-        .remove(&job.name)
-        .unwrap_or_default();
+    let children = core
+        .view
+        .jobs_in_order(None)
+        .filter_map(|entry| {
+            let child = entry.record.job.as_ref()?;
+            (child.parent == job.name).then(|| child.name.clone())
+        })
+        .collect();
     to_dkron(job, children)
 }
 
