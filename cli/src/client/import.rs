@@ -28,6 +28,7 @@ use kairos_scheduler::http::dkron::{job as dkron_job, parents_first};
 use serde_json::Value;
 
 use super::Client;
+use super::job::job_list;
 use crate::args::ImportArgs;
 use crate::output;
 
@@ -58,15 +59,7 @@ pub async fn run(client: &Client, args: ImportArgs) -> anyhow::Result<()> {
                 output::print(&format!("job/{} {}\n", job.name, response.result))?;
             }
             Err(error) => {
-                let names = |jobs: &[pb::Job]| -> String {
-                    let names: Vec<String> =
-                        jobs.iter().map(|j| format!("job/{}", j.name)).collect();
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                };
+                let names = |jobs: &[pb::Job]| job_list(jobs.iter().map(|j| &j.name));
                 return Err(anyhow::Error::new(error).context(format!(
                     "job/{} was refused (imported before it: {}; not tried: {})",
                     job.name,

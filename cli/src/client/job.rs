@@ -221,7 +221,7 @@ fn print_responses(format: OutputFormat, responses: &[pb::PutJobResponse]) -> an
 }
 
 /// `job/a, job/b`, or `none`.
-fn job_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+pub(super) fn job_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<String> = names.map(|n| format!("job/{n}")).collect();
     if names.is_empty() {
         "none".to_string()
